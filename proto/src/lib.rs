@@ -1,0 +1,25 @@
+//! What both sides of a dfs wire must agree on.
+//!
+//! - [`v1`]: the generated gRPC services and messages (package `dfs.v1`).
+//! - [`ids`]: typed ids (`DatanodeId`, `BlockId`, `GenStamp`, `Epoch`, `Zxid`, `ServerId`).
+//! - [`checksum`]: CRC32C checksums over 512-byte chunks.
+//! - [`topology`]: rack paths, the address→rack table and network distance.
+//! - [`status`]: error kinds carried in `tonic::Status` metadata.
+
+pub mod checksum;
+pub mod ids;
+pub mod status;
+pub mod topology;
+
+/// Generated code for the `dfs.v1` package.
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    missing_debug_implementations,
+    clippy::all,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+pub mod v1 {
+    tonic::include_proto!("dfs.v1");
+}
