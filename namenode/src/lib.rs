@@ -1,1 +1,22 @@
-//! placeholder
+//! The dfs namenode: the file-system namespace and the registry of datanodes.
+//!
+//! - [`txn`]: metadata transactions, the only way the namespace changes.
+//! - `namespace`: the in-memory inode tree, permission checks and `apply`.
+//! - `journal`: CRC-framed, group-committed log segments and snapshots.
+//! - `datanodes`: registered datanodes, their racks and liveness.
+//! - `service`: thin gRPC adapters over the above.
+//! - [`config`]: the namenode's TOML configuration.
+//! - [`server`]: wires it all together; [`run`] is the binary's entry point.
+
+pub mod config;
+mod datanodes;
+mod error;
+mod journal;
+mod namespace;
+mod server;
+mod service;
+pub mod txn;
+
+pub use config::NamenodeConfig;
+pub use error::Error;
+pub use server::run;

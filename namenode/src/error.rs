@@ -1,0 +1,170 @@
+//! The namenode's error type and its mapping to `tonic::Status`.
+//!
+//! Messages are HDFS's words, so the CLI prints them after its command name:
+//! `mkdir: '/a/b': No such file or directory`.
+
+use std::io;
+use std::path::PathBuf;
+
+use dfs_proto::status::ErrorKind;
+
+/// A file-system access right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read a file or list a directory.
+    Read,
+    /// Change a file or a directory's entries.
+    Write,
+    /// Traverse a directory.
+    Execute,
+}
+
+impl std::fmt::Display for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Access::Read => "READ",
+            Access::Write => "WRITE",
+            Access::Execute => "EXECUTE",
+        })
+    }
+}
+
+/// Everything a namenode operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The path (or one of its ancestors) does not exist.
+    #[error("'{path}': No such file or directory")]
+    NotFound {
+        /// The path as the caller gave it, normalised.
+        path: String,
+    },
+    /// The path exists and the operation needs it not to.
+    #[error("'{path}': File exists")]
+    AlreadyExists {
+        /// The existing path.
+        path: String,
+    },
+    /// The caller lacks `access` on `inode`.
+    #[error("Permission denied: user={user}, access={access}, inode=\"{inode}\":{owner}:{group}:{mode}")]
+    PermissionDenied {
+        /// The caller.
+        user: String,
+        /// The access that was needed.
+        access: Access,
+        /// The inode's path.
+        inode: String,
+        /// The inode's owner.
+        owner: String,
+        /// The inode's group.
+        group: String,
+        /// The inode's mode as `ls` shows it, e.g. `drwxr-xr-x`.
+        mode: String,
+    },
+    /// Only the owner or a superuser may do this (chmod, chown, set times).
+    #[error("Permission denied: user={user} is not the owner of inode=\"{inode}\"")]
+    NotOwner {
+        /// The caller.
+        user: String,
+        /// The inode's path.
+        inode: String,
+    },
+    /// Only a superuser may do this (e.g. give a file to another user).
+    #[error("Permission denied: user={user} is not a superuser: {what}")]
+    NotSuperuser {
+        /// The caller.
+        user: String,
+        /// What was attempted.
+        what: String,
+    },
+    /// A component of the path is a file, not a directory.
+    #[error("'{path}': Not a directory")]
+    NotADirectory {
+        /// The file that stands where a directory is needed.
+        path: String,
+    },
+    /// The path is a directory where a file is needed.
+    #[error("'{path}': Is a directory")]
+    IsADirectory {
+        /// The directory.
+        path: String,
+    },
+    /// A non-recursive delete of a directory that has entries.
+    #[error("'{path}': Directory is not empty")]
+    DirectoryNotEmpty {
+        /// The directory.
+        path: String,
+    },
+    /// The path is malformed (empty, relative, `.`/`..` components, too long).
+    #[error("'{path}': Invalid path name: {reason}")]
+    InvalidPath {
+        /// The path as received (truncated when huge).
+        path: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A request field is out of range or malformed.
+    #[error("invalid {field}: {reason}")]
+    InvalidArgument {
+        /// The offending field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A journal record failed its checksum or framing before the log's end.
+    #[error("journal {file}: corrupt record at offset {offset}: {reason}")]
+    JournalCorrupt {
+        /// The segment file.
+        file: PathBuf,
+        /// Byte offset of the bad record.
+        offset: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A snapshot file failed its checksum or could not be decoded.
+    #[error("snapshot {file}: {reason}")]
+    SnapshotCorrupt {
+        /// The snapshot file.
+        file: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The journal could not make a transaction durable; the namenode must stop.
+    #[error("journal failed: {reason}")]
+    JournalFailed {
+        /// The underlying failure.
+        reason: String,
+    },
+    /// An I/O error on the namenode's own disk.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl Error {
+    /// The kind a client acts on, or `None` for the namenode's own failures.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        Some(match self {
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::PermissionDenied { .. } | Error::NotOwner { .. } | Error::NotSuperuser { .. } => {
+                ErrorKind::PermissionDenied
+            }
+            Error::NotADirectory { .. } => ErrorKind::NotADirectory,
+            Error::IsADirectory { .. } => ErrorKind::IsADirectory,
+            Error::DirectoryNotEmpty { .. } => ErrorKind::DirectoryNotEmpty,
+            Error::InvalidPath { .. } | Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            Error::JournalFailed { .. } => ErrorKind::Unavailable,
+            Error::JournalCorrupt { .. } | Error::SnapshotCorrupt { .. } | Error::Io(_) => {
+                return None;
+            }
+        })
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        match e.kind() {
+            Some(kind) => kind.status(e.to_string()),
+            None => tonic::Status::internal(format!("namenode: {e}")),
+        }
+    }
+}
