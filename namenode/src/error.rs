@@ -8,6 +8,9 @@ use std::path::PathBuf;
 
 use dfs_proto::status::ErrorKind;
 
+use crate::config::ConfigError;
+use crate::txn::Zxid;
+
 /// A file-system access right.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -45,7 +48,9 @@ pub enum Error {
         path: String,
     },
     /// The caller lacks `access` on `inode`.
-    #[error("Permission denied: user={user}, access={access}, inode=\"{inode}\":{owner}:{group}:{mode}")]
+    #[error(
+        "Permission denied: user={user}, access={access}, inode=\"{inode}\":{owner}:{group}:{mode}"
+    )]
     PermissionDenied {
         /// The caller.
         user: String,
@@ -134,6 +139,17 @@ pub enum Error {
         /// The underlying failure.
         reason: String,
     },
+    /// A logged transaction does not apply to the recovered namespace.
+    #[error("replaying txn {zxid}: {reason}")]
+    Replay {
+        /// The transaction.
+        zxid: Zxid,
+        /// Why it does not apply or decode.
+        reason: String,
+    },
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// An I/O error on the namenode's own disk.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -145,15 +161,19 @@ impl Error {
         Some(match self {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
-            Error::PermissionDenied { .. } | Error::NotOwner { .. } | Error::NotSuperuser { .. } => {
-                ErrorKind::PermissionDenied
-            }
+            Error::PermissionDenied { .. }
+            | Error::NotOwner { .. }
+            | Error::NotSuperuser { .. } => ErrorKind::PermissionDenied,
             Error::NotADirectory { .. } => ErrorKind::NotADirectory,
             Error::IsADirectory { .. } => ErrorKind::IsADirectory,
             Error::DirectoryNotEmpty { .. } => ErrorKind::DirectoryNotEmpty,
             Error::InvalidPath { .. } | Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             Error::JournalFailed { .. } => ErrorKind::Unavailable,
-            Error::JournalCorrupt { .. } | Error::SnapshotCorrupt { .. } | Error::Io(_) => {
+            Error::JournalCorrupt { .. }
+            | Error::SnapshotCorrupt { .. }
+            | Error::Replay { .. }
+            | Error::Config(_)
+            | Error::Io(_) => {
                 return None;
             }
         })

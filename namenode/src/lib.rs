@@ -3,6 +3,8 @@
 //! - [`txn`]: metadata transactions, the only way the namespace changes.
 //! - `namespace`: the in-memory inode tree, permission checks and `apply`.
 //! - `journal`: CRC-framed, group-committed log segments and snapshots.
+//! - `namesystem`: the single writer task: check, zxid, apply, journal.
+//! - `epoch`: the persisted current epoch.
 //! - `datanodes`: registered datanodes, their racks and liveness.
 //! - `service`: thin gRPC adapters over the above.
 //! - [`config`]: the namenode's TOML configuration.
@@ -10,9 +12,11 @@
 
 pub mod config;
 mod datanodes;
+mod epoch;
 mod error;
 mod journal;
 mod namespace;
+mod namesystem;
 mod server;
 mod service;
 pub mod txn;

@@ -1,1 +1,26 @@
-fn main() {}
+//! The dfs datanode.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+
+/// Stores dfs block replicas and reports them to the namenodes.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Datanode configuration file (TOML).
+    #[arg(long, env = "DFS_DATANODE_CONFIG")]
+    config: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    dfs::init_tracing("info");
+    let config = dfs_datanode::DatanodeConfig::load(&args.config)?;
+    let shutdown = dfs::cancel_on_signals();
+    dfs_datanode::run(config, shutdown)
+        .await
+        .with_context(|| format!("datanode with config {}", args.config.display()))
+}

@@ -1,1 +1,12 @@
-fn main() {}
+//! The `dfs` command-line client.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = dfs_client::cli::Cli::parse();
+    dfs::init_tracing("warn");
+    dfs_client::cli::run(cli).await
+}

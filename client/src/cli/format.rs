@@ -1,0 +1,124 @@
+//! How the CLI shows entries: HDFS `ls` columns, mode strings, times, sizes.
+
+use crate::fs::FileStatus;
+
+/// `drwxr-xr-x`-style mode string; sticky shows as `t`/`T` in the last place.
+pub(super) fn mode_string(is_dir: bool, mode: u16) -> String {
+    let mut s = String::with_capacity(10);
+    s.push(if is_dir { 'd' } else { '-' });
+    for shift in [6u16, 3, 0] {
+        let bits = (mode >> shift) & 0o7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        let exec = bits & 1 != 0;
+        s.push(match (shift == 0 && mode & 0o1000 != 0, exec) {
+            (true, true) => 't',
+            (true, false) => 'T',
+            (false, true) => 'x',
+            (false, false) => '-',
+        });
+    }
+    s
+}
+
+/// `yyyy-mm-dd HH:MM` in UTC for milliseconds since the Unix epoch.
+pub(super) fn time_string(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let (y, m, d) = civil_from_days(days);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Bytes in binary units, e.g. `1.5 GiB`.
+pub(super) fn bytes_string(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The rows of an HDFS-style listing, columns padded to their widest cell.
+pub(super) fn ls_lines(entries: &[FileStatus]) -> Vec<String> {
+    let rep = |e: &FileStatus| {
+        if e.is_dir() {
+            "-".to_owned()
+        } else {
+            e.replication.to_string()
+        }
+    };
+    let width = |f: &dyn Fn(&FileStatus) -> usize| entries.iter().map(f).max().unwrap_or(0);
+    let rep_w = width(&|e| rep(e).len());
+    let owner_w = width(&|e| e.owner.len());
+    let group_w = width(&|e| e.group.len());
+    let size_w = width(&|e| e.length.to_string().len());
+    entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {:>rep_w$} {:<owner_w$} {:<group_w$} {:>size_w$} {} {}",
+                mode_string(e.is_dir(), e.permission),
+                rep(e),
+                e.owner,
+                e.group,
+                e.length,
+                time_string(e.modification_time_ms),
+                e.path,
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_read_like_ls() {
+        assert_eq!(mode_string(true, 0o755), "drwxr-xr-x");
+        assert_eq!(mode_string(false, 0o644), "-rw-r--r--");
+        assert_eq!(mode_string(true, 0o1777), "drwxrwxrwt");
+        assert_eq!(mode_string(true, 0o1770), "drwxrwx--T");
+    }
+
+    #[test]
+    fn times_are_utc_calendar_dates() {
+        assert_eq!(time_string(0), "1970-01-01 00:00");
+        // 2026-11-22 10:30:00 UTC
+        assert_eq!(time_string(1_795_343_400_000), "2026-11-22 10:30");
+        assert_eq!(time_string(951_782_400_000), "2000-02-29 00:00");
+    }
+
+    #[test]
+    fn sizes_use_binary_units() {
+        assert_eq!(bytes_string(512), "512 B");
+        assert_eq!(bytes_string(1536), "1.5 KiB");
+        assert_eq!(bytes_string(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+}

@@ -1,0 +1,135 @@
+//! The `dfs` command set, HDFS-shell-like: one file per command group
+//! behind the [`Command`] enum. Errors go to stderr as `CMD: message` and
+//! make the exit status non-zero; `--json` output is for scripts.
+
+mod admin;
+mod format;
+mod namespace;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::ClientConfig;
+use crate::error::Error;
+use crate::fs::DfsClient;
+
+/// Command-line client of a dfs cluster.
+#[derive(Debug, Parser)]
+#[command(name = "dfs", version, about)]
+pub struct Cli {
+    /// Client configuration file (default ./dfs.toml).
+    #[arg(long, global = true, env = "DFS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Act as this user (default: the config's user, else the OS user).
+    #[arg(long, global = true, env = "DFS_USER")]
+    user: Option<String>,
+    /// Bind outgoing connections to this local address (places the client on a rack).
+    #[arg(long, global = true, env = "DFS_BIND_ADDRESS")]
+    bind_address: Option<IpAddr>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Every `dfs` command.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create directories.
+    Mkdir(namespace::Mkdir),
+    /// List directories (HDFS columns: mode, replication, owner, group, size, mtime, path).
+    Ls(namespace::Ls),
+    /// Describe files and directories.
+    Stat(namespace::Stat),
+    /// Create empty files.
+    Touchz(namespace::Touchz),
+    /// Delete files and directories.
+    Rm(namespace::Rm),
+    /// Move or rename.
+    Mv(namespace::Mv),
+    /// Change mode bits (octal like 755, or symbolic like u+x,go-w).
+    Chmod(namespace::Chmod),
+    /// Change owner and/or group (OWNER, OWNER:GROUP or :GROUP).
+    Chown(namespace::Chown),
+    /// Change the replication factor of files (of every file below a directory).
+    Setrep(namespace::Setrep),
+    /// Cluster administration.
+    #[command(subcommand)]
+    Admin(admin::Admin),
+}
+
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Mkdir(_) => "mkdir",
+            Command::Ls(_) => "ls",
+            Command::Stat(_) => "stat",
+            Command::Touchz(_) => "touchz",
+            Command::Rm(_) => "rm",
+            Command::Mv(_) => "mv",
+            Command::Chmod(_) => "chmod",
+            Command::Chown(_) => "chown",
+            Command::Setrep(_) => "setrep",
+            Command::Admin(_) => "admin",
+        }
+    }
+}
+
+/// Collects per-path failures: each is reported at once, and any makes the exit status 1.
+#[derive(Debug)]
+struct Outcome {
+    command: &'static str,
+    failed: bool,
+}
+
+impl Outcome {
+    fn new(command: &'static str) -> Self {
+        Outcome {
+            command,
+            failed: false,
+        }
+    }
+
+    fn check<T>(&mut self, result: Result<T, Error>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(e) => {
+                eprintln!("{}: {e}", self.command);
+                self.failed = true;
+                None
+            }
+        }
+    }
+}
+
+/// Runs one `dfs` invocation.
+pub async fn run(cli: Cli) -> ExitCode {
+    let name = cli.command.name();
+    let mut outcome = Outcome::new(name);
+    let client = ClientConfig::load(cli.config.as_deref()).and_then(|mut config| {
+        if cli.bind_address.is_some() {
+            config.bind_address = cli.bind_address;
+        }
+        DfsClient::connect(&config, cli.user)
+    });
+    if let Some(client) = outcome.check(client) {
+        match cli.command {
+            Command::Mkdir(args) => args.run(&client, &mut outcome).await,
+            Command::Ls(args) => args.run(&client, &mut outcome).await,
+            Command::Stat(args) => args.run(&client, &mut outcome).await,
+            Command::Touchz(args) => args.run(&client, &mut outcome).await,
+            Command::Rm(args) => args.run(&client, &mut outcome).await,
+            Command::Mv(args) => args.run(&client, &mut outcome).await,
+            Command::Chmod(args) => args.run(&client, &mut outcome).await,
+            Command::Chown(args) => args.run(&client, &mut outcome).await,
+            Command::Setrep(args) => args.run(&client, &mut outcome).await,
+            Command::Admin(args) => args.run(&client, &mut outcome).await,
+        }
+    }
+    if outcome.failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

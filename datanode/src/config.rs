@@ -1,0 +1,82 @@
+//! The datanode's configuration file (TOML, serde defaults).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::Error;
+
+/// The datanode's TOML configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatanodeConfig {
+    /// Every namenode's gRPC address. Required, at least one.
+    pub namenodes: Vec<SocketAddr>,
+    /// Data-transfer address. Its IP is also the source address of every
+    /// outgoing connection, which is how the namenode finds this node's rack.
+    /// Default `127.0.0.1:9866`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Directory of the replicas and the datanode id. Required.
+    pub data_dir: PathBuf,
+    /// Milliseconds between heartbeats. Default 3 000.
+    #[serde(default = "default_heartbeat_interval_ms")]
+    pub heartbeat_interval_ms: u64,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9866))
+}
+fn default_heartbeat_interval_ms() -> u64 {
+    3_000
+}
+
+impl DatanodeConfig {
+    /// Reads, parses and checks a TOML file.
+    ///
+    /// # Errors
+    /// The file is unreadable, malformed or out of range.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let config_error = |reason: String| Error::Config {
+            path: path.to_owned(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| config_error(e.to_string()))?;
+        let config: DatanodeConfig =
+            toml::from_str(&text).map_err(|e| config_error(e.to_string()))?;
+        config.check().map_err(config_error)?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.namenodes.is_empty() {
+            return Err("namenodes: at least one namenode address is needed".into());
+        }
+        if self.heartbeat_interval_ms == 0 {
+            return Err("heartbeat_interval_ms must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Time between heartbeats.
+    pub(crate) fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_checks() {
+        let ok: DatanodeConfig =
+            toml::from_str("namenodes = [\"127.0.0.1:8020\"]\ndata_dir = \"/d\"").unwrap();
+        assert_eq!(ok.heartbeat_interval(), Duration::from_secs(3));
+        assert!(ok.check().is_ok());
+        let none: DatanodeConfig = toml::from_str("namenodes = []\ndata_dir = \"/d\"").unwrap();
+        assert!(none.check().is_err());
+    }
+}

@@ -1,0 +1,103 @@
+//! Wires the namenode together: journal recovery, the namesystem's writer
+//! task, the datanode registry and the gRPC server.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dfs_proto::v1::client_protocol_server::ClientProtocolServer;
+use dfs_proto::v1::datanode_protocol_server::DatanodeProtocolServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::NamenodeConfig;
+use crate::datanodes::Registry;
+use crate::error::Error;
+use crate::journal::{self, JournalOptions};
+use crate::namespace::PermissionPolicy;
+use crate::namesystem::Namesystem;
+use crate::service::{ClientService, DatanodeService};
+
+/// How long shutdown waits for in-flight work before giving up.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(8);
+
+/// Runs a namenode until `shutdown` is cancelled or its journal fails.
+///
+/// Prints `ready <addr>` on stdout once it accepts connections.
+///
+/// # Errors
+/// Bad configuration, an unrecoverable journal, or a journal failure while running.
+pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<(), Error> {
+    let settings = Arc::new(config.validate()?);
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let (journal, recovered) = journal::open(
+        &settings.data_dir.join("journal"),
+        JournalOptions::default(),
+    )?;
+    let last_logged = recovered
+        .txns
+        .last()
+        .map(|(z, _)| *z)
+        .or(recovered.snapshot.as_ref().map(|(z, _)| *z))
+        .unwrap_or_default();
+    let epoch = crate::epoch::bump(&settings.data_dir, last_logged.epoch())?;
+    let policy = PermissionPolicy {
+        superuser: settings.superuser.clone(),
+        supergroup: settings.supergroup.clone(),
+        umask: settings.umask,
+    };
+    // A journal failure cancels `fatal`, which stops everything below.
+    let fatal = shutdown.child_token();
+    let (namesystem, writer) = Namesystem::recover(
+        policy,
+        recovered,
+        journal,
+        epoch,
+        settings.checkpoint_txns,
+        fatal.clone(),
+    )?;
+    let registry = Arc::new(Mutex::new(Registry::new(
+        settings.stale_after,
+        settings.dead_after,
+    )));
+    let tasks = TaskTracker::new();
+    tasks.spawn(writer.run(fatal.child_token()));
+
+    let client = ClientService {
+        namesystem,
+        registry: registry.clone(),
+        settings: settings.clone(),
+    };
+    let datanode = DatanodeService {
+        registry,
+        settings: settings.clone(),
+        epoch,
+    };
+    let listener = TcpListener::bind(settings.listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, %epoch, superuser = %settings.superuser, "namenode serving");
+    println!("ready {addr}");
+
+    let served = tonic::transport::Server::builder()
+        .add_service(ClientProtocolServer::new(client))
+        .add_service(DatanodeProtocolServer::new(datanode))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), fatal.cancelled())
+        .await;
+    fatal.cancel();
+    tasks.close();
+    if tokio::time::timeout(DRAIN_DEADLINE, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("tasks still running after the drain deadline");
+    }
+    served.map_err(|e| Error::Io(std::io::Error::other(e)))?;
+    if !shutdown.is_cancelled() {
+        return Err(Error::JournalFailed {
+            reason: "stopped after a journal failure (see the log above)".into(),
+        });
+    }
+    tracing::info!("namenode stopped");
+    Ok(())
+}
