@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> ExitCode {
     let cli = dfs_client::cli::Cli::parse();
     dfs::init_tracing("warn");

@@ -3,6 +3,7 @@
 //! make the exit status non-zero; `--json` output is for scripts.
 
 mod admin;
+mod bench;
 mod format;
 mod namespace;
 
@@ -57,6 +58,9 @@ enum Command {
     /// Cluster administration.
     #[command(subcommand)]
     Admin(admin::Admin),
+    /// Benchmarks against a baseline measured in the same run.
+    #[command(subcommand)]
+    Bench(bench::Bench),
 }
 
 impl Command {
@@ -72,6 +76,7 @@ impl Command {
             Command::Chown(_) => "chown",
             Command::Setrep(_) => "setrep",
             Command::Admin(_) => "admin",
+            Command::Bench(_) => "bench",
         }
     }
 }
@@ -107,13 +112,18 @@ impl Outcome {
 pub async fn run(cli: Cli) -> ExitCode {
     let name = cli.command.name();
     let mut outcome = Outcome::new(name);
-    let client = ClientConfig::load(cli.config.as_deref()).and_then(|mut config| {
+    let config = ClientConfig::load(cli.config.as_deref()).map(|mut config| {
         if cli.bind_address.is_some() {
             config.bind_address = cli.bind_address;
         }
-        DfsClient::connect(&config, cli.user)
+        config
     });
-    if let Some(client) = outcome.check(client) {
+    let Some(config) = outcome.check(config) else {
+        return ExitCode::FAILURE;
+    };
+    if let Command::Bench(bench) = cli.command {
+        bench.run(&config, cli.user, &mut outcome).await;
+    } else if let Some(client) = outcome.check(DfsClient::connect(&config, cli.user)) {
         match cli.command {
             Command::Mkdir(args) => args.run(&client, &mut outcome).await,
             Command::Ls(args) => args.run(&client, &mut outcome).await,
@@ -125,6 +135,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             Command::Chown(args) => args.run(&client, &mut outcome).await,
             Command::Setrep(args) => args.run(&client, &mut outcome).await,
             Command::Admin(args) => args.run(&client, &mut outcome).await,
+            Command::Bench(_) => {}
         }
     }
     if outcome.failed {

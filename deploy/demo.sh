@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Builds dfs, starts a local cluster (1 namenode, 6 datanodes on 2 fake
+# racks) in ./dfs-demo and runs a short job against it. The cluster keeps
+# running afterwards; the last line says how to stop it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --bins --quiet
+bin="$PWD/target/release"
+dir="${DFS_DEMO_DIR:-$PWD/dfs-demo}"
+if [ -f "$dir/cluster.json" ]; then "$bin/dfs-cluster" down --dir "$dir"; fi
+rm -rf "$dir"
+"$bin/dfs-cluster" up --dir "$dir"
+export DFS_CONFIG="$dir/dfs.toml"
+me="$(id -un)"
+set -x
+"$bin/dfs" mkdir -p "/user/$me/demo/logs" /tmp
+"$bin/dfs" chmod 1777 /tmp
+"$bin/dfs" touchz "/user/$me/demo/README"
+"$bin/dfs" setrep 2 "/user/$me/demo/README"
+"$bin/dfs" mv "/user/$me/demo/logs" "/user/$me/demo/archive"
+"$bin/dfs" ls -R /
+"$bin/dfs" stat "/user/$me/demo"
+"$bin/dfs" admin report
+{ set +x; } 2>/dev/null
+echo
+echo "The cluster is still up. Try: export DFS_CONFIG=$dir/dfs.toml; $bin/dfs ls /"
+echo "Stop it with: $bin/dfs-cluster down --dir $dir"
