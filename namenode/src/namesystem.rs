@@ -93,6 +93,7 @@ impl Namesystem {
             snapshot = ?recovered.snapshot.as_ref().map(|(z, _)| z.to_string()),
             replayed = recovered.txns.len(),
             inodes = namespace.inode_count(),
+            digest = format_args!("{:016x}", namespace.digest()),
             %epoch,
             "namespace recovered"
         );

@@ -1,100 +1,222 @@
-//! TEMPORARY STUB (replaced by the real namespace module before commit).
-#![allow(dead_code, unused_variables)]
-use crate::error::Error;
-use crate::txn::{PermissionStatus, Txn};
+//! The namespace: the in-memory inode tree of directories and files.
+//!
+//! It owns the tree, the permission and existence checks that guard it, and
+//! the only code that changes it. A request goes through two steps:
+//!
+//! ```text
+//!   Op + Caller --check(&self)--> Option<Txn> --journal, quorum commit--> apply(&mut self)
+//!               (validate, permissions,         (the namespace is       (deterministic:
+//!                existence; no change)           not involved)           same log, same tree)
+//! ```
+//!
+//! It must not touch the journal, the network, the clock or the datanodes:
+//! time comes in as an argument and is recorded in the `Txn`, and block
+//! locations are soft state kept elsewhere. The permission policy is
+//! configuration, not state: it is not part of the checkpoint image.
+//!
+//! - `path`: validation and normalisation of absolute paths.
+//! - `permission`: HDFS's permission checker and mode strings.
+//! - `tree`: the inode arena, its walks, its digest and image validation.
+//! - `check`: turns an [`Op`] into a [`Txn`](crate::txn::Txn) or an error.
+//! - `apply`: replays a [`Txn`](crate::txn::Txn) onto the tree.
+
+mod apply;
+mod check;
+mod path;
+mod permission;
+mod tree;
+
+#[cfg(test)]
+mod namespace_test;
+
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone)]
+use crate::error::{Access, Error};
+use crate::txn::PermissionStatus;
+
+use self::path::{FsPath, join};
+use self::permission::Checker;
+use self::tree::{Body, Inode, InodeId, Tree};
+
+/// Who is asking: HDFS "simple" identity, sent with every request.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Caller {
+    /// The user name.
     pub(crate) user: String,
+    /// The groups the user belongs to.
     pub(crate) groups: Vec<String>,
 }
-#[derive(Debug, Clone)]
+
+/// Who is a superuser and which umask applies to new inodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct PermissionPolicy {
+    /// This user bypasses permission checks (HDFS: the namenode's own user).
     pub(crate) superuser: String,
+    /// Members of this group bypass permission checks (`dfs.permissions.superusergroup`).
     pub(crate) supergroup: String,
+    /// Bits cleared from a new inode's requested mode (`fs.permissions.umask-mode`).
     pub(crate) umask: u16,
 }
-#[derive(Debug, Clone)]
+
+/// A request to change the namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Op {
+    /// Creates a directory (mkdir).
     Mkdirs {
+        /// Absolute path of the directory.
         path: String,
+        /// Requested mode before the umask; `None` = `0o777`.
         mode: Option<u16>,
+        /// Create missing parents, and succeed if the directory exists (`-p`).
         create_parent: bool,
     },
+    /// Creates an empty file.
     Create {
+        /// Absolute path of the file.
         path: String,
+        /// Requested mode before the umask; `None` = `0o666`.
         mode: Option<u16>,
+        /// Replace an existing file.
         overwrite: bool,
+        /// Create missing parents.
         create_parent: bool,
+        /// Target replica count, `1..=512`.
         replication: u16,
+        /// Bytes per block: a multiple of 512 from 1 MiB to 1 TiB.
         block_size: u64,
     },
+    /// Deletes a file or a directory.
     Delete {
+        /// Absolute path; not `/`.
         path: String,
+        /// Also delete a non-empty directory's contents.
         recursive: bool,
     },
+    /// Moves `src` to `dst`, which must not exist.
     Rename {
+        /// Absolute path of what moves; not `/`.
         src: String,
+        /// Its new absolute path, whose parent is an existing directory.
         dst: String,
     },
+    /// Changes mode bits (chmod).
     SetPermission {
+        /// Absolute path.
         path: String,
+        /// New mode, at most `0o7777`.
         mode: u16,
     },
+    /// Changes owner and/or group (chown, chgrp).
     SetOwner {
+        /// Absolute path.
         path: String,
+        /// New owner (superuser only), if changed.
         owner: Option<String>,
+        /// New group (the owner must be a member), if changed.
         group: Option<String>,
     },
+    /// Changes a file's replica count; ignored for directories.
     SetReplication {
+        /// Absolute path.
         path: String,
+        /// New replica count, `1..=512`.
         replication: u16,
     },
+    /// Changes modification and/or access time.
     SetTimes {
+        /// Absolute path.
         path: String,
+        /// New mtime in ms since the Unix epoch, if changed.
         mtime_ms: Option<u64>,
+        /// New atime in ms since the Unix epoch, if changed.
         atime_ms: Option<u64>,
     },
 }
+
+/// Whether an inode is a directory or a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FileKind {
+    /// A directory.
     Directory,
+    /// A file.
     File,
 }
-#[derive(Debug, Clone)]
+
+/// What `stat` and `ls` show about one inode.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FileStatus {
+    /// Normalised absolute path.
     pub(crate) path: String,
+    /// Directory or file.
     pub(crate) kind: FileKind,
+    /// Owner, group and mode.
     pub(crate) perm: PermissionStatus,
+    /// Bytes (0 for directories).
     pub(crate) length: u64,
+    /// Modification time, ms since the Unix epoch.
     pub(crate) mtime_ms: u64,
+    /// Access time, ms since the Unix epoch.
     pub(crate) atime_ms: u64,
+    /// Target replica count (0 for directories).
     pub(crate) replication: u16,
+    /// Bytes per block (0 for directories).
     pub(crate) block_size: u64,
+    /// Number of entries (0 for files).
     pub(crate) children: u64,
 }
+
+/// The inode tree plus the policy its checks use; serialises as the
+/// checkpoint image (the tree only).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Namespace {}
+pub(crate) struct Namespace {
+    tree: Tree,
+    /// Configuration, not state: set again after loading an image.
+    #[serde(skip)]
+    policy: PermissionPolicy,
+}
+
 impl Namespace {
+    /// An empty namespace: root `/` owned by `policy.superuser:policy.supergroup`,
+    /// mode `0o755`, mtime 0.
     pub(crate) fn new(policy: PermissionPolicy) -> Self {
-        Namespace {}
+        let root = Inode::directory(
+            PermissionStatus {
+                owner: policy.superuser.clone(),
+                group: policy.supergroup.clone(),
+                mode: 0o755,
+            },
+            0,
+        );
+        Namespace {
+            tree: Tree::new(root),
+            policy,
+        }
     }
-    pub(crate) fn set_policy(&mut self, policy: PermissionPolicy) {}
-    pub(crate) fn check(
-        &self,
-        op: &Op,
-        caller: &Caller,
-        now_ms: u64,
-    ) -> Result<Option<Txn>, Error> {
-        Ok(None)
+
+    /// Replaces the policy, e.g. after loading an image (which has none:
+    /// until this is called nobody is a superuser and the umask is 0).
+    pub(crate) fn set_policy(&mut self, policy: PermissionPolicy) {
+        self.policy = policy;
     }
-    pub(crate) fn apply(&mut self, txn: &Txn) -> Result<(), Error> {
-        Ok(())
-    }
+
+    /// The status of the file or directory at `path`; needs EXECUTE on its ancestors.
+    ///
+    /// # Errors
+    /// `InvalidPath`, `InvalidArgument` (caller), `PermissionDenied`,
+    /// `NotADirectory` (a file in the path), `NotFound`.
     pub(crate) fn file_info(&self, path: &str, caller: &Caller) -> Result<FileStatus, Error> {
-        Err(Error::NotFound { path: path.into() })
+        let path = FsPath::parse(path)?;
+        let checker = Checker::new(caller, &self.policy)?;
+        let (_, inode) = self.resolve_existing(&checker, &path)?;
+        Ok(status(path.as_str().to_owned(), inode))
     }
+
+    /// A page of a directory's entries in name order: those named after
+    /// `start_after` (`""` = from the start), at most `limit`, and whether more
+    /// follow. For a file, just that file. A directory needs READ and EXECUTE.
+    ///
+    /// # Errors
+    /// As [`Namespace::file_info`], and `InvalidArgument` for a zero `limit`.
     pub(crate) fn list(
         &self,
         path: &str,
@@ -102,12 +224,111 @@ impl Namespace {
         start_after: &str,
         limit: usize,
     ) -> Result<(Vec<FileStatus>, bool), Error> {
-        Ok((vec![], false))
+        let path = FsPath::parse(path)?;
+        let checker = Checker::new(caller, &self.policy)?;
+        if limit == 0 {
+            return Err(Error::InvalidArgument {
+                field: "limit",
+                reason: "must be at least 1".to_owned(),
+            });
+        }
+        let (_, inode) = self.resolve_existing(&checker, &path)?;
+        let Some(dir) = inode.dir() else {
+            return Ok((vec![status(path.as_str().to_owned(), inode)], false));
+        };
+        for access in [Access::Read, Access::Execute] {
+            checker.check(&inode.perm, true, path.as_str(), access)?;
+        }
+        let after = (
+            std::ops::Bound::Excluded(start_after),
+            std::ops::Bound::Unbounded,
+        );
+        let mut entries = dir.children.range::<str, _>(after);
+        let mut page = Vec::new();
+        for (name, &id) in entries.by_ref().take(limit) {
+            if let Some(child) = self.tree.get(id) {
+                page.push(status(join(path.as_str(), name), child));
+            }
+        }
+        let has_more = entries.next().is_some();
+        Ok((page, has_more))
     }
+
+    /// A stable digest of the whole tree (names, kinds, permissions, times,
+    /// sizes) so replicas can compare namespaces. Inode ids are not included.
     pub(crate) fn digest(&self) -> u64 {
-        0
+        self.tree.digest()
     }
+
+    /// Number of inodes, the root included.
     pub(crate) fn inode_count(&self) -> u64 {
-        1
+        self.tree.len()
+    }
+
+    /// Resolves `path`, checking EXECUTE on every existing ancestor and that
+    /// none of them is a file.
+    fn traverse(&self, checker: &Checker<'_>, path: &FsPath) -> Result<tree::Resolved, Error> {
+        let resolved = self.tree.resolve(path);
+        for (depth, &id) in resolved.ancestors().iter().enumerate() {
+            let inode = self.inode(id)?;
+            let prefix = path.prefix(depth);
+            if !inode.is_dir() {
+                return Err(Error::NotADirectory {
+                    path: prefix.to_owned(),
+                });
+            }
+            checker.check(&inode.perm, true, prefix, Access::Execute)?;
+        }
+        Ok(resolved)
+    }
+
+    /// [`Namespace::traverse`], then the path's own inode or `NotFound`.
+    fn resolve_existing(
+        &self,
+        checker: &Checker<'_>,
+        path: &FsPath,
+    ) -> Result<(InodeId, &Inode), Error> {
+        let resolved = self.traverse(checker, path)?;
+        let id = resolved.target().ok_or_else(|| not_found(path))?;
+        Ok((id, self.inode(id)?))
+    }
+
+    /// The inode `id`, which a resolution just returned.
+    fn inode(&self, id: InodeId) -> Result<&Inode, Error> {
+        // The tree links only ids it holds; this error would mean a broken image.
+        self.tree.get(id).ok_or_else(|| Error::InvalidArgument {
+            field: "inode",
+            reason: format!("inode {id} is linked but missing"),
+        })
+    }
+}
+
+fn not_found(path: &FsPath) -> Error {
+    Error::NotFound {
+        path: path.as_str().to_owned(),
+    }
+}
+
+fn status(path: String, inode: &Inode) -> FileStatus {
+    let (kind, length, replication, block_size, children) = match &inode.body {
+        Body::Directory(dir) => (FileKind::Directory, 0, 0, 0, dir.children.len() as u64),
+        Body::File(file) => (
+            FileKind::File,
+            file.length(),
+            file.replication,
+            file.block_size,
+            0,
+        ),
+    };
+    FileStatus {
+        path,
+        kind,
+        perm: inode.perm.clone(),
+        length,
+        mtime_ms: inode.mtime_ms,
+        atime_ms: inode.atime_ms,
+        replication,
+        block_size,
+        children,
     }
 }

@@ -1,0 +1,321 @@
+//! `apply`: replays a committed [`Txn`] onto the tree.
+//!
+//! Deterministic: everything comes from the txn and the tree (no clock, no
+//! policy). Each txn is validated completely before the first change, so a
+//! txn that does not fit the tree (a corrupt or misordered log) is an error
+//! and leaves the tree as it was. Permissions are not checked here: they were
+//! checked before the txn was proposed.
+
+use std::collections::BTreeMap;
+
+use crate::error::Error;
+use crate::txn::{NewDir, PermissionStatus, Txn};
+
+use super::Namespace;
+use super::check::{implicit_parent_of_file, validate_block_size, validate_replication};
+use super::path::FsPath;
+use super::permission::{validate_mode, validate_principal};
+use super::tree::{Body, File, Inode, InodeId};
+
+impl Namespace {
+    /// Applies a committed transaction.
+    ///
+    /// # Errors
+    /// When `txn` does not fit the tree; the tree is then unchanged.
+    pub(crate) fn apply(&mut self, txn: &Txn) -> Result<(), Error> {
+        match txn {
+            Txn::Mkdirs { dirs, mtime_ms } => self.apply_mkdirs(dirs, *mtime_ms),
+            Txn::Create {
+                path,
+                perm,
+                overwrite,
+                replication,
+                block_size,
+                mtime_ms,
+            } => {
+                let path = parse_not_root(path)?;
+                validate_perm(perm)?;
+                validate_replication(*replication)?;
+                validate_block_size(*block_size)?;
+                let resolved = self.tree.resolve(&path);
+                self.require_directories(&path, resolved.ancestors())?;
+                if let Some(id) = resolved.target() {
+                    if self.inode(id)?.is_dir() {
+                        return Err(Error::IsADirectory {
+                            path: path.as_str().to_owned(),
+                        });
+                    }
+                    if !overwrite {
+                        return Err(Error::AlreadyExists {
+                            path: path.as_str().to_owned(),
+                        });
+                    }
+                }
+                // Validated; from here on nothing can fail for a well-formed tree.
+                let (depth, mut parent) = resolved.deepest_ancestor();
+                let parent_perm = implicit_parent_of_file(self.inode(parent)?, &perm.owner);
+                let names: Vec<&str> = path.components().collect();
+                let (Some(&file_name), Some(missing)) =
+                    (names.last(), names.get(depth..names.len() - 1))
+                else {
+                    return Err(not_fitting("create", &path));
+                };
+                self.touch(parent, *mtime_ms);
+                for name in missing {
+                    let dir = Inode::directory(parent_perm.clone(), *mtime_ms);
+                    parent = self
+                        .tree
+                        .insert(parent, name, dir)
+                        .ok_or_else(|| not_fitting("create", &path))?;
+                }
+                if resolved.target().is_some() {
+                    self.tree.remove(parent, file_name);
+                }
+                let file = Inode {
+                    perm: perm.clone(),
+                    mtime_ms: *mtime_ms,
+                    atime_ms: *mtime_ms,
+                    body: Body::File(File {
+                        replication: *replication,
+                        block_size: *block_size,
+                    }),
+                };
+                self.tree
+                    .insert(parent, file_name, file)
+                    .ok_or_else(|| not_fitting("create", &path))?;
+                Ok(())
+            }
+            Txn::Delete { path, mtime_ms } => {
+                let path = parse_not_root(path)?;
+                let resolved = self.tree.resolve(&path);
+                let (Some(_), Some(parent), Some(name)) = (
+                    resolved.target(),
+                    resolved.parent(),
+                    path.components().last(),
+                ) else {
+                    return Err(not_found(&path));
+                };
+                self.tree.remove(parent, name);
+                self.touch(parent, *mtime_ms);
+                Ok(())
+            }
+            Txn::Rename { src, dst, mtime_ms } => self.apply_rename(src, dst, *mtime_ms),
+            Txn::SetPermission { path, mode } => {
+                let mode = validate_mode(*mode)?;
+                self.existing_mut(path)?.perm.mode = mode;
+                Ok(())
+            }
+            Txn::SetOwner { path, owner, group } => {
+                if let Some(owner) = owner {
+                    validate_principal("owner", owner)?;
+                }
+                if let Some(group) = group {
+                    validate_principal("group", group)?;
+                }
+                let inode = self.existing_mut(path)?;
+                if let Some(owner) = owner {
+                    inode.perm.owner.clone_from(owner);
+                }
+                if let Some(group) = group {
+                    inode.perm.group.clone_from(group);
+                }
+                Ok(())
+            }
+            Txn::SetReplication { path, replication } => {
+                validate_replication(*replication)?;
+                let inode = self.existing_mut(path)?;
+                match &mut inode.body {
+                    Body::File(file) => {
+                        file.replication = *replication;
+                        Ok(())
+                    }
+                    Body::Directory(_) => Err(Error::IsADirectory { path: path.clone() }),
+                }
+            }
+            Txn::SetTimes {
+                path,
+                mtime_ms,
+                atime_ms,
+            } => {
+                let inode = self.existing_mut(path)?;
+                if let Some(t) = mtime_ms {
+                    inode.mtime_ms = *t;
+                }
+                if let Some(t) = atime_ms {
+                    inode.atime_ms = *t;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn apply_mkdirs(&mut self, dirs: &[NewDir], mtime_ms: u64) -> Result<(), Error> {
+        // Plan: each directory is new, and its parent is an existing
+        // directory or one created earlier in this txn.
+        let mut plan = Vec::with_capacity(dirs.len());
+        let mut planned: BTreeMap<String, usize> = BTreeMap::new();
+        for dir in dirs {
+            let path = parse_not_root(&dir.path)?;
+            validate_perm(&dir.perm)?;
+            let parent_path = path.prefix(path.depth() - 1).to_owned();
+            let name = path.components().last().unwrap_or_default().to_owned();
+            let parent = match planned.get(parent_path.as_str()) {
+                Some(&index) => Parent::Planned(index),
+                None => {
+                    let resolved = self.tree.resolve(&path);
+                    self.require_directories(&path, resolved.ancestors())?;
+                    if resolved.target().is_some() {
+                        return Err(Error::AlreadyExists {
+                            path: dir.path.clone(),
+                        });
+                    }
+                    Parent::Existing(resolved.parent().ok_or_else(|| not_found(&path))?)
+                }
+            };
+            if planned
+                .insert(path.as_str().to_owned(), plan.len())
+                .is_some()
+            {
+                return Err(Error::AlreadyExists {
+                    path: dir.path.clone(),
+                });
+            }
+            plan.push((parent, name, &dir.perm));
+        }
+        if plan.is_empty() {
+            return Err(Error::InvalidArgument {
+                field: "txn",
+                reason: "mkdirs without directories".to_owned(),
+            });
+        }
+        // Commit.
+        let mut created: Vec<InodeId> = Vec::with_capacity(plan.len());
+        for (parent, name, perm) in plan {
+            let parent = match parent {
+                Parent::Existing(id) => {
+                    self.touch(id, mtime_ms);
+                    id
+                }
+                Parent::Planned(index) => created
+                    .get(index)
+                    .copied()
+                    .ok_or_else(|| not_fitting_str("mkdirs", &name))?,
+            };
+            let id = self
+                .tree
+                .insert(parent, &name, Inode::directory(perm.clone(), mtime_ms))
+                .ok_or_else(|| not_fitting_str("mkdirs", &name))?;
+            created.push(id);
+        }
+        Ok(())
+    }
+
+    fn apply_rename(&mut self, src: &str, dst: &str, mtime_ms: u64) -> Result<(), Error> {
+        let src = parse_not_root(src)?;
+        let dst = parse_not_root(dst)?;
+        if src == dst || dst.is_strictly_below(&src) {
+            return Err(Error::InvalidArgument {
+                field: "dst",
+                reason: format!("'{}' cannot move to '{}'", src.as_str(), dst.as_str()),
+            });
+        }
+        let src_resolved = self.tree.resolve(&src);
+        let (Some(_), Some(src_parent), Some(src_name)) = (
+            src_resolved.target(),
+            src_resolved.parent(),
+            src.components().last(),
+        ) else {
+            return Err(not_found(&src));
+        };
+        let dst_resolved = self.tree.resolve(&dst);
+        self.require_directories(&dst, dst_resolved.ancestors())?;
+        if dst_resolved.target().is_some() {
+            return Err(Error::AlreadyExists {
+                path: dst.as_str().to_owned(),
+            });
+        }
+        let (Some(dst_parent), Some(dst_name)) = (dst_resolved.parent(), dst.components().last())
+        else {
+            return Err(not_found(&dst));
+        };
+        let id = self
+            .tree
+            .detach(src_parent, src_name)
+            .ok_or_else(|| not_found(&src))?;
+        if !self.tree.attach(dst_parent, dst_name, id) {
+            // Unreachable after the checks above; restore rather than lose the subtree.
+            self.tree.attach(src_parent, src_name, id);
+            return Err(not_fitting("rename", &dst));
+        }
+        self.touch(src_parent, mtime_ms);
+        self.touch(dst_parent, mtime_ms);
+        Ok(())
+    }
+
+    /// Errors unless every inode in `ids` (ancestors of `path`) is a directory.
+    fn require_directories(&self, path: &FsPath, ids: &[InodeId]) -> Result<(), Error> {
+        for (depth, &id) in ids.iter().enumerate() {
+            if !self.inode(id)?.is_dir() {
+                return Err(Error::NotADirectory {
+                    path: path.prefix(depth).to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The existing inode at `path`, mutably.
+    fn existing_mut(&mut self, path: &str) -> Result<&mut Inode, Error> {
+        let path = FsPath::parse(path)?;
+        let id = self.tree.resolve(&path).target();
+        id.and_then(|id| self.tree.get_mut(id))
+            .ok_or_else(|| not_found(&path))
+    }
+
+    /// Sets a directory's mtime after an entry was added or removed.
+    fn touch(&mut self, id: InodeId, mtime_ms: u64) {
+        if let Some(inode) = self.tree.get_mut(id) {
+            inode.mtime_ms = mtime_ms;
+        }
+    }
+}
+
+/// Where a planned directory's parent comes from.
+enum Parent {
+    Existing(InodeId),
+    /// Index into the txn's directories.
+    Planned(usize),
+}
+
+fn parse_not_root(path: &str) -> Result<FsPath, Error> {
+    let path = FsPath::parse(path)?;
+    if path.is_root() {
+        return Err(Error::InvalidPath {
+            path: path.as_str().to_owned(),
+            reason: "the root directory cannot be created, replaced, deleted or moved",
+        });
+    }
+    Ok(path)
+}
+
+fn validate_perm(perm: &PermissionStatus) -> Result<(), Error> {
+    validate_principal("owner", &perm.owner)?;
+    validate_principal("group", &perm.group)?;
+    validate_mode(perm.mode)?;
+    Ok(())
+}
+
+fn not_found(path: &FsPath) -> Error {
+    super::not_found(path)
+}
+
+fn not_fitting(what: &str, path: &FsPath) -> Error {
+    not_fitting_str(what, path.as_str())
+}
+
+fn not_fitting_str(what: &str, path: &str) -> Error {
+    Error::InvalidArgument {
+        field: "txn",
+        reason: format!("{what} of '{path}' does not fit the tree"),
+    }
+}

@@ -1,0 +1,445 @@
+//! `check`: validates an [`Op`] against the current tree and the caller's
+//! rights (HDFS `FSDirMkdirOp`, `FSDirWriteFileOp`, `FSDirDeleteOp`,
+//! `FSDirRenameOp`, `FSDirAttrOp`) and returns the [`Txn`] that performs it.
+//!
+//! Order within an op follows HDFS: path syntax, caller names, EXECUTE on the
+//! traversed ancestors, then the op's permission and existence checks.
+
+use crate::error::{Access, Error};
+use crate::txn::{NewDir, PermissionStatus, Txn};
+
+use super::path::FsPath;
+use super::permission::{Checker, validate_mode, validate_principal};
+use super::tree::{Body, Inode, InodeId};
+use super::{Caller, Namespace, Op, not_found};
+
+/// Replica counts accepted for a file.
+pub(crate) const REPLICATION_RANGE: std::ops::RangeInclusive<u16> = 1..=512;
+/// Smallest block size: 1 MiB.
+pub(crate) const MIN_BLOCK_SIZE: u64 = 1 << 20;
+/// Largest block size: 1 TiB.
+pub(crate) const MAX_BLOCK_SIZE: u64 = 1 << 40;
+/// Block sizes are whole checksum chunks.
+pub(crate) const BLOCK_SIZE_MULTIPLE: u64 = 512;
+
+/// Mode of a new directory when none is requested (before the umask).
+const DEFAULT_DIR_MODE: u16 = 0o777;
+/// Mode of a new file when none is requested (before the umask).
+const DEFAULT_FILE_MODE: u16 = 0o666;
+/// u+wx, added to implicitly created parents so their creator can go on.
+pub(crate) const IMPLICIT_PARENT_BITS: u16 = 0o300;
+
+/// Checks a replica count.
+///
+/// # Errors
+/// `InvalidArgument` outside [`REPLICATION_RANGE`].
+pub(crate) fn validate_replication(replication: u16) -> Result<(), Error> {
+    if REPLICATION_RANGE.contains(&replication) {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument {
+        field: "replication",
+        reason: format!("{replication} is not within 1..=512"),
+    })
+}
+
+/// Checks a block size.
+///
+/// # Errors
+/// `InvalidArgument` below 1 MiB, above 1 TiB or not a multiple of 512.
+pub(crate) fn validate_block_size(block_size: u64) -> Result<(), Error> {
+    if (MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&block_size)
+        && block_size.is_multiple_of(BLOCK_SIZE_MULTIPLE)
+    {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument {
+        field: "block_size",
+        reason: format!("{block_size} is not a multiple of 512 between 1 MiB and 1 TiB"),
+    })
+}
+
+impl Namespace {
+    /// Validates `op` for `caller` against the current tree and returns the
+    /// transaction to journal, or `Ok(None)` when it would change nothing
+    /// (`mkdirs -p` of an existing directory, chmod to the current mode,
+    /// rename onto itself, set replication of a directory).
+    ///
+    /// # Errors
+    /// The first rule `op` breaks; the tree is never changed.
+    pub(crate) fn check(
+        &self,
+        op: &Op,
+        caller: &Caller,
+        now_ms: u64,
+    ) -> Result<Option<Txn>, Error> {
+        match op {
+            Op::Mkdirs {
+                path,
+                mode,
+                create_parent,
+            } => self.check_mkdirs(path, *mode, *create_parent, caller, now_ms),
+            Op::Create {
+                path,
+                mode,
+                overwrite,
+                create_parent,
+                replication,
+                block_size,
+            } => {
+                let path = FsPath::parse(path)?;
+                if path.is_root() {
+                    return Err(root_refused(&path, "cannot create a file at the root"));
+                }
+                validate_replication(*replication)?;
+                validate_block_size(*block_size)?;
+                let mode = validate_mode(mode.unwrap_or(DEFAULT_FILE_MODE))?;
+                let checker = Checker::new(caller, &self.policy)?;
+                let resolved = self.traverse(&checker, &path)?;
+                let existing = match resolved.target() {
+                    Some(id) => Some(self.inode(id)?),
+                    None => None,
+                };
+                if let Some(file) = existing {
+                    if file.is_dir() {
+                        return Err(Error::IsADirectory {
+                            path: path.as_str().to_owned(),
+                        });
+                    }
+                    if *overwrite {
+                        checker.check(&file.perm, false, path.as_str(), Access::Write)?;
+                    }
+                }
+                let (depth, ancestor) = resolved.deepest_ancestor();
+                let ancestor = self.inode(ancestor)?;
+                checker.check(&ancestor.perm, true, path.prefix(depth), Access::Write)?;
+                if !*create_parent && resolved.parent().is_none() {
+                    return Err(not_found(&path));
+                }
+                if existing.is_some() && !*overwrite {
+                    return Err(Error::AlreadyExists {
+                        path: path.as_str().to_owned(),
+                    });
+                }
+                Ok(Some(Txn::Create {
+                    path: path.as_str().to_owned(),
+                    perm: PermissionStatus {
+                        owner: caller.user.clone(),
+                        group: ancestor.perm.group.clone(),
+                        mode: mode & !self.policy.umask,
+                    },
+                    overwrite: *overwrite,
+                    replication: *replication,
+                    block_size: *block_size,
+                    mtime_ms: now_ms,
+                }))
+            }
+            Op::Delete { path, recursive } => self.check_delete(path, *recursive, caller, now_ms),
+            Op::Rename { src, dst } => self.check_rename(src, dst, caller, now_ms),
+            Op::SetPermission { path, mode } => {
+                let path = FsPath::parse(path)?;
+                let mode = validate_mode(*mode)?;
+                let checker = Checker::new(caller, &self.policy)?;
+                let (_, inode) = self.resolve_existing(&checker, &path)?;
+                checker.check_owner(&inode.perm, path.as_str())?;
+                Ok((inode.perm.mode != mode).then(|| Txn::SetPermission {
+                    path: path.as_str().to_owned(),
+                    mode,
+                }))
+            }
+            Op::SetOwner { path, owner, group } => {
+                self.check_set_owner(path, owner.as_deref(), group.as_deref(), caller)
+            }
+            Op::SetReplication { path, replication } => {
+                let path = FsPath::parse(path)?;
+                validate_replication(*replication)?;
+                let checker = Checker::new(caller, &self.policy)?;
+                let (_, inode) = self.resolve_existing(&checker, &path)?;
+                checker.check(&inode.perm, inode.is_dir(), path.as_str(), Access::Write)?;
+                match &inode.body {
+                    Body::File(file) if file.replication != *replication => {
+                        Ok(Some(Txn::SetReplication {
+                            path: path.as_str().to_owned(),
+                            replication: *replication,
+                        }))
+                    }
+                    // HDFS ignores directories; an unchanged count changes nothing.
+                    Body::File(_) | Body::Directory(_) => Ok(None),
+                }
+            }
+            Op::SetTimes {
+                path,
+                mtime_ms,
+                atime_ms,
+            } => {
+                let path = FsPath::parse(path)?;
+                let checker = Checker::new(caller, &self.policy)?;
+                let (_, inode) = self.resolve_existing(&checker, &path)?;
+                checker.check_owner(&inode.perm, path.as_str())?;
+                let mtime_ms = mtime_ms.filter(|&t| t != inode.mtime_ms);
+                let atime_ms = atime_ms.filter(|&t| t != inode.atime_ms);
+                if mtime_ms.is_none() && atime_ms.is_none() {
+                    return Ok(None);
+                }
+                Ok(Some(Txn::SetTimes {
+                    path: path.as_str().to_owned(),
+                    mtime_ms,
+                    atime_ms,
+                }))
+            }
+        }
+    }
+
+    fn check_mkdirs(
+        &self,
+        path: &str,
+        mode: Option<u16>,
+        create_parent: bool,
+        caller: &Caller,
+        now_ms: u64,
+    ) -> Result<Option<Txn>, Error> {
+        let path = FsPath::parse(path)?;
+        let mode = validate_mode(mode.unwrap_or(DEFAULT_DIR_MODE))?;
+        let checker = Checker::new(caller, &self.policy)?;
+        let resolved = self.traverse(&checker, &path)?;
+        if let Some(id) = resolved.target() {
+            return if self.inode(id)?.is_dir() && create_parent {
+                Ok(None)
+            } else {
+                Err(Error::AlreadyExists {
+                    path: path.as_str().to_owned(),
+                })
+            };
+        }
+        let (depth, ancestor) = resolved.deepest_ancestor();
+        let ancestor = self.inode(ancestor)?;
+        checker.check(&ancestor.perm, true, path.prefix(depth), Access::Write)?;
+        if !create_parent && resolved.parent().is_none() {
+            return Err(not_found(&path));
+        }
+        let umask = self.policy.umask;
+        let dirs = (depth + 1..=path.depth())
+            .map(|d| NewDir {
+                path: path.prefix(d).to_owned(),
+                perm: PermissionStatus {
+                    owner: caller.user.clone(),
+                    group: ancestor.perm.group.clone(),
+                    mode: if d == path.depth() {
+                        mode & !umask
+                    } else {
+                        (DEFAULT_DIR_MODE & !umask) | IMPLICIT_PARENT_BITS
+                    },
+                },
+            })
+            .collect();
+        Ok(Some(Txn::Mkdirs {
+            dirs,
+            mtime_ms: now_ms,
+        }))
+    }
+
+    fn check_delete(
+        &self,
+        path: &str,
+        recursive: bool,
+        caller: &Caller,
+        now_ms: u64,
+    ) -> Result<Option<Txn>, Error> {
+        let path = FsPath::parse(path)?;
+        if path.is_root() {
+            return Err(root_refused(&path, "the root directory cannot be deleted"));
+        }
+        let checker = Checker::new(caller, &self.policy)?;
+        let resolved = self.traverse(&checker, &path)?;
+        let (Some(id), Some(parent)) = (resolved.target(), resolved.parent()) else {
+            return Err(not_found(&path));
+        };
+        let (inode, parent) = (self.inode(id)?, self.inode(parent)?);
+        if !recursive && inode.dir().is_some_and(|d| !d.children.is_empty()) {
+            return Err(Error::DirectoryNotEmpty {
+                path: path.as_str().to_owned(),
+            });
+        }
+        let parent_path = path.prefix(path.depth() - 1);
+        checker.check_sticky(&parent.perm, &inode.perm, path.as_str())?;
+        checker.check(&parent.perm, true, parent_path, Access::Write)?;
+        self.check_sub_access(&checker, id, &path)?;
+        Ok(Some(Txn::Delete {
+            path: path.as_str().to_owned(),
+            mtime_ms: now_ms,
+        }))
+    }
+
+    /// HDFS `checkSubAccess(ALL, ignoreEmptyDir)`: READ, WRITE and EXECUTE on
+    /// every non-empty directory at or below `top`, so a recursive delete
+    /// cannot remove entries the caller could not remove one by one.
+    fn check_sub_access(
+        &self,
+        checker: &Checker<'_>,
+        top: InodeId,
+        path: &FsPath,
+    ) -> Result<(), Error> {
+        if checker.is_superuser() {
+            return Ok(());
+        }
+        self.tree
+            .try_for_each_directory(top, path.as_str(), |dir, dir_path| {
+                if dir.dir().is_some_and(|d| d.children.is_empty()) {
+                    return Ok(());
+                }
+                for access in [Access::Read, Access::Write, Access::Execute] {
+                    // Paths are built only for the error.
+                    if checker.check(&dir.perm, true, "", access).is_err() {
+                        return checker.check(&dir.perm, true, &dir_path(), access);
+                    }
+                }
+                Ok(())
+            })
+    }
+
+    fn check_rename(
+        &self,
+        src: &str,
+        dst: &str,
+        caller: &Caller,
+        now_ms: u64,
+    ) -> Result<Option<Txn>, Error> {
+        let src = FsPath::parse(src)?;
+        let dst = FsPath::parse(dst)?;
+        if src.is_root() {
+            return Err(root_refused(&src, "the root directory cannot be renamed"));
+        }
+        if dst.is_root() {
+            return Err(root_refused(&dst, "cannot rename onto the root directory"));
+        }
+        let checker = Checker::new(caller, &self.policy)?;
+        let src_resolved = self.traverse(&checker, &src)?;
+        let (Some(src_id), Some(src_parent)) = (src_resolved.target(), src_resolved.parent())
+        else {
+            return Err(not_found(&src));
+        };
+        if src == dst {
+            return Ok(None);
+        }
+        if dst.is_strictly_below(&src) {
+            return Err(Error::InvalidArgument {
+                field: "dst",
+                reason: format!(
+                    "cannot move '{}' into itself or its own subdirectory '{}'",
+                    src.as_str(),
+                    dst.as_str()
+                ),
+            });
+        }
+        let dst_resolved = self.traverse(&checker, &dst)?;
+        let (src_inode, src_parent) = (self.inode(src_id)?, self.inode(src_parent)?);
+        checker.check_sticky(&src_parent.perm, &src_inode.perm, src.as_str())?;
+        checker.check(
+            &src_parent.perm,
+            true,
+            src.prefix(src.depth() - 1),
+            Access::Write,
+        )?;
+        let (depth, dst_ancestor) = dst_resolved.deepest_ancestor();
+        checker.check(
+            &self.inode(dst_ancestor)?.perm,
+            true,
+            dst.prefix(depth),
+            Access::Write,
+        )?;
+        if dst_resolved.target().is_some() {
+            return Err(Error::AlreadyExists {
+                path: dst.as_str().to_owned(),
+            });
+        }
+        if dst_resolved.parent().is_none() {
+            return Err(not_found(&dst));
+        }
+        Ok(Some(Txn::Rename {
+            src: src.as_str().to_owned(),
+            dst: dst.as_str().to_owned(),
+            mtime_ms: now_ms,
+        }))
+    }
+
+    fn check_set_owner(
+        &self,
+        path: &str,
+        owner: Option<&str>,
+        group: Option<&str>,
+        caller: &Caller,
+    ) -> Result<Option<Txn>, Error> {
+        let path = FsPath::parse(path)?;
+        if owner.is_none() && group.is_none() {
+            return Err(Error::InvalidArgument {
+                field: "owner",
+                reason: "neither an owner nor a group was given".to_owned(),
+            });
+        }
+        if let Some(owner) = owner {
+            validate_principal("owner", owner)?;
+        }
+        if let Some(group) = group {
+            validate_principal("group", group)?;
+        }
+        let checker = Checker::new(caller, &self.policy)?;
+        let (_, inode) = self.resolve_existing(&checker, &path)?;
+        checker.check_owner(&inode.perm, path.as_str())?;
+        let owner = owner.filter(|&o| o != inode.perm.owner);
+        let group = group.filter(|&g| g != inode.perm.group);
+        if !checker.is_superuser() {
+            if let Some(owner) = owner {
+                return Err(not_superuser(
+                    &checker,
+                    format!(
+                        "cannot change the owner of '{}' to '{owner}'",
+                        path.as_str()
+                    ),
+                ));
+            }
+            if let Some(group) = group.filter(|g| !checker.is_member_of(g)) {
+                return Err(not_superuser(
+                    &checker,
+                    format!(
+                        "cannot change the group of '{}' to '{group}', a group the user is not in",
+                        path.as_str()
+                    ),
+                ));
+            }
+        }
+        if owner.is_none() && group.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Txn::SetOwner {
+            path: path.as_str().to_owned(),
+            owner: owner.map(str::to_owned),
+            group: group.map(str::to_owned),
+        }))
+    }
+}
+
+fn root_refused(path: &FsPath, reason: &'static str) -> Error {
+    Error::InvalidPath {
+        path: path.as_str().to_owned(),
+        reason,
+    }
+}
+
+fn not_superuser(checker: &Checker<'_>, what: String) -> Error {
+    Error::NotSuperuser {
+        user: checker.user().to_owned(),
+        what,
+    }
+}
+
+/// Permissions of a parent that `Txn::Create` creates implicitly: the file's
+/// owner, and the deepest existing ancestor's group and permission bits plus
+/// u+wx (HDFS `createAncestorDirectories` with `addImplicitUwx`). Derived
+/// from the tree, not the umask, so that `apply` stays deterministic.
+pub(crate) fn implicit_parent_of_file(ancestor: &Inode, owner: &str) -> PermissionStatus {
+    PermissionStatus {
+        owner: owner.to_owned(),
+        group: ancestor.perm.group.clone(),
+        mode: (ancestor.perm.mode & 0o777) | IMPLICIT_PARENT_BITS,
+    }
+}

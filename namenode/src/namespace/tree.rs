@@ -1,0 +1,530 @@
+//! The inode arena: every inode by id, directories holding `name -> id`.
+//!
+//! A flat map instead of nested boxes keeps every walk iterative: a hostile
+//! client can build a tree thousands of levels deep (rename a deep directory
+//! under another), and serialising, cloning, dropping or hashing it must not
+//! recurse. Ids are handed out in order and never reused, so the same log
+//! gives the same ids.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::txn::PermissionStatus;
+
+use super::path::{FsPath, is_valid_name, join};
+use super::permission::MAX_MODE;
+
+/// An inode's id, unique for the namespace's whole life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub(crate) struct InodeId(pub(crate) u64);
+
+impl InodeId {
+    /// The root directory.
+    pub(crate) const ROOT: InodeId = InodeId(1);
+}
+
+impl fmt::Display for InodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A file or a directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Inode {
+    /// Owner, group and mode.
+    pub(crate) perm: PermissionStatus,
+    /// Milliseconds since the Unix epoch.
+    pub(crate) mtime_ms: u64,
+    /// Milliseconds since the Unix epoch (0 for directories, as in HDFS).
+    pub(crate) atime_ms: u64,
+    /// Directory entries or file metadata.
+    pub(crate) body: Body,
+}
+
+/// What kind of inode, with the kind's own state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Body {
+    /// A directory and its entries.
+    Directory(Directory),
+    /// A file.
+    File(File),
+}
+
+/// A directory's entries, in name order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Directory {
+    /// Entry name -> inode.
+    pub(crate) children: BTreeMap<String, InodeId>,
+}
+
+/// A file's metadata.
+///
+/// The block list and the under-construction state (lease holder, client)
+/// belong here when block management lands; until then every file is empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct File {
+    /// Target replica count.
+    pub(crate) replication: u16,
+    /// Bytes per block.
+    pub(crate) block_size: u64,
+}
+
+impl File {
+    /// Bytes in the file: the sum of its blocks, none yet.
+    pub(crate) fn length(&self) -> u64 {
+        0
+    }
+}
+
+impl Inode {
+    /// A new, empty directory.
+    pub(crate) fn directory(perm: PermissionStatus, mtime_ms: u64) -> Self {
+        Inode {
+            perm,
+            mtime_ms,
+            atime_ms: 0,
+            body: Body::Directory(Directory::default()),
+        }
+    }
+
+    /// Whether this is a directory.
+    pub(crate) fn is_dir(&self) -> bool {
+        matches!(self.body, Body::Directory(_))
+    }
+
+    /// The directory's entries, or `None` for a file.
+    pub(crate) fn dir(&self) -> Option<&Directory> {
+        match &self.body {
+            Body::Directory(d) => Some(d),
+            Body::File(_) => None,
+        }
+    }
+
+    /// The entry `name` of this directory.
+    pub(crate) fn child(&self, name: &str) -> Option<InodeId> {
+        self.dir().and_then(|d| d.children.get(name).copied())
+    }
+}
+
+/// How far a path resolves in the tree (HDFS `INodesInPath`).
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    /// Root first, then one id per existing component. Resolution stops at the
+    /// first missing component, or at a file that has components after it.
+    ids: Vec<InodeId>,
+    /// Components in the path.
+    depth: usize,
+}
+
+impl Resolved {
+    /// The path's own inode, when every component exists.
+    pub(crate) fn target(&self) -> Option<InodeId> {
+        if self.ids.len() == self.depth + 1 {
+            self.ids.last().copied()
+        } else {
+            None
+        }
+    }
+
+    /// The existing ancestors (root first), not including the target itself.
+    pub(crate) fn ancestors(&self) -> &[InodeId] {
+        let n = self.ids.len().min(self.depth);
+        self.ids.get(..n).unwrap_or_default()
+    }
+
+    /// The deepest existing ancestor and its depth (`/` is at depth 0).
+    pub(crate) fn deepest_ancestor(&self) -> (usize, InodeId) {
+        let ancestors = self.ancestors();
+        match ancestors.last() {
+            Some(&id) => (ancestors.len() - 1, id),
+            None => (0, InodeId::ROOT),
+        }
+    }
+
+    /// The parent directory of the target, when it exists.
+    pub(crate) fn parent(&self) -> Option<InodeId> {
+        if self.depth > 0 && self.ids.len() >= self.depth {
+            self.ids.get(self.depth - 1).copied()
+        } else {
+            None
+        }
+    }
+}
+
+/// The inode arena.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "TreeImage")]
+pub(crate) struct Tree {
+    inodes: BTreeMap<InodeId, Inode>,
+    /// The next id to hand out; above every id in `inodes`.
+    next_id: InodeId,
+}
+
+impl Tree {
+    /// A tree holding only the root directory.
+    pub(crate) fn new(root: Inode) -> Self {
+        Tree {
+            inodes: BTreeMap::from([(InodeId::ROOT, root)]),
+            next_id: InodeId(InodeId::ROOT.0 + 1),
+        }
+    }
+
+    /// Number of inodes, the root included.
+    pub(crate) fn len(&self) -> u64 {
+        self.inodes.len() as u64
+    }
+
+    /// The inode with this id.
+    pub(crate) fn get(&self, id: InodeId) -> Option<&Inode> {
+        self.inodes.get(&id)
+    }
+
+    /// The inode with this id, mutably.
+    pub(crate) fn get_mut(&mut self, id: InodeId) -> Option<&mut Inode> {
+        self.inodes.get_mut(&id)
+    }
+
+    /// Follows `path` from the root as far as it exists.
+    pub(crate) fn resolve(&self, path: &FsPath) -> Resolved {
+        let mut ids = vec![InodeId::ROOT];
+        let mut current = self.get(InodeId::ROOT);
+        for name in path.components() {
+            match current.and_then(|inode| inode.child(name)) {
+                Some(id) => {
+                    ids.push(id);
+                    current = self.get(id);
+                }
+                None => break,
+            }
+        }
+        Resolved {
+            ids,
+            depth: path.depth(),
+        }
+    }
+
+    /// Adds `inode` as entry `name` of directory `parent`; returns its id, or
+    /// `None` (and changes nothing) when `parent` is not a directory or
+    /// already has `name`.
+    pub(crate) fn insert(&mut self, parent: InodeId, name: &str, inode: Inode) -> Option<InodeId> {
+        let id = self.next_id;
+        let Some(Body::Directory(dir)) = self.inodes.get_mut(&parent).map(|p| &mut p.body) else {
+            return None;
+        };
+        if dir.children.contains_key(name) {
+            return None;
+        }
+        dir.children.insert(name.to_owned(), id);
+        self.inodes.insert(id, inode);
+        self.next_id = InodeId(id.0 + 1);
+        Some(id)
+    }
+
+    /// Removes entry `name` of directory `parent` and everything below it.
+    pub(crate) fn remove(&mut self, parent: InodeId, name: &str) -> Option<InodeId> {
+        let id = self.detach(parent, name)?;
+        let mut pending = vec![id];
+        while let Some(id) = pending.pop() {
+            if let Some(Inode {
+                body: Body::Directory(dir),
+                ..
+            }) = self.inodes.remove(&id)
+            {
+                pending.extend(dir.children.into_values());
+            }
+        }
+        Some(id)
+    }
+
+    /// Unlinks entry `name` from directory `parent` without freeing it.
+    pub(crate) fn detach(&mut self, parent: InodeId, name: &str) -> Option<InodeId> {
+        match self.inodes.get_mut(&parent).map(|p| &mut p.body) {
+            Some(Body::Directory(dir)) => dir.children.remove(name),
+            _ => None,
+        }
+    }
+
+    /// Links the existing inode `id` as entry `name` of directory `parent`;
+    /// `false` (and no change) when that is impossible.
+    pub(crate) fn attach(&mut self, parent: InodeId, name: &str, id: InodeId) -> bool {
+        match self.inodes.get_mut(&parent).map(|p| &mut p.body) {
+            Some(Body::Directory(dir)) if !dir.children.contains_key(name) => {
+                dir.children.insert(name.to_owned(), id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Calls `f` on every directory at or below `top`, depth first in name
+    /// order, stopping at the first error. `f` also gets a function that
+    /// builds the directory's path, so paths cost nothing unless asked for.
+    pub(crate) fn try_for_each_directory<E>(
+        &self,
+        top: InodeId,
+        top_path: &str,
+        mut f: impl FnMut(&Inode, &dyn Fn() -> String) -> Result<(), E>,
+    ) -> Result<(), E> {
+        // (inode, depth below top, name); `names` holds the current path below top.
+        let mut pending: Vec<(InodeId, usize, &str)> = vec![(top, 0, "")];
+        let mut names: Vec<&str> = Vec::new();
+        while let Some((id, depth, name)) = pending.pop() {
+            let Some(inode) = self.get(id) else { continue };
+            let Some(dir) = inode.dir() else { continue };
+            names.truncate(depth.saturating_sub(1));
+            if depth > 0 {
+                names.push(name);
+            }
+            let path = || names.iter().fold(top_path.to_owned(), |p, n| join(&p, n));
+            f(inode, &path)?;
+            for (name, &child) in dir.children.iter().rev() {
+                pending.push((child, depth + 1, name));
+            }
+        }
+        Ok(())
+    }
+
+    /// A stable FNV-1a digest of names, kinds, permissions, times and sizes,
+    /// walking the tree depth first in name order. Ids are not included.
+    pub(crate) fn digest(&self) -> u64 {
+        enum Step<'t> {
+            Enter(&'t str, InodeId),
+            Leave,
+        }
+        let mut h = Fnv::new();
+        let mut pending = vec![Step::Enter("", InodeId::ROOT)];
+        while let Some(step) = pending.pop() {
+            let (name, id) = match step {
+                Step::Enter(name, id) => (name, id),
+                Step::Leave => {
+                    h.u8(b')');
+                    continue;
+                }
+            };
+            h.u8(b'(');
+            h.str(name);
+            let Some(inode) = self.get(id) else {
+                h.u8(b'?');
+                continue;
+            };
+            h.str(&inode.perm.owner);
+            h.str(&inode.perm.group);
+            h.u64(inode.perm.mode.into());
+            h.u64(inode.mtime_ms);
+            h.u64(inode.atime_ms);
+            match &inode.body {
+                Body::File(file) => {
+                    h.u8(b'f');
+                    h.u64(file.replication.into());
+                    h.u64(file.block_size);
+                    h.u64(file.length());
+                    h.u8(b')');
+                }
+                Body::Directory(dir) => {
+                    h.u8(b'd');
+                    pending.push(Step::Leave);
+                    for (name, &child) in dir.children.iter().rev() {
+                        pending.push(Step::Enter(name, child));
+                    }
+                }
+            }
+        }
+        h.finish()
+    }
+}
+
+/// A tree as decoded from a checkpoint, before it is trusted.
+#[derive(Deserialize)]
+struct TreeImage {
+    inodes: BTreeMap<InodeId, Inode>,
+    next_id: InodeId,
+}
+
+impl TryFrom<TreeImage> for Tree {
+    type Error = String;
+
+    /// Accepts only a proper tree: a root directory from which every inode is
+    /// reachable exactly once through validly named entries, modes within
+    /// `0o7777`, and `next_id` above every id. A corrupt image must not turn
+    /// into a cycle that hangs a walk.
+    fn try_from(image: TreeImage) -> Result<Self, String> {
+        let TreeImage { inodes, next_id } = image;
+        match inodes.get(&InodeId::ROOT) {
+            Some(root) if root.is_dir() => {}
+            _ => return Err("no root directory".to_owned()),
+        }
+        if let Some((&max, _)) = inodes.last_key_value()
+            && max >= next_id
+        {
+            return Err(format!("inode id {max} is not below next id {next_id}"));
+        }
+        let mut seen = std::collections::BTreeSet::from([InodeId::ROOT]);
+        let mut pending = vec![InodeId::ROOT];
+        while let Some(id) = pending.pop() {
+            let inode = inodes
+                .get(&id)
+                .ok_or_else(|| format!("entry points at missing inode {id}"))?;
+            if inode.perm.mode > MAX_MODE {
+                return Err(format!("inode {id} has mode {:#o}", inode.perm.mode));
+            }
+            for (name, &child) in inode.dir().map(|d| &d.children).into_iter().flatten() {
+                if !is_valid_name(name) {
+                    return Err(format!("inode {id} has an entry with an invalid name"));
+                }
+                if !seen.insert(child) {
+                    return Err(format!("inode {child} is linked more than once"));
+                }
+                pending.push(child);
+            }
+        }
+        if seen.len() != inodes.len() {
+            return Err(format!(
+                "{} inodes are unreachable from the root",
+                inodes.len() - seen.len()
+            ));
+        }
+        Ok(Tree { inodes, next_id })
+    }
+}
+
+/// 64-bit FNV-1a: tiny, stable across platforms and releases.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn u8(&mut self, b: u8) {
+        self.bytes(&[b]);
+    }
+
+    fn u64(&mut self, v: u64) {
+        self.bytes(&v.to_le_bytes());
+    }
+
+    /// Length-prefixed, so adjacent strings cannot run together.
+    fn str(&mut self, s: &str) {
+        self.u64(s.len() as u64);
+        self.bytes(s.as_bytes());
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn perm() -> PermissionStatus {
+        PermissionStatus {
+            owner: "o".into(),
+            group: "g".into(),
+            mode: 0o755,
+        }
+    }
+
+    fn tree_with_a_b() -> Tree {
+        let mut tree = Tree::new(Inode::directory(perm(), 0));
+        let a = tree
+            .insert(InodeId::ROOT, "a", Inode::directory(perm(), 1))
+            .unwrap();
+        tree.insert(a, "b", Inode::directory(perm(), 2)).unwrap();
+        tree
+    }
+
+    #[test]
+    fn fnv_matches_the_reference_vectors() {
+        let mut h = Fnv::new();
+        h.bytes(b"");
+        assert_eq!(h.finish(), 0xcbf2_9ce4_8422_2325);
+        let mut h = Fnv::new();
+        h.bytes(b"a");
+        assert_eq!(h.finish(), 0xaf63_dc4c_8601_ec8c);
+        let mut h = Fnv::new();
+        h.bytes(b"foobar");
+        assert_eq!(h.finish(), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn images_with_cycles_or_orphans_are_refused() {
+        let good = tree_with_a_b();
+        let image = |inodes: &BTreeMap<InodeId, Inode>, next_id| TreeImage {
+            inodes: inodes.clone(),
+            next_id,
+        };
+        assert!(Tree::try_from(image(&good.inodes, good.next_id)).is_ok());
+
+        let mut cycle = good.inodes.clone();
+        let b = InodeId(3);
+        if let Some(Body::Directory(dir)) = cycle.get_mut(&b).map(|i| &mut i.body) {
+            dir.children.insert("up".into(), InodeId::ROOT);
+        }
+        let err = Tree::try_from(image(&cycle, good.next_id)).unwrap_err();
+        assert!(err.contains("linked more than once"), "{err}");
+
+        let mut orphan = good.inodes.clone();
+        orphan.insert(InodeId(9), Inode::directory(perm(), 0));
+        let err = Tree::try_from(image(&orphan, InodeId(10))).unwrap_err();
+        assert!(err.contains("unreachable"), "{err}");
+
+        let err = Tree::try_from(image(&good.inodes, InodeId(3))).unwrap_err();
+        assert!(err.contains("not below next id"), "{err}");
+
+        let mut dangling = good.inodes.clone();
+        dangling.remove(&b);
+        let err = Tree::try_from(image(&dangling, good.next_id)).unwrap_err();
+        assert!(err.contains("missing inode"), "{err}");
+    }
+
+    #[test]
+    fn removing_a_directory_frees_its_whole_subtree() {
+        let mut tree = tree_with_a_b();
+        assert_eq!(tree.len(), 3);
+        assert_eq!(tree.remove(InodeId::ROOT, "a"), Some(InodeId(2)));
+        assert_eq!(tree.len(), 1);
+        assert_eq!(tree.remove(InodeId::ROOT, "a"), None);
+    }
+
+    #[test]
+    fn a_very_deep_tree_is_walked_without_recursion() {
+        let mut tree = Tree::new(Inode::directory(perm(), 0));
+        let mut parent = InodeId::ROOT;
+        for _ in 0..100_000 {
+            parent = tree
+                .insert(parent, "d", Inode::directory(perm(), 0))
+                .unwrap();
+        }
+        let copy = tree.clone();
+        assert_eq!(copy.digest(), tree.digest());
+        let bytes = postcard::to_stdvec(&tree).unwrap();
+        let back: Tree = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back.digest(), tree.digest());
+        let mut dirs = 0;
+        let mut deepest = String::new();
+        tree.try_for_each_directory(InodeId::ROOT, "/", |_, path| {
+            dirs += 1;
+            if dirs == 4 {
+                deepest = path();
+            }
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(dirs, 100_001);
+        assert_eq!(deepest, "/d/d/d");
+        tree.remove(InodeId::ROOT, "d");
+        assert_eq!(tree.len(), 1);
+    }
+}
