@@ -222,3 +222,101 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{self, JournalOptions};
+
+    fn policy() -> PermissionPolicy {
+        PermissionPolicy {
+            superuser: "hdfs".into(),
+            supergroup: "supergroup".into(),
+            umask: 0o022,
+        }
+    }
+
+    fn hdfs() -> Caller {
+        Caller {
+            user: "hdfs".into(),
+            groups: vec![],
+        }
+    }
+
+    /// Opens the journal in `dir` and starts a writer in a new epoch.
+    fn start(
+        dir: &std::path::Path,
+        checkpoint_txns: u64,
+    ) -> (Namesystem, CancellationToken, tokio::task::JoinHandle<()>) {
+        let (journal, recovered) = journal::open(dir, JournalOptions::default()).unwrap();
+        let epoch = Epoch(journal.last_zxid().epoch().0 + 1);
+        let (ns, writer) = Namesystem::recover(
+            policy(),
+            recovered,
+            journal,
+            epoch,
+            checkpoint_txns,
+            CancellationToken::new(),
+        )
+        .unwrap();
+        let stop = CancellationToken::new();
+        let writer = tokio::spawn(writer.run(stop.clone()));
+        (ns, stop, writer)
+    }
+
+    #[tokio::test]
+    async fn a_restart_rebuilds_the_same_namespace_across_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let digest = {
+            // A checkpoint every 7 txns: recovery needs snapshot + log tail.
+            let (ns, stop, writer) = start(dir.path(), 7);
+            for i in 0..50 {
+                let op = Op::Mkdirs {
+                    path: format!("/d{}/e{i}", i % 5),
+                    mode: None,
+                    create_parent: true,
+                };
+                ns.write(op, hdfs()).await.unwrap();
+            }
+            let rename = Op::Rename {
+                src: "/d1".into(),
+                dst: "/moved".into(),
+            };
+            ns.write(rename, hdfs()).await.unwrap();
+            stop.cancel();
+            // The writer owns the journal (and its lock): wait until it lets go.
+            writer.await.unwrap();
+            ns.read(|n| n.digest())
+        };
+        let snapshots = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("snapshot.")
+            })
+            .count();
+        assert!(snapshots >= 1, "no checkpoint was written");
+        let (ns, _stop, _writer) = start(dir.path(), 7);
+        assert_eq!(ns.read(|n| n.digest()), digest);
+        let moved = ns.read(|n| n.list("/moved", &hdfs(), "", 100)).unwrap();
+        assert_eq!(moved.0.len(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_refused_op_changes_nothing_and_logs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ns, _stop, _writer) = start(dir.path(), 1000);
+        let before = ns.read(|n| n.digest());
+        let op = Op::Mkdirs {
+            path: "/a/b".into(),
+            mode: None,
+            create_parent: false,
+        };
+        let err = ns.write(op, hdfs()).await.unwrap_err();
+        assert_eq!(err.to_string(), "'/a/b': No such file or directory");
+        assert_eq!(ns.read(|n| n.digest()), before);
+    }
+}

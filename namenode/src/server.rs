@@ -35,13 +35,7 @@ pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<
         &settings.data_dir.join("journal"),
         JournalOptions::default(),
     )?;
-    let last_logged = recovered
-        .txns
-        .last()
-        .map(|(z, _)| *z)
-        .or(recovered.snapshot.as_ref().map(|(z, _)| *z))
-        .unwrap_or_default();
-    let epoch = crate::epoch::bump(&settings.data_dir, last_logged.epoch())?;
+    let epoch = crate::epoch::bump(&settings.data_dir, journal.last_zxid().epoch())?;
     let policy = PermissionPolicy {
         superuser: settings.superuser.clone(),
         supergroup: settings.supergroup.clone(),
