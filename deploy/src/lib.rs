@@ -1,1 +1,33 @@
-//! placeholder
+//! The local multi-process dfs cluster launcher, used by `dfs-cluster` and by
+//! the integration tests' `MiniCluster`.
+//!
+//! - [`spec`] – the shape of a cluster ([`ClusterSpec`]): namenodes, datanodes per rack, timers.
+//! - [`layout`] – the cluster directory ([`Layout`]) and the config files written into it.
+//! - [`state`] – `cluster.json`, every node's name, address, config and pid.
+//! - [`node`] – node names (`nn1`, `dn4`) and roles.
+//! - [`binaries`] – where the `namenode`, `datanode` and `dfs` binaries are.
+//! - [`process`] – spawning a node, waiting for `ready`, signals, stopping by pid.
+//! - `liveness` – asking the namenodes whether every datanode is live.
+//! - [`cluster`] – [`Cluster`], a directory plus the processes running it.
+//! - [`cli`] – the `dfs-cluster` subcommands.
+//! - [`error`] – [`Error`].
+
+pub mod binaries;
+pub mod cli;
+pub mod cluster;
+pub mod error;
+pub mod layout;
+mod liveness;
+pub mod node;
+pub mod process;
+pub mod spec;
+pub mod state;
+
+pub use binaries::Binaries;
+pub use cluster::Cluster;
+pub use error::Error;
+pub use layout::Layout;
+pub use node::{NodeName, Role};
+pub use process::{SpawnMode, log_tail};
+pub use spec::ClusterSpec;
+pub use state::{ClusterState, NodeState};

@@ -1,0 +1,244 @@
+//! The `dfs-cluster` command line: `up`, `status`, `down`, `stop`, `start`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::Error;
+use crate::binaries::Binaries;
+use crate::cluster::Cluster;
+use crate::layout::Layout;
+use crate::process::SpawnMode;
+use crate::spec::ClusterSpec;
+
+/// Runs a local multi-process dfs cluster, its datanodes on fake racks
+/// (127.0.R.N), its processes detached so they outlive this command.
+#[derive(Debug, Parser)]
+#[command(name = "dfs-cluster", version)]
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The `dfs-cluster` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Lay out a cluster in DIR (or reuse the one there) and start it; returns
+    /// once the namenode reports every datanode live.
+    Up(UpArgs),
+    /// Show every node: name, role, address, rack, pid, running or stopped.
+    Status(DirArg),
+    /// Stop every node of the cluster (SIGTERM, then SIGKILL); idempotent.
+    Down(DirArg),
+    /// Stop one node, like `dn4`.
+    Stop(NodeArg),
+    /// Start one stopped node again, on its old address with its old data.
+    Start(NodeArg),
+}
+
+/// The cluster directory.
+#[derive(Debug, clap::Args)]
+pub struct DirArg {
+    /// The cluster directory (state, configs, data and logs).
+    #[arg(long, env = "DFS_CLUSTER_DIR")]
+    pub dir: PathBuf,
+}
+
+/// A node of the cluster.
+#[derive(Debug, clap::Args)]
+pub struct NodeArg {
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// The node, like nn1 or dn4.
+    pub node: String,
+}
+
+/// The shape and timers of a new cluster.
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// Number of namenodes.
+    #[arg(long, env = "DFS_CLUSTER_NAMENODES", default_value_t = 1)]
+    pub namenodes: usize,
+    /// Number of datanodes, spread over the racks as evenly as possible.
+    #[arg(long, env = "DFS_CLUSTER_DATANODES", default_value_t = 6)]
+    pub datanodes: usize,
+    /// Number of racks (/dc1/rack1, /dc1/rack2, …).
+    #[arg(long, env = "DFS_CLUSTER_RACKS", default_value_t = 2)]
+    pub racks: usize,
+    /// Datanode heartbeat interval, in milliseconds.
+    #[arg(long, env = "DFS_CLUSTER_HEARTBEAT_MS", default_value_t = 3_000)]
+    pub heartbeat_ms: u64,
+    /// Silence after which a datanode is stale, in milliseconds.
+    #[arg(long, env = "DFS_CLUSTER_STALE_MS", default_value_t = 30_000)]
+    pub stale_ms: u64,
+    /// Silence after which a datanode is dead, in milliseconds.
+    #[arg(long, env = "DFS_CLUSTER_DEAD_MS", default_value_t = 600_000)]
+    pub dead_ms: u64,
+    /// Default replication [default: 3, or fewer when there are fewer datanodes].
+    #[arg(long, env = "DFS_CLUSTER_REPLICATION")]
+    pub replication: Option<u32>,
+    /// Default block size, in bytes.
+    #[arg(long, env = "DFS_CLUSTER_BLOCK_SIZE", default_value_t = 128 * 1024 * 1024)]
+    pub block_size: u64,
+    /// Superuser name [default: the OS user running the cluster].
+    #[arg(long, env = "DFS_CLUSTER_SUPERUSER")]
+    pub superuser: Option<String>,
+    /// How long each node may take to start, in seconds.
+    #[arg(long, env = "DFS_CLUSTER_TIMEOUT_SECS", default_value_t = 60)]
+    pub timeout_secs: u64,
+}
+
+impl UpArgs {
+    fn spec(&self) -> ClusterSpec {
+        ClusterSpec {
+            namenodes: self.namenodes,
+            racks: ClusterSpec::spread(self.datanodes, self.racks),
+            heartbeat_interval: Duration::from_millis(self.heartbeat_ms),
+            stale_after: Duration::from_millis(self.stale_ms),
+            dead_after: Duration::from_millis(self.dead_ms),
+            replication: self.replication,
+            block_size: self.block_size,
+            superuser: self.superuser.clone(),
+            ..ClusterSpec::default()
+        }
+    }
+}
+
+/// Runs one `dfs-cluster` command, writing what it did to `out`.
+pub fn run(args: Args, out: &mut impl Write) -> Result<(), Error> {
+    let binaries = Binaries::next_to_current_exe()?;
+    match args.command {
+        Command::Up(up) => run_up(&up, binaries, out),
+        Command::Status(DirArg { dir }) => {
+            let cluster = Cluster::open(&dir, binaries, SpawnMode::Detached)?;
+            print_status(&cluster, out)
+        }
+        Command::Down(DirArg { dir }) => {
+            let mut cluster = Cluster::open(&dir, binaries, SpawnMode::Detached)?;
+            let running = cluster.running_nodes();
+            cluster.stop_all()?;
+            if running.is_empty() {
+                say(
+                    out,
+                    format_args!(
+                        "nothing was running in {}",
+                        cluster.layout().dir().display()
+                    ),
+                )
+            } else {
+                let names: Vec<&str> = running.iter().map(|n| n.as_str()).collect();
+                say(out, format_args!("stopped {}", names.join(", ")))
+            }
+        }
+        Command::Stop(NodeArg { dir, node }) => {
+            let mut cluster = Cluster::open(&dir.dir, binaries, SpawnMode::Detached)?;
+            let was_running = cluster.running_pid(&node)?.is_some();
+            cluster.stop_node(&node)?;
+            if was_running {
+                say(out, format_args!("stopped {node}"))
+            } else {
+                say(out, format_args!("{node} was not running"))
+            }
+        }
+        Command::Start(NodeArg { dir, node }) => {
+            let mut cluster = Cluster::open(&dir.dir, binaries, SpawnMode::Detached)?;
+            cluster.binaries().check()?;
+            let addr = cluster.start_node(&node)?;
+            let pid = cluster.running_pid(&node)?.unwrap_or_default();
+            say(out, format_args!("started {node} (pid {pid}) on {addr}"))
+        }
+    }
+}
+
+fn run_up(up: &UpArgs, binaries: Binaries, out: &mut impl Write) -> Result<(), Error> {
+    let layout = Layout::new(&up.dir.dir)?;
+    let mut cluster = if layout.state_file().exists() {
+        let cluster = Cluster::open(layout.dir(), binaries, SpawnMode::Detached)?;
+        let running = cluster.running_nodes();
+        if !running.is_empty() {
+            return Err(Error::ClusterRunning {
+                dir: layout.dir().to_owned(),
+                running,
+            });
+        }
+        say(
+            out,
+            format_args!(
+                "restarting the stopped cluster in {} with its recorded shape and data",
+                layout.dir().display()
+            ),
+        )?;
+        cluster
+    } else {
+        Cluster::create(layout.dir(), &up.spec(), binaries, SpawnMode::Detached)?
+    };
+    cluster.set_startup_timeout(Duration::from_secs(up.timeout_secs));
+    cluster.start_all()?;
+
+    let dir = layout.dir().display();
+    let namenodes: Vec<String> = cluster
+        .namenode_addrs()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let racks = cluster
+        .nodes()
+        .iter()
+        .filter_map(|n| n.rack.as_ref())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let text = format!(
+        "cluster up in {dir}: namenode {} and {} datanodes on {racks} racks; logs in {}\n\
+         \n\
+         next:\n  \
+           export DFS_CONFIG={}\n  \
+           dfs mkdir -p /user/$USER && dfs ls /\n  \
+           dfs admin report\n  \
+           dfs-cluster status --dir {dir}\n  \
+           dfs-cluster stop --dir {dir} dn1   # and `start` to bring it back\n  \
+           dfs-cluster down --dir {dir}",
+        namenodes.join(", "),
+        cluster.datanode_addrs().len(),
+        layout.logs_dir().display(),
+        layout.client_config().display(),
+    );
+    say(out, format_args!("{text}"))
+}
+
+fn print_status(cluster: &Cluster, out: &mut impl Write) -> Result<(), Error> {
+    say(
+        out,
+        format_args!(
+            "{:<6} {:<9} {:<22} {:<14} {:<8} STATE",
+            "NODE", "ROLE", "ADDRESS", "RACK", "PID"
+        ),
+    )?;
+    for node in cluster.nodes() {
+        let rack = node.rack.as_ref().map_or("-", |r| r.as_str());
+        let running = cluster.running_pid(node.name.as_str())?;
+        let (pid, state) = match (running, node.pid) {
+            (Some(pid), _) => (pid.to_string(), "running"),
+            (None, Some(_)) => ("-".to_owned(), "stopped (exited on its own)"),
+            (None, None) => ("-".to_owned(), "stopped"),
+        };
+        let role = node.role.as_str();
+        say(
+            out,
+            format_args!(
+                "{:<6} {role:<9} {:<22} {rack:<14} {pid:<8} {state}",
+                node.name,
+                node.address.to_string()
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+fn say(out: &mut impl Write, text: std::fmt::Arguments<'_>) -> Result<(), Error> {
+    writeln!(out, "{text}").map_err(Error::io("writing", "stdout"))
+}

@@ -1,0 +1,390 @@
+//! Where a cluster lives on disk, and the config files written there.
+//!
+//! ```text
+//! D/cluster.json          state: every node's name, role, address, config, pid
+//! D/topology.toml         127.0.r.0/24 -> /dc1/rack{r}
+//! D/dfs.toml              client config naming every namenode
+//! D/nn1/namenode.toml     D/nn1/data/
+//! D/dn1/datanode.toml     D/dn1/data/
+//! D/logs/nn1.log          stdout + stderr of nn1, appended across restarts
+//! ```
+//!
+//! Namenodes listen on 127.0.0.1 with a free port each; datanode n of rack r
+//! listens on 127.0.r.n, so the namenode's topology table puts it on
+//! `/dc1/rack{r}` from the source address of its connections alone.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+
+use dfs_proto::topology::{Cidr, RackPath, TopologyTable};
+use serde::Serialize;
+
+use crate::Error;
+use crate::node::{NodeName, Role};
+use crate::spec::ClusterSpec;
+use crate::state::{ClusterState, NodeState};
+
+/// Name of the state file inside the cluster directory.
+pub(crate) const STATE_FILE: &str = "cluster.json";
+
+/// The paths of one cluster directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    dir: PathBuf,
+}
+
+impl Layout {
+    /// The layout of `dir`, made absolute so that the configs written there
+    /// do not depend on the working directory of the nodes.
+    pub fn new(dir: &Path) -> Result<Self, Error> {
+        let dir = std::path::absolute(dir).map_err(Error::io("resolving", dir))?;
+        Ok(Layout { dir })
+    }
+
+    /// The cluster directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `D/cluster.json`.
+    pub fn state_file(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+
+    /// `D/topology.toml`.
+    pub fn topology_file(&self) -> PathBuf {
+        self.dir.join("topology.toml")
+    }
+
+    /// `D/dfs.toml`, the client config.
+    pub fn client_config(&self) -> PathBuf {
+        self.dir.join("dfs.toml")
+    }
+
+    /// `D/logs/`.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.dir.join("logs")
+    }
+
+    /// `D/logs/NODE.log`.
+    pub fn log_file(&self, node: &NodeName) -> PathBuf {
+        self.logs_dir().join(format!("{node}.log"))
+    }
+
+    /// `D/NODE/`.
+    pub fn node_dir(&self, node: &NodeName) -> PathBuf {
+        self.dir.join(node.as_str())
+    }
+
+    /// `D/NODE/namenode.toml` or `D/NODE/datanode.toml`.
+    pub fn node_config(&self, node: &NodeName) -> PathBuf {
+        self.node_dir(node).join(format!("{}.toml", node.role()))
+    }
+
+    /// `D/NODE/data/`.
+    pub fn node_data(&self, node: &NodeName) -> PathBuf {
+        self.node_dir(node).join("data")
+    }
+
+    /// Whether the directory is missing or empty (a place `up` may fill).
+    pub(crate) fn is_empty(&self) -> Result<bool, Error> {
+        match fs::read_dir(&self.dir) {
+            Ok(mut entries) => Ok(entries.next().is_none()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(Error::io("reading", &self.dir)(e)),
+        }
+    }
+}
+
+/// The rack path of rack `r` (1-based).
+pub(crate) fn rack_path(r: u8) -> Result<RackPath, Error> {
+    format!("/dc1/rack{r}")
+        .parse()
+        .map_err(|_| Error::BadSpec("rack numbers make valid rack paths"))
+}
+
+/// Lays `spec` out in `layout`: directories, free ports, every config file
+/// and the state file. Starts nothing.
+pub(crate) fn lay_out(layout: &Layout, spec: &ClusterSpec) -> Result<ClusterState, Error> {
+    spec.validate()?;
+    mkdir(layout.dir())?;
+    mkdir(&layout.logs_dir())?;
+
+    let namenode_addrs = free_addrs(&vec![IpAddr::V4(Ipv4Addr::LOCALHOST); spec.namenodes])?;
+    let mut datanode_ips = Vec::new();
+    for (r, &count) in spec.racks.iter().enumerate() {
+        // validate() caps racks and datanodes per rack at 254, so both fit an octet.
+        let r = u8::try_from(r + 1).map_err(|_| Error::BadSpec("at most 254 racks"))?;
+        for n in 1..=count {
+            let n =
+                u8::try_from(n).map_err(|_| Error::BadSpec("at most 254 datanodes per rack"))?;
+            datanode_ips.push((IpAddr::V4(Ipv4Addr::new(127, 0, r, n)), rack_path(r)?));
+        }
+    }
+    let datanode_addrs = free_addrs(&datanode_ips.iter().map(|(ip, _)| *ip).collect::<Vec<_>>())?;
+
+    write_topology(layout, spec)?;
+    write_client_config(&layout.client_config(), &namenode_addrs, None, None)?;
+
+    let mut nodes = Vec::new();
+    for (i, &address) in namenode_addrs.iter().enumerate() {
+        let name = NodeName::new(Role::Namenode, i + 1);
+        mkdir(&layout.node_data(&name))?;
+        let config = layout.node_config(&name);
+        write_toml(
+            &config,
+            &NamenodeToml {
+                listen: address,
+                data_dir: &layout.node_data(&name),
+                topology_file: &layout.topology_file(),
+                superuser: spec.superuser.as_deref(),
+                supergroup: &spec.supergroup,
+                umask: "022",
+                default_replication: spec.effective_replication(),
+                default_block_size: spec.block_size,
+                stale_after_ms: millis(spec.stale_after),
+                dead_after_ms: millis(spec.dead_after),
+                groups: &spec.groups,
+            },
+        )?;
+        nodes.push(NodeState {
+            log: layout.log_file(&name),
+            name,
+            role: Role::Namenode,
+            address,
+            rack: None,
+            config,
+            pid: None,
+        });
+    }
+    let namenodes: Vec<String> = namenode_addrs.iter().map(SocketAddr::to_string).collect();
+    for (i, (&address, (_, rack))) in datanode_addrs.iter().zip(datanode_ips).enumerate() {
+        let name = NodeName::new(Role::Datanode, i + 1);
+        mkdir(&layout.node_data(&name))?;
+        let config = layout.node_config(&name);
+        write_toml(
+            &config,
+            &DatanodeToml {
+                namenodes: &namenodes,
+                listen: address,
+                data_dir: &layout.node_data(&name),
+                heartbeat_interval_ms: millis(spec.heartbeat_interval),
+            },
+        )?;
+        nodes.push(NodeState {
+            log: layout.log_file(&name),
+            name,
+            role: Role::Datanode,
+            address,
+            rack: Some(rack),
+            config,
+            pid: None,
+        });
+    }
+    let state = ClusterState {
+        superuser: spec.superuser.clone(),
+        nodes,
+    };
+    state.save(&layout.state_file())?;
+    Ok(state)
+}
+
+/// Writes a client config naming `namenodes`, optionally binding the client
+/// to `bind_address` (which puts it on that address's rack) and naming its user.
+pub fn write_client_config(
+    path: &Path,
+    namenodes: &[SocketAddr],
+    bind_address: Option<IpAddr>,
+    user: Option<&str>,
+) -> Result<(), Error> {
+    let namenodes: Vec<String> = namenodes.iter().map(SocketAddr::to_string).collect();
+    write_toml(
+        path,
+        &ClientToml {
+            namenodes: &namenodes,
+            bind_address,
+            user,
+        },
+    )
+}
+
+fn write_topology(layout: &Layout, spec: &ClusterSpec) -> Result<(), Error> {
+    let mut entries = Vec::new();
+    for r in 1..=spec.racks.len() {
+        let r = u8::try_from(r).map_err(|_| Error::BadSpec("at most 254 racks"))?;
+        let cidr: Cidr = format!("127.0.{r}.0/24")
+            .parse()
+            .map_err(|_| Error::BadSpec("rack numbers make valid CIDRs"))?;
+        entries.push((cidr, rack_path(r)?));
+    }
+    let table = TopologyTable::new(RackPath::default_rack(), entries);
+    write_toml(&layout.topology_file(), &table)
+}
+
+/// Binds `(ip, 0)` for each ip and returns the ports the kernel chose. All
+/// listeners stay open until every port is chosen, so no two are the same.
+fn free_addrs(ips: &[IpAddr]) -> Result<Vec<SocketAddr>, Error> {
+    let port_error = |ip: IpAddr| {
+        move |source| Error::Io {
+            action: "finding a free port on",
+            path: PathBuf::from(ip.to_string()),
+            source,
+        }
+    };
+    let listeners = ips
+        .iter()
+        .map(|&ip| TcpListener::bind((ip, 0)).map_err(port_error(ip)))
+        .collect::<Result<Vec<_>, _>>()?;
+    listeners
+        .iter()
+        .zip(ips)
+        .map(|(l, &ip)| l.local_addr().map_err(port_error(ip)))
+        .collect()
+}
+
+fn mkdir(path: &Path) -> Result<(), Error> {
+    fs::create_dir_all(path).map_err(Error::io("creating directory", path))
+}
+
+fn write_toml(path: &Path, value: &impl Serialize) -> Result<(), Error> {
+    let text = toml::to_string(value).map_err(|e| Error::Io {
+        action: "encoding",
+        path: path.to_owned(),
+        source: io::Error::other(e),
+    })?;
+    fs::write(path, text).map_err(Error::io("writing", path))
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The namenode's TOML config (`NamenodeConfig` in `dfs_namenode`).
+#[derive(Debug, Serialize)]
+struct NamenodeToml<'a> {
+    listen: SocketAddr,
+    data_dir: &'a Path,
+    topology_file: &'a Path,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    superuser: Option<&'a str>,
+    supergroup: &'a str,
+    umask: &'a str,
+    default_replication: u32,
+    default_block_size: u64,
+    stale_after_ms: u64,
+    dead_after_ms: u64,
+    groups: &'a BTreeMap<String, Vec<String>>,
+}
+
+/// The datanode's TOML config (`DatanodeConfig` in `dfs_datanode`).
+#[derive(Debug, Serialize)]
+struct DatanodeToml<'a> {
+    namenodes: &'a [String],
+    listen: SocketAddr,
+    data_dir: &'a Path,
+    heartbeat_interval_ms: u64,
+}
+
+/// The client's TOML config (`dfs.toml`).
+#[derive(Debug, Serialize)]
+struct ClientToml<'a> {
+    namenodes: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bind_address: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datanodes_fill_racks_in_order_on_their_rack_subnet() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path()).unwrap();
+        let spec = ClusterSpec {
+            racks: vec![2, 1],
+            ..ClusterSpec::default()
+        };
+        let state = lay_out(&layout, &spec).unwrap();
+        let summary: Vec<(String, String, Option<String>)> = state
+            .nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.name.to_string(),
+                    n.address.ip().to_string(),
+                    n.rack.as_ref().map(|r| r.to_string()),
+                )
+            })
+            .collect();
+        let expect = |n: &str, ip: &str, rack: Option<&str>| {
+            (n.to_owned(), ip.to_owned(), rack.map(str::to_owned))
+        };
+        assert_eq!(
+            summary,
+            vec![
+                expect("nn1", "127.0.0.1", None),
+                expect("dn1", "127.0.1.1", Some("/dc1/rack1")),
+                expect("dn2", "127.0.1.2", Some("/dc1/rack1")),
+                expect("dn3", "127.0.2.1", Some("/dc1/rack2")),
+            ]
+        );
+        assert!(state.nodes.iter().all(|n| n.address.port() != 0));
+    }
+
+    #[test]
+    fn configs_are_written_in_the_shapes_the_nodes_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path()).unwrap();
+        let mut spec = ClusterSpec {
+            racks: vec![1, 1],
+            ..ClusterSpec::default()
+        };
+        spec.groups.insert("alice".into(), vec!["staff".into()]);
+        let state = lay_out(&layout, &spec).unwrap();
+        let nn = &state.nodes[0];
+
+        let topology: TopologyTable =
+            toml::from_str(&fs::read_to_string(layout.topology_file()).unwrap()).unwrap();
+        assert_eq!(
+            topology.resolve("127.0.2.1".parse().unwrap()).as_str(),
+            "/dc1/rack2"
+        );
+        assert_eq!(
+            topology.resolve("127.0.0.1".parse().unwrap()).as_str(),
+            "/default-rack"
+        );
+
+        let namenode: toml::Table =
+            toml::from_str(&fs::read_to_string(&nn.config).unwrap()).unwrap();
+        assert_eq!(
+            namenode["listen"].as_str(),
+            Some(nn.address.to_string().as_str())
+        );
+        assert_eq!(namenode["default_replication"].as_integer(), Some(2));
+        assert_eq!(namenode["stale_after_ms"].as_integer(), Some(30_000));
+        assert_eq!(namenode["groups"]["alice"][0].as_str(), Some("staff"));
+        assert!(Path::new(namenode["data_dir"].as_str().unwrap()).is_absolute());
+
+        let datanode: toml::Table =
+            toml::from_str(&fs::read_to_string(&state.nodes[1].config).unwrap()).unwrap();
+        assert_eq!(
+            datanode["namenodes"][0].as_str(),
+            Some(nn.address.to_string().as_str())
+        );
+        assert_eq!(datanode["heartbeat_interval_ms"].as_integer(), Some(3000));
+
+        let client: toml::Table =
+            toml::from_str(&fs::read_to_string(layout.client_config()).unwrap()).unwrap();
+        assert_eq!(
+            client["namenodes"][0].as_str(),
+            Some(nn.address.to_string().as_str())
+        );
+        assert!(client.get("bind_address").is_none());
+    }
+}

@@ -1,0 +1,154 @@
+//! The shape of a cluster: how many nodes, on which racks, with which timers.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::Error;
+
+/// What to lay out: namenodes, datanodes per rack, and the namenode's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSpec {
+    /// Number of namenodes (default 1), each on 127.0.0.1 with its own port.
+    pub namenodes: usize,
+    /// Datanodes per rack (default `[3, 3]`); rack r (1-based) is `/dc1/rack{r}`
+    /// and its datanodes listen on `127.0.r.1`, `127.0.r.2`, …
+    pub racks: Vec<usize>,
+    /// How often datanodes heartbeat (default 3 s).
+    pub heartbeat_interval: Duration,
+    /// Silence after which the namenode calls a datanode stale (default 30 s).
+    pub stale_after: Duration,
+    /// Silence after which the namenode calls a datanode dead (default 600 s).
+    pub dead_after: Duration,
+    /// Default replication of new files; `None` = 3, or fewer when there are
+    /// fewer datanodes.
+    pub replication: Option<u32>,
+    /// Default block size of new files, in bytes (default 128 MiB).
+    pub block_size: u64,
+    /// The superuser's name; `None` = the OS user running the namenode.
+    pub superuser: Option<String>,
+    /// The superuser group (default `supergroup`).
+    pub supergroup: String,
+    /// User → groups table given to the namenode.
+    pub groups: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            namenodes: 1,
+            racks: vec![3, 3],
+            heartbeat_interval: Duration::from_secs(3),
+            stale_after: Duration::from_secs(30),
+            dead_after: Duration::from_secs(600),
+            replication: None,
+            block_size: 128 * 1024 * 1024,
+            superuser: None,
+            supergroup: "supergroup".to_owned(),
+            groups: BTreeMap::new(),
+        }
+    }
+}
+
+/// At most this many racks (the third octet of 127.0.r.n) and datanodes per
+/// rack (the fourth octet).
+const MAX_OCTET: usize = 254;
+
+impl ClusterSpec {
+    /// `datanodes` spread over `racks` racks as evenly as possible, the first
+    /// racks taking the remainder: 5 over 2 is `[3, 2]`.
+    pub fn spread(datanodes: usize, racks: usize) -> Vec<usize> {
+        if racks == 0 {
+            return Vec::new();
+        }
+        (0..racks)
+            .map(|r| datanodes / racks + usize::from(r < datanodes % racks))
+            .collect()
+    }
+
+    /// Total number of datanodes.
+    pub fn datanodes(&self) -> usize {
+        self.racks.iter().sum()
+    }
+
+    /// The replication written into the namenode's config.
+    pub fn effective_replication(&self) -> u32 {
+        let datanodes = u32::try_from(self.datanodes()).unwrap_or(u32::MAX);
+        self.replication.unwrap_or(datanodes.clamp(1, 3))
+    }
+
+    /// Refuses shapes that cannot be laid out or would confuse the namenode.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.namenodes == 0 {
+            return Err(Error::BadSpec("a cluster needs at least one namenode"));
+        }
+        if self.namenodes > 100 {
+            return Err(Error::BadSpec("at most 100 namenodes"));
+        }
+        if self.racks.len() > MAX_OCTET {
+            return Err(Error::BadSpec("at most 254 racks"));
+        }
+        if self.racks.iter().any(|&n| n > MAX_OCTET) {
+            return Err(Error::BadSpec("at most 254 datanodes per rack"));
+        }
+        if self.heartbeat_interval.is_zero() {
+            return Err(Error::BadSpec("the heartbeat interval must be positive"));
+        }
+        if self.stale_after <= self.heartbeat_interval {
+            return Err(Error::BadSpec(
+                "stale-after must exceed the heartbeat interval",
+            ));
+        }
+        if self.dead_after <= self.stale_after {
+            return Err(Error::BadSpec("dead-after must exceed stale-after"));
+        }
+        if self.replication == Some(0) {
+            return Err(Error::BadSpec("replication must be at least 1"));
+        }
+        if self.block_size == 0 {
+            return Err(Error::BadSpec("block size must be positive"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_is_even_with_the_remainder_first() {
+        assert_eq!(ClusterSpec::spread(6, 2), vec![3, 3]);
+        assert_eq!(ClusterSpec::spread(5, 2), vec![3, 2]);
+        assert_eq!(ClusterSpec::spread(3, 2), vec![2, 1]);
+        assert_eq!(ClusterSpec::spread(2, 3), vec![1, 1, 0]);
+        assert_eq!(ClusterSpec::spread(4, 0), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn default_is_one_namenode_and_six_datanodes_on_two_racks() {
+        let spec = ClusterSpec::default();
+        assert_eq!(spec.namenodes, 1);
+        assert_eq!(spec.datanodes(), 6);
+        assert_eq!(spec.racks.len(), 2);
+        assert_eq!(spec.effective_replication(), 3);
+        spec.validate().unwrap();
+    }
+
+    #[test]
+    fn replication_shrinks_to_the_datanodes_available() {
+        let spec = ClusterSpec {
+            racks: vec![1, 1],
+            ..ClusterSpec::default()
+        };
+        assert_eq!(spec.effective_replication(), 2);
+    }
+
+    #[test]
+    fn inconsistent_timers_are_refused() {
+        let spec = ClusterSpec {
+            stale_after: Duration::from_secs(700),
+            ..ClusterSpec::default()
+        };
+        assert!(spec.validate().is_err());
+    }
+}
