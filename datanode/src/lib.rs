@@ -3,7 +3,7 @@
 //! - [`config`]: the datanode's TOML configuration.
 //! - `identity`: the datanode id persisted in its data dir.
 //! - `namenode_actor`: registration and heartbeats, one actor per namenode.
-//! - [`server`]: wires it together; [`run`] is the binary's entry point.
+//! - `server`: wires it together; [`run`] is the binary's entry point.
 
 pub mod config;
 mod error;

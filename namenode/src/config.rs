@@ -1,5 +1,5 @@
 //! The namenode's configuration: a TOML file (serde defaults), then
-//! [`NamenodeConfig::validate`] into typed values.
+//! `NamenodeConfig::validate` into typed values.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

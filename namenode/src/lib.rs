@@ -8,7 +8,7 @@
 //! - `datanodes`: registered datanodes, their racks and liveness.
 //! - `service`: thin gRPC adapters over the above.
 //! - [`config`]: the namenode's TOML configuration.
-//! - [`server`]: wires it all together; [`run`] is the binary's entry point.
+//! - `server`: wires it all together; [`run`] is the binary's entry point.
 
 pub mod config;
 mod datanodes;

@@ -1,5 +1,5 @@
 //! The `dfs` command set, HDFS-shell-like: one file per command group
-//! behind the [`Command`] enum. Errors go to stderr as `CMD: message` and
+//! behind the `Command` enum. Errors go to stderr as `CMD: message` and
 //! make the exit status non-zero; `--json` output is for scripts.
 
 mod admin;
