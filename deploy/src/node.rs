@@ -36,7 +36,7 @@ impl Role {
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -100,7 +100,7 @@ impl From<NodeName> for String {
 
 impl fmt::Display for NodeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -115,6 +115,7 @@ mod tests {
         assert_eq!(nn, NodeName::new(Role::Namenode, 1));
         let dn: NodeName = "dn12".parse().unwrap();
         assert_eq!(dn.role(), Role::Datanode);
+        assert_eq!(format!("[{dn:<5}]"), "[dn12 ]", "tables pad names");
         for bad in ["", "nn", "dn0", "dn01", "xx1", "dn1a", "nn-1"] {
             assert!(bad.parse::<NodeName>().is_err(), "{bad:?} accepted");
         }
