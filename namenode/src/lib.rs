@@ -10,6 +10,7 @@
 //! - [`config`]: the namenode's TOML configuration.
 //! - `server`: wires it all together; [`run`] is the binary's entry point.
 
+mod blocks;
 pub mod config;
 mod datanodes;
 mod epoch;
