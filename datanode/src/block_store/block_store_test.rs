@@ -794,3 +794,22 @@ fn garbage_names_in_the_dirs_are_ignored_and_left_alone() {
     assert_eq!(read_block(&store, B, GS), pattern(600, 1));
     assert!(files_in(&l.tmp).is_empty(), "tmp is scratch");
 }
+
+#[test]
+fn writers_and_readers_on_several_threads_share_one_store() {
+    let (_dir, store) = open_store();
+    write_block(&store, B, GS, &pattern(PACKET * 3, 7));
+    std::thread::scope(|s| {
+        for t in 0..4u8 {
+            let store = &store;
+            s.spawn(move || {
+                let block = BlockId(1000 + u64::from(t));
+                let data = pattern(PACKET * 2 + usize::from(t), t);
+                write_block(store, block, GS, &data);
+                assert_eq!(read_block(store, block, GS), data);
+                assert_eq!(read_block(store, B, GS), pattern(PACKET * 3, 7));
+            });
+        }
+    });
+    assert_eq!(store.replicas().len(), 5);
+}

@@ -328,14 +328,13 @@ impl BlockStore {
             }
             return Err(e.into());
         }
-        layout::fsync_dir(&self.layout.finalized_dir(block))?;
-        layout::fsync_dir(&self.layout.rbw)?;
-        if let Some(old) = old {
-            // Not fsynced: a surviving older meta is removed by the next scan.
-            layout::remove_if_present(&self.layout.finalized_meta(block, old.gen_stamp))?;
-            state.finalized_bytes -= on_disk_bytes(old.length);
-        }
+        // The map follows the disk from here on, even if what follows fails.
         state.rbw.remove(&block);
+        if let Some(old) = old {
+            state.finalized_bytes = state
+                .finalized_bytes
+                .saturating_sub(on_disk_bytes(old.length));
+        }
         let info = ReplicaInfo {
             block,
             gen_stamp: gs,
@@ -343,6 +342,12 @@ impl BlockStore {
         };
         state.finalized.insert(block, info);
         state.finalized_bytes += on_disk_bytes(length);
+        layout::fsync_dir(&self.layout.finalized_dir(block))?;
+        layout::fsync_dir(&self.layout.rbw)?;
+        if let Some(old) = old {
+            // Not fsynced: a surviving older meta is removed by the next scan.
+            layout::remove_if_present(&self.layout.finalized_meta(block, old.gen_stamp))?;
+        }
         drop(state);
         tracing::debug!(%block, gen_stamp = %gs, length, "replica finalized");
         Ok(info)
@@ -430,7 +435,9 @@ impl BlockStore {
             layout::remove_if_present(&self.layout.finalized_block(block))?;
             layout::remove_if_present(&self.layout.finalized_meta(block, g))?;
             if let Some(info) = state.finalized.remove(&block) {
-                state.finalized_bytes -= on_disk_bytes(info.length);
+                state.finalized_bytes = state
+                    .finalized_bytes
+                    .saturating_sub(on_disk_bytes(info.length));
             }
         }
         if let Some(g) = delete_rbw {
