@@ -48,14 +48,16 @@
 //!
 //! # Crash consistency
 //!
-//! `finalize` makes both files durable, then renames the meta file into
-//! `finalized/` before the block file, so the block file's rename is the
-//! commit point, then fsyncs both directories. The start-up scan redoes a
-//! finalize caught between the two renames (a meta-less block file in `rbw/`
-//! whose newest meta is already in `finalized/`), and where an older
-//! generation's meta survived next to the newest one, the block file is the
-//! newest one's and the older meta is deleted. Leftovers in `rbw/` are kept
-//! for recovery, cut back to the longest prefix whose checksums verify.
+//! `finalize` makes both files durable, renames the meta file into
+//! `finalized/` and then the block file (as HDFS does), fsyncs both
+//! directories, and deletes a replaced generation's meta. Across a crash the
+//! meta rename is the commit point: the start-up scan redoes a finalize
+//! caught between the two renames (a meta-less block file in `rbw/` whose
+//! newest meta is already in `finalized/`, with the right length), and where
+//! an older generation's meta survived next to the newest one, the block file
+//! is the newest one's and the older meta is deleted. Leftovers in `rbw/` are
+//! kept for recovery, cut back to the longest prefix whose checksums verify.
+//! Files in `corrupt/` are not counted in `used_bytes`.
 
 // Its callers (pipeline, block reader, block reports) land after it; this
 // expectation fails, and must go, once they use it.

@@ -283,4 +283,5 @@ impl AppendFile {
     }
 }
 
+// Checksums go to the meta file as `u32::to_be_bytes`.
 const _: () = assert!(CHECKSUM_LEN == 4);
