@@ -5,6 +5,7 @@
 //! - `namenode_actor`: registration and heartbeats, one actor per namenode.
 //! - `server`: wires it together; [`run`] is the binary's entry point.
 
+mod block_store;
 pub mod config;
 mod error;
 mod identity;

@@ -1,0 +1,149 @@
+//! [`ReplicaReader`]: reads chunks of a finalized replica with their checksums.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use dfs_proto::checksum::verify_chunks;
+use dfs_proto::ids::{BlockId, GenStamp};
+
+use super::ReplicaInfo;
+use super::error::{Corruption, Error};
+use super::layout::{self, CHECKSUM_LEN, CHUNK, META_HEADER_LEN};
+
+/// Bytes `verify_all` reads per step: whole chunks, large enough to amortize syscalls.
+const VERIFY_SLICE: usize = 1024 * 1024;
+
+/// Reads a finalized replica; its open files stay valid even if the replica is
+/// deleted or replaced meanwhile.
+#[derive(Debug)]
+pub(crate) struct ReplicaReader {
+    info: ReplicaInfo,
+    data: File,
+    meta: File,
+}
+
+impl ReplicaReader {
+    /// Checks the opened files against the replica map's length and the meta header.
+    pub(super) fn new(info: ReplicaInfo, data: File, meta: File) -> Result<Self, Error> {
+        let corrupt = |reason| Error::CorruptReplica {
+            block: info.block,
+            reason,
+        };
+        let data_len = data.metadata()?.len();
+        let meta_len = meta.metadata()?.len();
+        layout::read_meta_header(&meta, meta_len)?.map_err(corrupt)?;
+        layout::check_lengths(data_len, meta_len).map_err(corrupt)?;
+        if data_len != info.length {
+            return Err(corrupt(Corruption::LengthMismatch {
+                block_len: data_len,
+                meta_len,
+            }));
+        }
+        Ok(ReplicaReader { info, data, meta })
+    }
+
+    /// The replica's length in bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.info.length
+    }
+
+    /// The replica's block.
+    pub(crate) fn block(&self) -> BlockId {
+        self.info.block
+    }
+
+    /// The replica's generation stamp.
+    pub(crate) fn gen_stamp(&self) -> GenStamp {
+        self.info.gen_stamp
+    }
+
+    /// Reads `[offset, offset + len)`, clipped to the replica and widened to
+    /// whole chunks, with one checksum per chunk: returns the chunk-aligned
+    /// start offset, the data and the checksums. The caller verifies them.
+    ///
+    /// An empty range (`len == 0` or `offset == len()`) gives no data and no
+    /// checksums.
+    ///
+    /// # Errors
+    /// `OutOfRange` when `offset > len()`; `CorruptReplica` when a file turns
+    /// out shorter than the replica map says.
+    pub(crate) fn read_chunks(
+        &mut self,
+        offset: u64,
+        len: usize,
+    ) -> Result<(u64, Vec<u8>, Vec<u32>), Error> {
+        let length = self.info.length;
+        if offset > length {
+            return Err(Error::OutOfRange {
+                block: self.info.block,
+                offset,
+                length,
+            });
+        }
+        let start = offset - offset % CHUNK;
+        let end = offset.saturating_add(len as u64).min(length);
+        if end <= offset {
+            return Ok((start, Vec::new(), Vec::new()));
+        }
+        let end = end.div_ceil(CHUNK).saturating_mul(CHUNK).min(length);
+        let too_long = || Error::OutOfRange {
+            block: self.info.block,
+            offset,
+            length,
+        };
+        let n = usize::try_from(end - start).map_err(|_| too_long())?;
+        let chunks = layout::chunks_for(end - start);
+        let sums_len = usize::try_from(chunks * CHECKSUM_LEN).map_err(|_| too_long())?;
+        let mut data = vec![0u8; n];
+        let mut raw = vec![0u8; sums_len];
+        let sums_at = META_HEADER_LEN + (start / CHUNK) * CHECKSUM_LEN;
+        self.read_exact_at(&mut data, start, false)?;
+        self.read_exact_at(&mut raw, sums_at, true)?;
+        let (whole, _) = raw.as_chunks::<4>();
+        let sums = whole.iter().map(|b| u32::from_be_bytes(*b)).collect();
+        Ok((start, data, sums))
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], at: u64, is_meta: bool) -> Result<(), Error> {
+        let file = if is_meta { &self.meta } else { &self.data };
+        match file.read_exact_at(buf, at) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                let data_len = self.data.metadata()?.len();
+                let meta_len = self.meta.metadata()?.len();
+                Err(Error::CorruptReplica {
+                    block: self.info.block,
+                    reason: Corruption::LengthMismatch {
+                        block_len: data_len,
+                        meta_len,
+                    },
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads the whole replica and checks every chunk against its checksum
+    /// (for the block scanner).
+    ///
+    /// # Errors
+    /// `ChecksumMismatch` at the first bad chunk's offset.
+    pub(crate) fn verify_all(&mut self) -> Result<(), Error> {
+        let mut offset = 0;
+        while offset < self.info.length {
+            let (start, data, sums) = self.read_chunks(offset, VERIFY_SLICE)?;
+            if let Err(m) = verify_chunks(&data, &sums) {
+                return Err(Error::ChecksumMismatch {
+                    block: self.info.block,
+                    offset: start + m.chunk as u64 * CHUNK,
+                });
+            }
+            if data.is_empty() {
+                break;
+            }
+            offset = start + data.len() as u64;
+        }
+        Ok(())
+    }
+}
