@@ -2,6 +2,7 @@
 //!
 //! - [`config`]: the datanode's TOML configuration.
 //! - `identity`: the datanode id persisted in its data dir.
+//! - `block_store`: replica and CRC meta files, rbw -> finalized, start-up scan.
 //! - `namenode_actor`: registration and heartbeats, one actor per namenode.
 //! - `server`: wires it together; [`run`] is the binary's entry point.
 

@@ -6,6 +6,7 @@
 //! - `namesystem`: the single writer task: check, zxid, apply, journal.
 //! - `epoch`: the persisted current epoch.
 //! - `datanodes`: registered datanodes, their racks and liveness.
+//! - `blocks`: block management; so far the rack-aware placement policy.
 //! - `service`: thin gRPC adapters over the above.
 //! - [`config`]: the namenode's TOML configuration.
 //! - `server`: wires it all together; [`run`] is the binary's entry point.

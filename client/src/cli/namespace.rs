@@ -155,7 +155,10 @@ impl Stat {
                 s.group
             );
             println!("Modify: {} UTC", time_string(s.modification_time_ms));
-            println!("Access: {} UTC", time_string(s.access_time_ms));
+            // Directories keep no access time (as in HDFS).
+            if !s.is_dir() {
+                println!("Access: {} UTC", time_string(s.access_time_ms));
+            }
         }
         if self.json {
             println!(
