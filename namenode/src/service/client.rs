@@ -308,4 +308,76 @@ impl ClientProtocol for ClientService {
             .collect();
         Ok(Response::new(v1::GetDatanodeReportResponse { datanodes }))
     }
+
+    async fn add_block(
+        &self,
+        _request: Request<v1::AddBlockRequest>,
+    ) -> Result<Response<v1::AddBlockResponse>, Status> {
+        Err(Status::unimplemented(
+            "the data path is being built (issue 3)",
+        ))
+    }
+
+    async fn abandon_block(
+        &self,
+        _request: Request<v1::AbandonBlockRequest>,
+    ) -> Result<Response<v1::AbandonBlockResponse>, Status> {
+        Err(Status::unimplemented(
+            "the data path is being built (issue 3)",
+        ))
+    }
+
+    async fn complete(
+        &self,
+        _request: Request<v1::CompleteRequest>,
+    ) -> Result<Response<v1::CompleteResponse>, Status> {
+        Err(Status::unimplemented(
+            "the data path is being built (issue 3)",
+        ))
+    }
+
+    async fn update_block_for_pipeline(
+        &self,
+        _request: Request<v1::UpdateBlockForPipelineRequest>,
+    ) -> Result<Response<v1::UpdateBlockForPipelineResponse>, Status> {
+        Err(Status::unimplemented(
+            "the data path is being built (issue 3)",
+        ))
+    }
+
+    async fn get_additional_datanode(
+        &self,
+        _request: Request<v1::GetAdditionalDatanodeRequest>,
+    ) -> Result<Response<v1::GetAdditionalDatanodeResponse>, Status> {
+        Err(Status::unimplemented(
+            "the data path is being built (issue 3)",
+        ))
+    }
+
+    async fn update_pipeline(
+        &self,
+        _request: Request<v1::UpdatePipelineRequest>,
+    ) -> Result<Response<v1::UpdatePipelineResponse>, Status> {
+        Err(Status::unimplemented(
+            "the data path is being built (issue 3)",
+        ))
+    }
+
+    async fn get_block_locations(
+        &self,
+        _request: Request<v1::GetBlockLocationsRequest>,
+    ) -> Result<Response<v1::GetBlockLocationsResponse>, Status> {
+        Err(Status::unimplemented(
+            "the data path is being built (issue 3)",
+        ))
+    }
+
+    async fn report_bad_blocks(
+        &self,
+        _request: Request<v1::ReportBadBlocksRequest>,
+    ) -> Result<Response<v1::ReportBadBlocksResponse>, Status> {
+        Err(Status::unimplemented(
+            "the data path is being built (issue 3)",
+        ))
+    }
 }
