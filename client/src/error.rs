@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use dfs_proto::ids::BlockId;
 use dfs_proto::status::ErrorKind;
 
 /// Everything a client operation can fail with.
@@ -30,6 +31,60 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong.
         reason: String,
+    },
+    /// A datanode could not be reached or broke off a transfer.
+    #[error("datanode {datanode}: {reason}")]
+    Datanode {
+        /// The datanode's transfer address.
+        datanode: String,
+        /// Why.
+        reason: String,
+    },
+    /// A replica's data disagreed with its checksum.
+    #[error("checksum mismatch in {block} at offset {offset} from datanode {datanode}")]
+    ChecksumMismatch {
+        /// The block.
+        block: BlockId,
+        /// Offset within the block of the first bad chunk.
+        offset: u64,
+        /// The datanode (transfer address) that served the bad data.
+        datanode: String,
+    },
+    /// Every replica of a block failed to serve it.
+    #[error("could not read {block} of '{path}' from any replica: {reasons}")]
+    AllReplicasFailed {
+        /// The file.
+        path: String,
+        /// The block.
+        block: BlockId,
+        /// What went wrong with each replica tried, `; `-separated.
+        reasons: String,
+    },
+    /// A write pipeline could not be kept alive.
+    #[error("writing {block} of '{path}' failed: {reason}")]
+    PipelineFailed {
+        /// The file.
+        path: String,
+        /// The block.
+        block: BlockId,
+        /// Why the pipeline could not be recovered.
+        reason: String,
+    },
+    /// The namenode kept answering "not yet" to Complete.
+    #[error(
+        "could not complete file '{path}': the last block did not reach its minimum replicas within {waited_secs} s"
+    )]
+    CompleteTimedOut {
+        /// The file.
+        path: String,
+        /// Seconds spent retrying.
+        waited_secs: u64,
+    },
+    /// The stream was used after it failed or was closed.
+    #[error("stream of '{path}' is closed")]
+    StreamClosed {
+        /// The file.
+        path: String,
     },
     /// A command-line argument is malformed.
     #[error("{0}")]

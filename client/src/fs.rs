@@ -1,17 +1,27 @@
-//! [`DfsClient`]: the namespace operations of a dfs cluster.
+//! [`DfsClient`]: the façade over a dfs cluster. Namespace operations are
+//! here; the data path lives in `output_stream`, `input_stream` and
+//! `checksum`, which reach the namenode's block calls through the
+//! crate-private methods at the end of this file.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dfs_proto::v1;
 use dfs_proto::v1::client_protocol_client::ClientProtocolClient;
+use dfs_proto::v1::data_transfer_client::DataTransferClient;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::blocks::{Block, BlockLocations, Datanode, LocatedBlock};
+use crate::checksum::FileChecksum;
 use crate::config::ClientConfig;
 use crate::error::Error;
 use crate::identity::Identity;
+use crate::input_stream::InputStream;
+use crate::output_stream::OutputStream;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RPC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -102,16 +112,20 @@ pub struct DatanodeReport {
     pub last_contact_ms: u64,
 }
 
-/// A connection to a dfs cluster, acting as one user.
-#[derive(Debug)]
+/// A connection to a dfs cluster, acting as one user. Cheap to clone: clones
+/// share the connections and the call-id counter.
+#[derive(Debug, Clone)]
 pub struct DfsClient {
     namenode: String,
     rpc: ClientProtocolClient<Channel>,
-    identity: Identity,
-    next_call: AtomicU64,
+    identity: Arc<Identity>,
+    next_call: Arc<AtomicU64>,
+    bind_address: Option<IpAddr>,
+    /// One lazily connected channel per datanode transfer address.
+    datanodes: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
-/// Options for [`DfsClient::create`].
+/// Options for [`DfsClient::create`] and [`DfsClient::create_file`].
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
     /// Replace an existing file.
@@ -142,8 +156,10 @@ impl DfsClient {
         Ok(DfsClient {
             namenode,
             rpc: ClientProtocolClient::new(channel),
-            identity: Identity::resolve(user.or_else(|| config.user.clone())),
-            next_call: AtomicU64::new(1),
+            identity: Arc::new(Identity::resolve(user.or_else(|| config.user.clone()))),
+            next_call: Arc::new(AtomicU64::new(1)),
+            bind_address: config.bind_address,
+            datanodes: Arc::default(),
         })
     }
 
@@ -175,6 +191,63 @@ impl DfsClient {
             .await
             .map_err(self.status_error())?;
         Ok(())
+    }
+
+    /// Creates a file and returns the stream that writes it; the file is
+    /// visible (complete) once [`OutputStream::close`] succeeds.
+    ///
+    /// # Errors
+    /// The namenode's refusal (exists, permission, missing parent, ...).
+    pub async fn create_file(
+        &self,
+        path: &str,
+        options: &CreateOptions,
+    ) -> Result<OutputStream, Error> {
+        let status = self.create(path, options).await?;
+        Ok(OutputStream::new(self.clone(), status))
+    }
+
+    /// Opens a file for reading.
+    ///
+    /// # Errors
+    /// The namenode's refusal (missing, a directory, permission).
+    pub async fn open(&self, path: &str) -> Result<InputStream, Error> {
+        InputStream::open(self.clone(), path).await
+    }
+
+    /// The CRC32C of a file's whole content, composed from its blocks'
+    /// checksums: equal for equal bytes whatever the block size.
+    ///
+    /// # Errors
+    /// The namenode's refusal, or a block no replica could checksum.
+    pub async fn checksum(&self, path: &str) -> Result<FileChecksum, Error> {
+        crate::checksum::file_checksum(self, path).await
+    }
+
+    /// The blocks overlapping `[offset, offset + length)` of a file
+    /// (`length` 0 = to the end), with their replicas nearest first.
+    ///
+    /// # Errors
+    /// The namenode's refusal (missing, a directory, permission).
+    pub async fn block_locations(
+        &self,
+        path: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<BlockLocations, Error> {
+        let request = v1::GetBlockLocationsRequest {
+            caller: self.caller(),
+            path: path.to_owned(),
+            offset,
+            length,
+        };
+        let reply = self
+            .rpc
+            .clone()
+            .get_block_locations(request)
+            .await
+            .map_err(self.status_error())?;
+        Ok(BlockLocations::from_wire(reply.into_inner()))
     }
 
     /// Creates an empty file.
@@ -393,6 +466,215 @@ impl DfsClient {
             .collect())
     }
 }
+
+/// The namenode's block calls, for the streams.
+impl DfsClient {
+    /// A channel to a datanode's DataTransfer service (shared per address).
+    pub(crate) fn datanode(&self, address: &str) -> Result<DataTransferClient<Channel>, Error> {
+        let mut channels = self
+            .datanodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let channel = match channels.get(address) {
+            Some(channel) => channel.clone(),
+            None => {
+                let channel = Endpoint::from_shared(format!("http://{address}"))
+                    .map_err(|e| Error::Datanode {
+                        datanode: address.to_owned(),
+                        reason: format!("bad address: {e}"),
+                    })?
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .tcp_nodelay(true)
+                    .local_address(self.bind_address)
+                    .connect_lazy();
+                channels.insert(address.to_owned(), channel.clone());
+                channel
+            }
+        };
+        Ok(DataTransferClient::new(channel)
+            .max_decoding_message_size(MAX_TRANSFER_MESSAGE)
+            .max_encoding_message_size(MAX_TRANSFER_MESSAGE))
+    }
+
+    /// Forgets a datanode's channel, so the next use reconnects.
+    pub(crate) fn forget_datanode(&self, address: &str) {
+        self.datanodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(address);
+    }
+
+    /// The client's name as datanodes log it.
+    pub(crate) fn client_name(&self) -> String {
+        format!("dfs-client-{}", self.identity.user)
+    }
+
+    /// Allocates the file's next block; `previous` is the finished last block.
+    pub(crate) async fn add_block(
+        &self,
+        path: &str,
+        previous: Option<Block>,
+        excluded: &[String],
+    ) -> Result<LocatedBlock, Error> {
+        let request = v1::AddBlockRequest {
+            caller: self.caller(),
+            path: path.to_owned(),
+            previous: previous.map(Block::to_wire),
+            excluded_datanodes: excluded.to_vec(),
+        };
+        let reply = self
+            .rpc
+            .clone()
+            .add_block(request)
+            .await
+            .map_err(self.status_error())?;
+        reply
+            .into_inner()
+            .block
+            .and_then(LocatedBlock::from_wire)
+            .ok_or_else(|| Error::Refused {
+                kind: None,
+                message: format!("namenode sent no block for '{path}'"),
+            })
+    }
+
+    /// Gives up a block the client could not write to any datanode.
+    pub(crate) async fn abandon_block(&self, path: &str, block: Block) -> Result<(), Error> {
+        let request = v1::AbandonBlockRequest {
+            caller: self.caller(),
+            path: path.to_owned(),
+            block: Some(block.to_wire()),
+        };
+        self.rpc
+            .clone()
+            .abandon_block(request)
+            .await
+            .map_err(self.status_error())?;
+        Ok(())
+    }
+
+    /// Asks to close the file; `false` = the last block lacks its minimum replicas yet.
+    pub(crate) async fn complete(&self, path: &str, last: Option<Block>) -> Result<bool, Error> {
+        let request = v1::CompleteRequest {
+            caller: self.caller(),
+            path: path.to_owned(),
+            last: last.map(Block::to_wire),
+        };
+        let reply = self
+            .rpc
+            .clone()
+            .complete(request)
+            .await
+            .map_err(self.status_error())?;
+        Ok(reply.into_inner().completed)
+    }
+
+    /// A new generation stamp for a block whose pipeline is being recovered.
+    pub(crate) async fn update_block_for_pipeline(
+        &self,
+        path: &str,
+        block: Block,
+    ) -> Result<Block, Error> {
+        let request = v1::UpdateBlockForPipelineRequest {
+            caller: self.caller(),
+            path: path.to_owned(),
+            block: Some(block.to_wire()),
+        };
+        let reply = self
+            .rpc
+            .clone()
+            .update_block_for_pipeline(request)
+            .await
+            .map_err(self.status_error())?;
+        reply
+            .into_inner()
+            .block
+            .map(|b| Block::from_wire(&b))
+            .ok_or_else(|| Error::Refused {
+                kind: None,
+                message: format!("namenode sent no new generation stamp for {}", block.id),
+            })
+    }
+
+    /// Replacement datanodes for a shrunken pipeline.
+    pub(crate) async fn additional_datanodes(
+        &self,
+        path: &str,
+        block: Block,
+        existing: &[Datanode],
+        excluded: &[String],
+        count: u32,
+    ) -> Result<Vec<Datanode>, Error> {
+        let request = v1::GetAdditionalDatanodeRequest {
+            caller: self.caller(),
+            path: path.to_owned(),
+            block: Some(block.to_wire()),
+            existing: existing.iter().map(|d| d.id.clone()).collect(),
+            excluded: excluded.to_vec(),
+            count,
+        };
+        let reply = self
+            .rpc
+            .clone()
+            .get_additional_datanode(request)
+            .await
+            .map_err(self.status_error())?;
+        Ok(reply
+            .into_inner()
+            .datanodes
+            .into_iter()
+            .map(Datanode::from_wire)
+            .collect())
+    }
+
+    /// Records the recovered pipeline of a block under its new generation stamp.
+    pub(crate) async fn update_pipeline(
+        &self,
+        path: &str,
+        old: Block,
+        new: Block,
+        nodes: &[Datanode],
+    ) -> Result<(), Error> {
+        let request = v1::UpdatePipelineRequest {
+            caller: self.caller(),
+            path: path.to_owned(),
+            old_block: Some(old.to_wire()),
+            new_block: Some(new.to_wire()),
+            datanodes: nodes.iter().map(|d| d.id.clone()).collect(),
+        };
+        self.rpc
+            .clone()
+            .update_pipeline(request)
+            .await
+            .map_err(self.status_error())?;
+        Ok(())
+    }
+
+    /// Tells the namenode a replica failed its checksum.
+    pub(crate) async fn report_bad_replica(
+        &self,
+        block: Block,
+        datanode: &Datanode,
+    ) -> Result<(), Error> {
+        let request = v1::ReportBadBlocksRequest {
+            caller: self.caller(),
+            replicas: vec![v1::BadReplica {
+                block: Some(block.to_wire()),
+                datanode_id: datanode.id.clone(),
+            }],
+        };
+        self.rpc
+            .clone()
+            .report_bad_blocks(request)
+            .await
+            .map_err(self.status_error())?;
+        Ok(())
+    }
+}
+
+/// Largest DataTransfer message: a 64 KiB packet with its checksums and
+/// framing, with room to spare (tonic's default limit is 4 MiB).
+const MAX_TRANSFER_MESSAGE: usize = 16 * 1024 * 1024;
 
 fn endpoint(namenode: &str, bind: Option<IpAddr>) -> Result<Endpoint, Error> {
     let endpoint = Endpoint::from_shared(format!("http://{namenode}"))

@@ -2,16 +2,31 @@
 //!
 //! - [`config`]: the client configuration (`dfs.toml`).
 //! - `identity`: who the caller is (user, groups, client id).
-//! - [`fs`]: [`DfsClient`], the namespace operations.
+//! - [`fs`]: [`DfsClient`], the façade: namespace operations and the entry
+//!   points of the data path.
+//! - [`blocks`]: blocks and replica locations.
+//! - [`output_stream`]: [`OutputStream`], writing a file through datanode pipelines.
+//! - [`input_stream`]: [`InputStream`], reading a file with verification and failover.
+//! - [`checksum`]: [`FileChecksum`], a file's composite CRC32C.
+//! - `owned_task`: spawned tasks that die with their owner.
 //! - [`error`]: the client's error type, mapped back from `tonic::Status`.
 //! - [`cli`]: the `dfs` commands.
 
+pub mod blocks;
+pub mod checksum;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod fs;
 mod identity;
+pub mod input_stream;
+pub mod output_stream;
+mod owned_task;
 
+pub use blocks::{Block, BlockLocations, Datanode, LocatedBlock};
+pub use checksum::FileChecksum;
 pub use config::ClientConfig;
 pub use error::Error;
-pub use fs::{DatanodeReport, DfsClient, FileKind, FileStatus};
+pub use fs::{CreateOptions, DatanodeReport, DfsClient, FileKind, FileStatus};
+pub use input_stream::InputStream;
+pub use output_stream::OutputStream;
