@@ -492,3 +492,7 @@ pub(crate) fn decode_checksums(bytes: &[u8]) -> Option<Vec<u32>> {
             .collect(),
     )
 }
+
+#[cfg(test)]
+#[path = "input_stream_test.rs"]
+mod tests;

@@ -23,6 +23,9 @@ pub mod input_stream;
 pub mod output_stream;
 mod owned_task;
 
+#[cfg(test)]
+mod fake_cluster;
+
 pub use blocks::{Block, BlockLocations, Datanode, LocatedBlock};
 pub use checksum::FileChecksum;
 pub use config::ClientConfig;

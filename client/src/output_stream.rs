@@ -399,9 +399,37 @@ impl Pipeline {
         let message = packet.to_wire();
         self.unacked.push_back(packet);
         if let Err(fault) = self.push(ctx, message).await {
+            let fault = self.explain(ctx, fault).await;
             self.recover(ctx, fault).await?;
         }
         Ok(())
+    }
+
+    /// After the request stream broke: the acks still in flight may name the
+    /// datanode that failed (a node whose downstream broke acks ERROR at that
+    /// index, then ends the stream). Prefer that to blaming the first node.
+    async fn explain(&mut self, ctx: &WriteContext, broken: Fault) -> Fault {
+        let Some(connection) = self.connection.as_mut() else {
+            return broken;
+        };
+        let mut events = Vec::new();
+        while let Ok(Some(event)) =
+            tokio::time::timeout(ctx.tuning.ack_timeout, connection.acks.recv()).await
+        {
+            let done = !matches!(event, AckEvent::Ack { .. });
+            events.push(event);
+            if done {
+                break;
+            }
+        }
+        for event in events {
+            if matches!(event, AckEvent::Ack { .. })
+                && let Err(fault) = self.apply(event)
+            {
+                return fault;
+            }
+        }
+        broken
     }
 
     /// Waits until every packet sent is acknowledged, then closes the stream.
@@ -571,7 +599,7 @@ impl Pipeline {
                 .await?;
             match self.resend(ctx).await {
                 Ok(()) => return Ok(()),
-                Err(f) => fault = f,
+                Err(f) => fault = self.explain(ctx, f).await,
             }
         }
     }
@@ -764,3 +792,7 @@ impl Connection {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "output_stream_test.rs"]
+mod tests;
