@@ -86,6 +86,15 @@ pub enum Error {
         /// The file.
         path: String,
     },
+    /// A local file the command reads or writes, in HDFS shell's words
+    /// (`'x': No such file or directory`).
+    #[error("'{path}': {reason}")]
+    Local {
+        /// The local path.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A command-line argument is malformed.
     #[error("{0}")]
     Usage(String),

@@ -4,7 +4,9 @@
 
 mod admin;
 mod bench;
+mod data;
 mod format;
+mod fsck;
 mod namespace;
 
 use std::net::IpAddr;
@@ -55,6 +57,16 @@ enum Command {
     Chown(namespace::Chown),
     /// Change the replication factor of files (of every file below a directory).
     Setrep(namespace::Setrep),
+    /// Copy local files (`-` = stdin) into dfs.
+    Put(data::Put),
+    /// Copy a dfs file to a local file (`-` = stdout).
+    Get(data::Get),
+    /// Print files to stdout.
+    Cat(data::Cat),
+    /// Print each file's composite CRC32C (equal content, equal checksum, whatever the block size).
+    Checksum(data::Checksum),
+    /// Check the health of the blocks under a path.
+    Fsck(fsck::Fsck),
     /// Cluster administration.
     #[command(subcommand)]
     Admin(admin::Admin),
@@ -75,6 +87,11 @@ impl Command {
             Command::Chmod(_) => "chmod",
             Command::Chown(_) => "chown",
             Command::Setrep(_) => "setrep",
+            Command::Put(_) => "put",
+            Command::Get(_) => "get",
+            Command::Cat(_) => "cat",
+            Command::Checksum(_) => "checksum",
+            Command::Fsck(_) => "fsck",
             Command::Admin(_) => "admin",
             Command::Bench(_) => "bench",
         }
@@ -134,6 +151,11 @@ pub async fn run(cli: Cli) -> ExitCode {
             Command::Chmod(args) => args.run(&client, &mut outcome).await,
             Command::Chown(args) => args.run(&client, &mut outcome).await,
             Command::Setrep(args) => args.run(&client, &mut outcome).await,
+            Command::Put(args) => args.run(&client, &mut outcome).await,
+            Command::Get(args) => args.run(&client, &mut outcome).await,
+            Command::Cat(args) => args.run(&client, &mut outcome).await,
+            Command::Checksum(args) => args.run(&client, &mut outcome).await,
+            Command::Fsck(args) => args.run(&client, &mut outcome).await,
             Command::Admin(args) => args.run(&client, &mut outcome).await,
             Command::Bench(_) => {}
         }

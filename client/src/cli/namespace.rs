@@ -79,7 +79,7 @@ impl Ls {
 }
 
 /// Every entry below `root` (not `root` itself), depth first, in name order.
-async fn walk(client: &DfsClient, root: &str) -> Result<Vec<FileStatus>, Error> {
+pub(super) async fn walk(client: &DfsClient, root: &str) -> Result<Vec<FileStatus>, Error> {
     let mut out = Vec::new();
     let mut stack = vec![client.list(root).await?];
     while let Some(mut entries) = stack.pop() {
@@ -179,7 +179,11 @@ pub(super) struct Touchz {
 impl Touchz {
     pub(super) async fn run(self, client: &DfsClient, outcome: &mut Outcome) {
         for path in &self.paths {
-            outcome.check(client.create(path, &CreateOptions::default()).await);
+            let created = match client.create_file(path, &CreateOptions::default()).await {
+                Ok(mut empty) => empty.close().await,
+                Err(e) => Err(e),
+            };
+            outcome.check(created);
         }
     }
 }
