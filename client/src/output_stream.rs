@@ -152,11 +152,16 @@ impl OutputStream {
     /// Appends all of `data`; returns once it is buffered or handed to the
     /// pipeline (waiting while the ack window is full).
     ///
+    /// Not cancel-safe: a `write` dropped before it returns leaves the
+    /// stream failed (later calls return [`Error::StreamClosed`]).
+    ///
     /// # Errors
     /// The pipeline could not be kept alive, or the namenode refused a block
     /// call. The stream is unusable afterwards.
     pub async fn write(&mut self, mut data: &[u8]) -> Result<(), Error> {
         self.ensure_open()?;
+        // Failed until this call completes, so a cancelled call poisons the stream.
+        self.state = State::Failed;
         while !data.is_empty() {
             let limit = self.packet_limit();
             let take = (limit - self.buffer.len()).min(data.len());
@@ -169,6 +174,7 @@ impl OutputStream {
                 self.poison_on_error(result)?;
             }
         }
+        self.state = State::Open;
         Ok(())
     }
 
@@ -176,10 +182,13 @@ impl OutputStream {
     /// asks the namenode to complete the file (retrying while it answers
     /// "not yet", for at most about 30 s).
     ///
+    /// Not cancel-safe, like [`write`](Self::write).
+    ///
     /// # Errors
     /// As [`write`](Self::write), or [`Error::CompleteTimedOut`].
     pub async fn close(&mut self) -> Result<(), Error> {
         self.ensure_open()?;
+        self.state = State::Failed;
         if self.pipeline.is_some() || !self.buffer.is_empty() {
             let result = self.send_packet(true).await;
             self.poison_on_error(result)?;

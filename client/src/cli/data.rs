@@ -265,6 +265,12 @@ impl Cat {
                 Ok(mut input) => input.read_all_to(&mut stdout).await.map(drop),
                 Err(e) => Err(e),
             };
+            // A reader that stopped early (`dfs cat f | head`) is not an error.
+            if let Err(Error::Io(e)) = &printed
+                && e.kind() == IoKind::BrokenPipe
+            {
+                return;
+            }
             outcome.check(printed);
         }
     }
@@ -359,7 +365,9 @@ fn progress_bar(length: Option<u64>, label: &str) -> ProgressBar {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(label.to_owned());
-    bar.enable_steady_tick(Duration::from_millis(200));
+    if !bar.is_hidden() {
+        bar.enable_steady_tick(Duration::from_millis(200));
+    }
     bar
 }
 
