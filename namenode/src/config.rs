@@ -45,7 +45,8 @@ pub struct NamenodeConfig {
     /// Transactions between checkpoints (snapshot + log truncation). Default 100 000.
     #[serde(default = "default_checkpoint_txns")]
     pub checkpoint_txns: u64,
-    /// User → groups. A listed user's groups come from here, not from the request.
+    /// User → groups. A listed user's groups come from here; others' from this
+    /// host's OS, and only for users the OS does not know, from the request.
     #[serde(default)]
     pub groups: BTreeMap<String, Vec<String>>,
 }

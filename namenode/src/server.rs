@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::NamenodeConfig;
 use crate::datanodes::Registry;
 use crate::error::Error;
+use crate::groups::GroupMapping;
 use crate::journal::{self, JournalOptions};
 use crate::namespace::PermissionPolicy;
 use crate::namesystem::Namesystem;
@@ -62,6 +63,7 @@ pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<
         namesystem,
         registry: registry.clone(),
         settings: settings.clone(),
+        groups: Arc::new(GroupMapping::new(settings.groups.clone())),
     };
     let datanode = DatanodeService {
         registry,

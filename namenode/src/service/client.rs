@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 use crate::config::Settings;
 use crate::datanodes::{Liveness, Registry};
 use crate::error::Error;
+use crate::groups::GroupMapping;
 use crate::namespace::{Caller, FileKind, FileStatus, Op};
 use crate::namesystem::Namesystem;
 
@@ -24,11 +25,11 @@ pub(crate) struct ClientService {
     pub(crate) namesystem: Namesystem,
     pub(crate) registry: Arc<Mutex<Registry>>,
     pub(crate) settings: Arc<Settings>,
+    pub(crate) groups: Arc<GroupMapping>,
 }
 
 impl ClientService {
-    /// The caller's identity: groups from the namenode's table when it lists
-    /// the user, else as the request claims them.
+    /// The caller's identity, groups resolved by the namenode.
     fn caller(&self, context: Option<v1::CallerContext>) -> Result<Caller, Status> {
         let context = context.ok_or_else(|| invalid("caller", "missing caller context"))?;
         if context.groups.len() > MAX_GROUPS {
@@ -37,10 +38,7 @@ impl ClientService {
                 format!("more than {MAX_GROUPS} groups"),
             ));
         }
-        let groups = match self.settings.groups.get(&context.user) {
-            Some(groups) => groups.clone(),
-            None => context.groups,
-        };
+        let groups = self.groups.groups(&context.user, context.groups);
         Ok(Caller {
             user: context.user,
             groups,
