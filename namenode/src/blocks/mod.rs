@@ -1,5 +1,6 @@
-//! Blocks on datanodes: where a new block's replicas go.
+//! Blocks on datanodes: where replicas are and where new ones go.
 //!
+//! - `block_map`: which datanodes hold which replicas, and queued commands.
 //! - `placement`: the block placement policy (HDFS's `BlockPlacementPolicyDefault`),
 //!   pure and seeded: it picks targets from a snapshot of the datanodes and
 //!   orders them into a write pipeline.
@@ -14,3 +15,7 @@
     expect(dead_code, reason = "called by AddBlock once the service wires it in")
 )]
 pub(crate) mod placement;
+
+// Wired into the block services by the data path; until then parts are unused.
+#[allow(dead_code)]
+pub(crate) mod block_map;
