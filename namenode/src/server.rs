@@ -11,6 +11,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::blocks::manager::BlockManager;
 use crate::config::NamenodeConfig;
 use crate::datanodes::Registry;
 use crate::error::Error;
@@ -52,24 +53,21 @@ pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<
         settings.checkpoint_txns,
         fatal.clone(),
     )?;
-    let registry = Arc::new(Mutex::new(Registry::new(
-        settings.stale_after,
-        settings.dead_after,
+    let blocks = Arc::new(Mutex::new(BlockManager::new(
+        Registry::new(settings.stale_after, settings.dead_after),
+        settings.topology.clone(),
+        rand::random(),
     )));
     let tasks = TaskTracker::new();
     tasks.spawn(writer.run(fatal.child_token()));
 
     let client = ClientService {
         namesystem,
-        registry: registry.clone(),
+        blocks: blocks.clone(),
         settings: settings.clone(),
         groups: Arc::new(GroupMapping::new(settings.groups.clone())),
     };
-    let datanode = DatanodeService {
-        registry,
-        settings: settings.clone(),
-        epoch,
-    };
+    let datanode = DatanodeService { blocks, epoch };
     let listener = TcpListener::bind(settings.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, %epoch, superuser = %settings.superuser, "namenode serving");

@@ -7,8 +7,9 @@ use dfs_proto::v1;
 use dfs_proto::v1::client_protocol_server::ClientProtocol;
 use tonic::{Request, Response, Status};
 
+use crate::blocks::manager::BlockManager;
 use crate::config::Settings;
-use crate::datanodes::{Liveness, Registry};
+use crate::datanodes::Liveness;
 use crate::error::Error;
 use crate::groups::GroupMapping;
 use crate::namespace::{Caller, FileKind, FileStatus, Op};
@@ -23,7 +24,7 @@ const MAX_GROUPS: usize = 64;
 #[derive(Debug, Clone)]
 pub(crate) struct ClientService {
     pub(crate) namesystem: Namesystem,
-    pub(crate) registry: Arc<Mutex<Registry>>,
+    pub(crate) blocks: Arc<Mutex<BlockManager>>,
     pub(crate) settings: Arc<Settings>,
     pub(crate) groups: Arc<GroupMapping>,
 }
@@ -281,7 +282,8 @@ impl ClientProtocol for ClientService {
             .into());
         }
         let now = Instant::now();
-        let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        let blocks = self.blocks.lock().unwrap_or_else(PoisonError::into_inner);
+        let registry = &blocks.datanodes;
         let datanodes = registry
             .all()
             .into_iter()
