@@ -27,6 +27,8 @@ mod permission;
 mod tree;
 
 #[cfg(test)]
+mod blocks_test;
+#[cfg(test)]
 mod namespace_test;
 
 use serde::{Deserialize, Serialize};
