@@ -64,7 +64,8 @@ impl Namespace {
     /// Validates `op` for `caller` against the current tree and returns the
     /// transaction to journal, or `Ok(None)` when it would change nothing
     /// (`mkdirs -p` of an existing directory, chmod to the current mode,
-    /// rename onto itself, set replication of a directory).
+    /// rename onto itself, set replication of a directory, a retried AddBlock
+    /// whose block exists already, a retried Complete of a closed file).
     ///
     /// # Errors
     /// The first rule `op` breaks; the tree is never changed.

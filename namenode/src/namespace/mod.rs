@@ -9,6 +9,12 @@
 //!                existence; no change)           not involved)           same log, same tree)
 //! ```
 //!
+//! Files carry their blocks (id, generation stamp, committed length) and,
+//! while a client writes them, that client's name as lease holder. New block
+//! ids and stamps come from counters kept in the tree, so replay allocates
+//! the same ones; `apply` returns the blocks it frees (delete, overwrite,
+//! abandon) for the caller to delete from datanodes.
+//!
 //! It must not touch the journal, the network, the clock or the datanodes:
 //! time comes in as an argument and is recorded in the `Txn`, and block
 //! locations are soft state kept elsewhere. The permission policy is
