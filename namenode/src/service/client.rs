@@ -124,6 +124,10 @@ impl ClientProtocol for ClientService {
         request: Request<v1::CreateRequest>,
     ) -> Result<Response<v1::CreateResponse>, Status> {
         let r = request.into_inner();
+        // The lease holder: the client process, as hex of its random id.
+        let client = r.caller.as_ref().map_or_else(String::new, |c| {
+            c.client_id.iter().map(|b| format!("{b:02x}")).collect()
+        });
         let caller = self.caller(r.caller)?;
         let op = Op::Create {
             path: r.path.clone(),
@@ -135,6 +139,7 @@ impl ClientProtocol for ClientService {
                 0 => self.settings.default_block_size,
                 size => size,
             },
+            client,
         };
         self.namesystem.write(op, caller.clone()).await?;
         let status = self.namesystem.read(|ns| ns.file_info(&r.path, &caller))?;
