@@ -12,8 +12,5 @@
 
 pub(crate) mod placement;
 
-// Parts are unused until the block services are wired in (issue 3).
-#[allow(dead_code)]
 pub(crate) mod block_map;
-#[allow(dead_code)]
 pub(crate) mod manager;

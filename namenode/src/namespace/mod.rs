@@ -67,13 +67,6 @@ pub(crate) struct PermissionPolicy {
 }
 
 /// A request to change the namespace.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the block ops are built by the block RPCs once the service wires them in"
-    )
-)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Op {
     /// Creates a directory (mkdir).
@@ -399,14 +392,24 @@ impl Namespace {
 }
 
 /// Block queries: for readers, block reports, the replication monitor and fsck.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "called by the block RPCs once the service wires them in"
-    )
-)]
 impl Namespace {
+    /// A file's blocks and block size for its writer's block RPCs, which the
+    /// lease (checked with each txn) authorises rather than mode bits.
+    ///
+    /// # Errors
+    /// `NotFound` or `IsADirectory`.
+    pub(crate) fn writer_blocks(&self, path: &str) -> Result<(FileBlocks, u64), Error> {
+        let path = FsPath::parse(path)?;
+        let missing = || Error::NotFound {
+            path: path.as_str().to_owned(),
+        };
+        let id = self.tree.resolve(&path).target().ok_or_else(missing)?;
+        let file = self.inode(id)?.file().ok_or_else(|| Error::IsADirectory {
+            path: path.as_str().to_owned(),
+        })?;
+        Ok((file_blocks(file, 0, u64::MAX), file.block_size))
+    }
+
     pub(crate) fn block_locations(
         &self,
         path: &str,
@@ -447,13 +450,15 @@ impl Namespace {
         })
     }
 
-    /// Every block id in the namespace, in no particular order (for the
-    /// replication monitor; look each up with [`Namespace::block_owner`]).
+    /// Every block id in the namespace, in no particular order (tests check
+    /// the block index against it).
+    #[cfg(test)]
     pub(crate) fn block_ids(&self) -> impl Iterator<Item = BlockId> + '_ {
         self.tree.block_ids()
     }
 
-    /// Every file at or below `path` with all its blocks, in path order (fsck).
+    /// Every file at or below `path` with all its blocks, in path order (tests
+    /// check the block index against it; fsck walks through the client today).
     /// Needs EXECUTE on the ancestors and READ and EXECUTE on every directory
     /// walked, as a recursive listing does; a file's blocks need no READ (its
     /// length does not either).
@@ -461,6 +466,7 @@ impl Namespace {
     /// # Errors
     /// As [`Namespace::file_info`], and `PermissionDenied` for the first
     /// directory below `path` that cannot be listed.
+    #[cfg(test)]
     pub(crate) fn walk_files(
         &self,
         path: &str,

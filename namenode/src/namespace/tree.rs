@@ -275,6 +275,7 @@ impl Tree {
     }
 
     /// Every block id in the tree, in no particular order.
+    #[cfg(test)]
     pub(crate) fn block_ids(&self) -> impl Iterator<Item = BlockId> + '_ {
         self.blocks.keys().copied()
     }

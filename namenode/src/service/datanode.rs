@@ -9,16 +9,22 @@ use dfs_proto::v1;
 use dfs_proto::v1::datanode_protocol_server::DatanodeProtocol;
 use tonic::{Request, Response, Status};
 
-use crate::blocks::block_map::Command;
+use crate::blocks::block_map::{Command, Reported};
 use crate::blocks::manager::BlockManager;
 use crate::datanodes::Storage;
 use crate::error::Error;
+use crate::namesystem::Namesystem;
 use crate::txn::Epoch;
+use crate::txn::{BlockId, GenStamp};
+
+/// Most replicas one report may carry (a full report of a big datanode fits).
+const MAX_REPORTED: usize = 10_000_000;
 
 /// Serves DatanodeProtocol.
 #[derive(Debug, Clone)]
 pub(crate) struct DatanodeService {
     pub(crate) blocks: Arc<Mutex<BlockManager>>,
+    pub(crate) namesystem: Namesystem,
     pub(crate) epoch: Epoch,
 }
 
@@ -169,9 +175,39 @@ impl DatanodeProtocol for DatanodeService {
                 "datanode {id} is not registered with this namenode"
             )));
         }
-        // Block locations arrive with the data path (issue 3); until then a
-        // report only proves the datanode is talking to us.
-        tracing::debug!(datanode = %id, blocks = r.blocks.len(), full = r.full, "block report");
+        if r.blocks.len() > MAX_REPORTED {
+            return Err(invalid(
+                "blocks",
+                format!("more than {MAX_REPORTED} replicas"),
+            ));
+        }
+        let (deleted, received): (Vec<&v1::ReportedBlock>, Vec<&v1::ReportedBlock>) =
+            r.blocks.iter().partition(|b| b.deleted);
+        let received: Vec<Reported> = received
+            .into_iter()
+            .map(|b| Reported {
+                block: BlockId(b.block_id),
+                gen_stamp: GenStamp(b.gen_stamp),
+                length: b.length,
+            })
+            .collect();
+        self.namesystem.with_expected_blocks(|expected| {
+            let mut blocks = self.blocks();
+            if r.full {
+                blocks.map.full_report(&id, &received, expected);
+            } else {
+                for replica in &received {
+                    blocks.map.received(&id, *replica, expected);
+                }
+            }
+            for gone in &deleted {
+                blocks.map.deleted(&id, BlockId(gone.block_id));
+            }
+        });
+        for bad in &r.corrupt {
+            tracing::warn!(datanode = %id, block = %BlockId(bad.block_id), "datanode found a corrupt replica");
+        }
+        tracing::debug!(datanode = %id, replicas = received.len(), deleted = deleted.len(), full = r.full, "block report");
         Ok(Response::new(v1::BlockReportResponse {}))
     }
 }
