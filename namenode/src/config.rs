@@ -42,10 +42,14 @@ pub struct NamenodeConfig {
     /// Milliseconds of heartbeat silence before a datanode is dead. Default 600 000.
     #[serde(default = "default_dead_after_ms")]
     pub dead_after_ms: u64,
+    /// Milliseconds between scans for dead datanodes and under-replicated blocks. Default 3 000.
+    #[serde(default = "default_replication_check_interval_ms")]
+    pub replication_check_interval_ms: u64,
     /// Transactions between checkpoints (snapshot + log truncation). Default 100 000.
     #[serde(default = "default_checkpoint_txns")]
     pub checkpoint_txns: u64,
-    /// User → groups. A listed user's groups come from here, not from the request.
+    /// User → groups. A listed user's groups come from here; others' from this
+    /// host's OS, and only for users the OS does not know, from the request.
     #[serde(default)]
     pub groups: BTreeMap<String, Vec<String>>,
 }
@@ -70,6 +74,9 @@ fn default_stale_after_ms() -> u64 {
 }
 fn default_dead_after_ms() -> u64 {
     600_000
+}
+fn default_replication_check_interval_ms() -> u64 {
+    3_000
 }
 fn default_checkpoint_txns() -> u64 {
     100_000
@@ -117,6 +124,7 @@ pub(crate) struct Settings {
     pub(crate) default_block_size: u64,
     pub(crate) stale_after: Duration,
     pub(crate) dead_after: Duration,
+    pub(crate) replication_check_interval: Duration,
     pub(crate) checkpoint_txns: u64,
     pub(crate) groups: BTreeMap<String, Vec<String>>,
 }
@@ -192,6 +200,9 @@ impl NamenodeConfig {
             default_block_size: self.default_block_size,
             stale_after: Duration::from_millis(self.stale_after_ms),
             dead_after: Duration::from_millis(self.dead_after_ms),
+            replication_check_interval: Duration::from_millis(
+                self.replication_check_interval_ms.max(100),
+            ),
             checkpoint_txns: self.checkpoint_txns.max(1),
             groups: self.groups.clone(),
         })

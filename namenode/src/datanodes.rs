@@ -38,6 +38,8 @@ pub(crate) struct Datanode {
     pub(crate) transfer_addr: SocketAddr,
     pub(crate) rack: RackPath,
     pub(crate) storage: Storage,
+    /// Reads and writes in progress, from its last heartbeat.
+    pub(crate) active_transfers: u32,
     pub(crate) last_contact: Instant,
 }
 
@@ -82,6 +84,7 @@ impl Registry {
             transfer_addr,
             rack,
             storage,
+            active_transfers: 0,
             last_contact: now,
         };
         if let Some(old) = self.nodes.insert(id, node)
@@ -96,11 +99,13 @@ impl Registry {
         &mut self,
         id: &DatanodeId,
         storage: Storage,
+        active_transfers: u32,
         now: Instant,
     ) -> HeartbeatOutcome {
         match self.nodes.get_mut(id) {
             Some(node) => {
                 node.storage = storage;
+                node.active_transfers = active_transfers;
                 node.last_contact = now;
                 HeartbeatOutcome::Accepted
             }
@@ -111,6 +116,11 @@ impl Registry {
     /// Whether `id` is registered.
     pub(crate) fn contains(&self, id: &DatanodeId) -> bool {
         self.nodes.contains_key(id)
+    }
+
+    /// The datanode registered as `id`.
+    pub(crate) fn get(&self, id: &DatanodeId) -> Option<&Datanode> {
+        self.nodes.get(id)
     }
 
     /// The liveness of `node` at `now`.
@@ -182,7 +192,7 @@ mod tests {
         let mut r = registry_with_one(t0);
         let later = t0 + Duration::from_secs(100);
         assert_eq!(
-            r.heartbeat(&id("dn1"), Storage::default(), later),
+            r.heartbeat(&id("dn1"), Storage::default(), 0, later),
             HeartbeatOutcome::Accepted
         );
         assert_eq!(r.liveness(r.all()[0], later), Liveness::Live);
@@ -193,7 +203,7 @@ mod tests {
         let t0 = Instant::now();
         let mut r = registry_with_one(t0);
         assert_eq!(
-            r.heartbeat(&id("dn9"), Storage::default(), t0),
+            r.heartbeat(&id("dn9"), Storage::default(), 0, t0),
             HeartbeatOutcome::MustRegister
         );
         assert!(!r.contains(&id("dn9")));

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use dfs_proto::status::ErrorKind;
 
 use crate::config::ConfigError;
-use crate::txn::Zxid;
+use crate::txn::{BlockId, BlockRecord, Zxid};
 
 /// A file-system access right.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +115,56 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// Create over a file that another client (or, without overwrite, the
+    /// same client) is still writing (HDFS `AlreadyBeingCreatedException`).
+    #[error(
+        "Failed to CREATE_FILE {path} for {client} because this file lease is currently owned by {holder}"
+    )]
+    AlreadyBeingCreated {
+        /// The file.
+        path: String,
+        /// The client that asked.
+        client: String,
+        /// The client writing the file.
+        holder: String,
+    },
+    /// A write-path call from a client that does not hold the file's lease
+    /// (HDFS `LeaseExpiredException`).
+    #[error("No lease on {path}: {}", lease_state(.holder.as_deref(), .client))]
+    LeaseMismatch {
+        /// The file.
+        path: String,
+        /// The client writing the file; `None` when it is not open for writing.
+        holder: Option<String>,
+        /// The client that asked.
+        client: String,
+    },
+    /// The block a client names as the file's last (`previous` of AddBlock,
+    /// `last` of Complete) is not the file's last block, or has another
+    /// generation stamp.
+    #[error(
+        "'{path}': the file's last block is {}, not {}",
+        block_or_none(.expected.as_ref()),
+        block_or_none(.got.as_ref())
+    )]
+    BlockMismatch {
+        /// The file.
+        path: String,
+        /// The file's last block.
+        expected: Option<BlockRecord>,
+        /// What the client named.
+        got: Option<BlockRecord>,
+    },
+    /// AbandonBlock or a generation stamp bump of a block that is not the file's last.
+    #[error("'{path}': {block} is not the file's last block ({})", block_id_or_none(.last.as_ref()))]
+    NotLastBlock {
+        /// The file.
+        path: String,
+        /// What the client named.
+        block: BlockId,
+        /// The file's last block.
+        last: Option<BlockId>,
+    },
     /// A journal record failed its checksum or framing before the log's end.
     #[error("journal {file}: corrupt record at offset {offset}: {reason}")]
     JournalCorrupt {
@@ -168,6 +218,11 @@ impl Error {
             Error::IsADirectory { .. } => ErrorKind::IsADirectory,
             Error::DirectoryNotEmpty { .. } => ErrorKind::DirectoryNotEmpty,
             Error::InvalidPath { .. } | Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            Error::AlreadyBeingCreated { .. } => ErrorKind::AlreadyExists,
+            // No kind of their own yet: not retriable, the client must start over.
+            Error::LeaseMismatch { .. }
+            | Error::BlockMismatch { .. }
+            | Error::NotLastBlock { .. } => ErrorKind::InvalidArgument,
             Error::JournalFailed { .. } => ErrorKind::Unavailable,
             Error::JournalCorrupt { .. }
             | Error::SnapshotCorrupt { .. }
@@ -178,6 +233,21 @@ impl Error {
             }
         })
     }
+}
+
+fn lease_state(holder: Option<&str>, client: &str) -> String {
+    match holder {
+        None => "File is not open for writing.".to_owned(),
+        Some(holder) => format!("lease held by {holder}, not by {client}."),
+    }
+}
+
+fn block_or_none(block: Option<&BlockRecord>) -> String {
+    block.map_or_else(|| "none".to_owned(), BlockRecord::to_string)
+}
+
+fn block_id_or_none(block: Option<&BlockId>) -> String {
+    block.map_or_else(|| "none".to_owned(), BlockId::to_string)
 }
 
 impl From<Error> for tonic::Status {

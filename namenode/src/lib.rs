@@ -5,6 +5,7 @@
 //! - `journal`: CRC-framed, group-committed log segments and snapshots.
 //! - `namesystem`: the single writer task: check, zxid, apply, journal.
 //! - `epoch`: the persisted current epoch.
+//! - `groups`: a caller's groups (config table, then the OS, then the claim).
 //! - `datanodes`: registered datanodes, their racks and liveness.
 //! - `blocks`: block management; so far the rack-aware placement policy.
 //! - `service`: thin gRPC adapters over the above.
@@ -16,6 +17,7 @@ pub mod config;
 mod datanodes;
 mod epoch;
 mod error;
+mod groups;
 mod journal;
 mod namespace;
 mod namesystem;

@@ -12,16 +12,18 @@
 //! acknowledged to its writer only once it is fsynced. A journal failure is
 //! fatal: the namenode stops rather than acknowledge an undurable change.
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::blocks::block_map::Expected;
+use crate::blocks::manager::BlockManager;
 use crate::error::Error;
 use crate::journal::{Journal, Recovered};
 use crate::namespace::{Caller, Namespace, Op, PermissionPolicy};
-use crate::txn::{Epoch, Txn, Zxid};
+use crate::txn::{BlockId, Epoch, Txn, Zxid};
 
 /// Requests waiting for the writer task. Bounded: callers wait when it is busy.
 const WRITE_QUEUE: usize = 4096;
@@ -29,11 +31,14 @@ const WRITE_QUEUE: usize = 4096;
 /// Resolves once the change is durable.
 type Durability = oneshot::Receiver<Result<(), Error>>;
 
+/// A change applied in memory, and the receiver that says when it is durable.
+type Applied = Option<(Txn, Durability)>;
+
 #[derive(Debug)]
 struct WriteRequest {
     op: Op,
     caller: Caller,
-    reply: oneshot::Sender<Result<Option<Durability>, Error>>,
+    reply: oneshot::Sender<Result<Applied, Error>>,
 }
 
 /// Handle for RPC handlers: reads under a shared lock, writes through the writer task.
@@ -51,6 +56,8 @@ pub(crate) struct Writer {
     namespace: Arc<RwLock<Namespace>>,
     journal: Journal,
     requests: mpsc::Receiver<WriteRequest>,
+    /// Told which replicas to delete when a txn frees blocks.
+    blocks: Arc<Mutex<BlockManager>>,
     next_zxid: Zxid,
     since_checkpoint: u64,
     checkpoint_txns: u64,
@@ -65,6 +72,7 @@ impl Namesystem {
         journal: Journal,
         epoch: Epoch,
         checkpoint_txns: u64,
+        blocks: Arc<Mutex<BlockManager>>,
         fatal: CancellationToken,
     ) -> Result<(Namesystem, Writer), Error> {
         let mut namespace = match &recovered.snapshot {
@@ -103,6 +111,7 @@ impl Namesystem {
             namespace: namespace.clone(),
             journal,
             requests,
+            blocks,
             next_zxid: Zxid::new(epoch, 1),
             since_checkpoint: recovered.txns.len() as u64,
             checkpoint_txns,
@@ -126,8 +135,27 @@ impl Namesystem {
         f(&namespace)
     }
 
-    /// Checks `op` for `caller`, applies it and returns once it is durable.
-    pub(crate) async fn write(&self, op: Op, caller: Caller) -> Result<(), Error> {
+    /// Runs `f` with what the namespace says each block should be, for the
+    /// block map (reports, re-replication). Holds the namespace's read lock:
+    /// `f` may take the block manager's lock (namespace before blocks).
+    pub(crate) fn with_expected_blocks<R>(
+        &self,
+        f: impl FnOnce(&dyn Fn(BlockId) -> Option<Expected>) -> R,
+    ) -> R {
+        self.read(|ns| {
+            f(&|id| {
+                ns.block_owner(id).map(|owner| Expected {
+                    gen_stamp: owner.record.gen_stamp,
+                    length: (!owner.is_last_under_construction).then_some(owner.record.length),
+                    replication: owner.replication,
+                })
+            })
+        })
+    }
+
+    /// Checks `op` for `caller`, applies it and returns once it is durable,
+    /// with the txn it became (`None` when it changed nothing).
+    pub(crate) async fn write(&self, op: Op, caller: Caller) -> Result<Option<Txn>, Error> {
         let (reply, replied) = oneshot::channel();
         let stopped = || Error::JournalFailed {
             reason: "namenode is shutting down".into(),
@@ -136,11 +164,11 @@ impl Namesystem {
             .send(WriteRequest { op, caller, reply })
             .await
             .map_err(|_| stopped())?;
-        let Some(durability) = replied.await.map_err(|_| stopped())?? else {
-            return Ok(());
+        let Some((txn, durability)) = replied.await.map_err(|_| stopped())?? else {
+            return Ok(None);
         };
         match durability.await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => Ok(Some(txn)),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "journal failed; stopping the namenode");
                 self.fatal.cancel();
@@ -174,7 +202,7 @@ impl Writer {
         }
     }
 
-    fn execute(&mut self, op: &Op, caller: &Caller) -> Result<Option<Durability>, Error> {
+    fn execute(&mut self, op: &Op, caller: &Caller) -> Result<Applied, Error> {
         let mut namespace = self
             .namespace
             .write()
@@ -186,10 +214,17 @@ impl Writer {
         let next = zxid.next().ok_or_else(|| Error::JournalFailed {
             reason: "zxid counter of this epoch exhausted; restart the namenode".into(),
         })?;
-        namespace.apply(&txn)?;
+        let freed = namespace.apply(&txn)?;
+        drop(namespace);
         self.next_zxid = next;
         self.since_checkpoint += 1;
-        Ok(Some(self.journal.append(zxid, txn.encode())))
+        let durability = self.journal.append(zxid, txn.encode());
+        if !freed.is_empty() {
+            // Lock order everywhere: namespace before blocks (released above).
+            let mut blocks = self.blocks.lock().unwrap_or_else(PoisonError::into_inner);
+            blocks.map.free(freed.iter().map(|b| (b.id, b.gen_stamp)));
+        }
+        Ok(Some((txn, durability)))
     }
 
     /// Snapshots the namespace so that the log behind it can be deleted.
@@ -256,6 +291,14 @@ mod tests {
             journal,
             epoch,
             checkpoint_txns,
+            Arc::new(Mutex::new(BlockManager::new(
+                crate::datanodes::Registry::new(
+                    std::time::Duration::from_secs(30),
+                    std::time::Duration::from_secs(600),
+                ),
+                Default::default(),
+                1,
+            ))),
             CancellationToken::new(),
         )
         .unwrap();

@@ -1,8 +1,8 @@
 //! Wires the namenode together: journal recovery, the namesystem's writer
 //! task, the datanode registry and the gRPC server.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use dfs_proto::v1::client_protocol_server::ClientProtocolServer;
 use dfs_proto::v1::datanode_protocol_server::DatanodeProtocolServer;
@@ -11,9 +11,11 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::blocks::manager::BlockManager;
 use crate::config::NamenodeConfig;
 use crate::datanodes::Registry;
 use crate::error::Error;
+use crate::groups::GroupMapping;
 use crate::journal::{self, JournalOptions};
 use crate::namespace::PermissionPolicy;
 use crate::namesystem::Namesystem;
@@ -43,29 +45,38 @@ pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<
     };
     // A journal failure cancels `fatal`, which stops everything below.
     let fatal = shutdown.child_token();
+    let blocks = Arc::new(Mutex::new(BlockManager::new(
+        Registry::new(settings.stale_after, settings.dead_after),
+        settings.topology.clone(),
+        rand::random(),
+    )));
     let (namesystem, writer) = Namesystem::recover(
         policy,
         recovered,
         journal,
         epoch,
         settings.checkpoint_txns,
+        blocks.clone(),
         fatal.clone(),
     )?;
-    let registry = Arc::new(Mutex::new(Registry::new(
-        settings.stale_after,
-        settings.dead_after,
-    )));
     let tasks = TaskTracker::new();
     tasks.spawn(writer.run(fatal.child_token()));
 
+    tasks.spawn(monitor_replication(
+        namesystem.clone(),
+        blocks.clone(),
+        settings.replication_check_interval,
+        fatal.child_token(),
+    ));
     let client = ClientService {
-        namesystem,
-        registry: registry.clone(),
+        namesystem: namesystem.clone(),
+        blocks: blocks.clone(),
         settings: settings.clone(),
+        groups: Arc::new(GroupMapping::new(settings.groups.clone())),
     };
     let datanode = DatanodeService {
-        registry,
-        settings: settings.clone(),
+        blocks,
+        namesystem,
         epoch,
     };
     let listener = TcpListener::bind(settings.listen).await?;
@@ -94,4 +105,27 @@ pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<
     }
     tracing::info!("namenode stopped");
     Ok(())
+}
+
+/// Every `interval`: forget dead datanodes' replicas and schedule copies of
+/// under-replicated blocks. Cancel-safe: each pass runs under the locks
+/// without awaiting.
+async fn monitor_replication(
+    namesystem: Namesystem,
+    blocks: Arc<Mutex<BlockManager>>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        namesystem.with_expected_blocks(|expected| {
+            let mut blocks = blocks.lock().unwrap_or_else(PoisonError::into_inner);
+            blocks.check_replication(Instant::now(), expected);
+        });
+    }
 }

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use dfs_proto::ids::{Epoch, Zxid};
+pub use dfs_proto::ids::{BlockId, Epoch, GenStamp, Zxid};
 
 /// Owner, group and mode bits of an inode.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -26,6 +26,24 @@ pub struct NewDir {
     pub path: String,
     /// Its permissions, the umask already applied.
     pub perm: PermissionStatus,
+}
+
+/// A block of a file as the namespace records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BlockRecord {
+    /// Allocated by the namenode, never reused.
+    pub id: BlockId,
+    /// Bumped by pipeline recovery; replicas with an older stamp are stale.
+    pub gen_stamp: GenStamp,
+    /// Bytes; 0 until the block is committed (by the next `AddBlock` or `Complete`).
+    pub length: u64,
+}
+
+impl std::fmt::Display for BlockRecord {
+    /// HDFS's block name with its generation stamp: `blk_1073741825_1001`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}", self.id, self.gen_stamp)
+    }
 }
 
 /// One change to the namespace, as it is journaled and replicated.
@@ -51,6 +69,42 @@ pub enum Txn {
         /// Bytes per block.
         block_size: u64,
         /// Milliseconds since the Unix epoch.
+        mtime_ms: u64,
+        /// The client that holds the new file's lease until `Complete`.
+        client: String,
+    },
+    /// Commits the file's last block (`previous`) and appends a new one.
+    AddBlock {
+        /// Normalised absolute path of a file under construction.
+        path: String,
+        /// The file's last block with its final length; `None` for the first block.
+        previous: Option<BlockRecord>,
+        /// The new block: id and generation stamp from the namespace's counters, length 0.
+        block: BlockRecord,
+    },
+    /// Drops the file's last block (its pipeline could not be set up).
+    AbandonBlock {
+        /// Normalised absolute path of a file under construction.
+        path: String,
+        /// The file's last block.
+        block: BlockId,
+    },
+    /// Gives the file's last block a new generation stamp (pipeline recovery).
+    BumpGenStamp {
+        /// Normalised absolute path of a file under construction.
+        path: String,
+        /// The file's last block.
+        block: BlockId,
+        /// The new stamp, from the namespace's counter.
+        gen_stamp: GenStamp,
+    },
+    /// Commits the last block's length, releases the lease and sets the mtime.
+    Complete {
+        /// Normalised absolute path of a file under construction.
+        path: String,
+        /// The file's last block with its final length; `None` for an empty file.
+        last: Option<BlockRecord>,
+        /// Milliseconds since the Unix epoch (the file's new mtime).
         mtime_ms: u64,
     },
     /// Removes a file or a directory with everything below it.
@@ -134,5 +188,29 @@ mod tests {
         };
         assert_eq!(Txn::decode(&txn.encode()).unwrap(), txn);
         assert!(Txn::decode(&[0xff, 0xff, 0xff]).is_err());
+        let txn = Txn::AddBlock {
+            path: "/f".into(),
+            previous: Some(BlockRecord {
+                id: BlockId(1 << 30),
+                gen_stamp: GenStamp(1001),
+                length: 7,
+            }),
+            block: BlockRecord {
+                id: BlockId((1 << 30) + 1),
+                gen_stamp: GenStamp(1002),
+                length: 0,
+            },
+        };
+        assert_eq!(Txn::decode(&txn.encode()).unwrap(), txn);
+    }
+
+    #[test]
+    fn a_block_record_shows_as_hdfs_names_it() {
+        let block = BlockRecord {
+            id: BlockId(1_073_741_825),
+            gen_stamp: GenStamp(1001),
+            length: 5,
+        };
+        assert_eq!(block.to_string(), "blk_1073741825_1001");
     }
 }

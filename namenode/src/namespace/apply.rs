@@ -9,22 +9,29 @@
 use std::collections::BTreeMap;
 
 use crate::error::Error;
-use crate::txn::{NewDir, PermissionStatus, Txn};
+use crate::txn::{BlockId, BlockRecord, GenStamp, NewDir, PermissionStatus, Txn};
 
 use super::Namespace;
-use super::check::{implicit_parent_of_file, validate_block_size, validate_replication};
+use super::check::{
+    block_mismatch, implicit_parent_of_file, is_same_block, last_block_id, validate_block_size,
+    validate_client, validate_length, validate_replication,
+};
 use super::path::FsPath;
 use super::permission::{validate_mode, validate_principal};
 use super::tree::{Body, File, Inode, InodeId};
 
 impl Namespace {
-    /// Applies a committed transaction.
+    /// Applies a committed transaction; returns the blocks it freed (of
+    /// deleted, overwritten or abandoned files), whose replicas are now garbage.
     ///
     /// # Errors
     /// When `txn` does not fit the tree; the tree is then unchanged.
-    pub(crate) fn apply(&mut self, txn: &Txn) -> Result<(), Error> {
+    pub(crate) fn apply(&mut self, txn: &Txn) -> Result<Vec<BlockRecord>, Error> {
         match txn {
-            Txn::Mkdirs { dirs, mtime_ms } => self.apply_mkdirs(dirs, *mtime_ms),
+            Txn::Mkdirs { dirs, mtime_ms } => {
+                self.apply_mkdirs(dirs, *mtime_ms)?;
+                Ok(Vec::new())
+            }
             Txn::Create {
                 path,
                 perm,
@@ -32,11 +39,13 @@ impl Namespace {
                 replication,
                 block_size,
                 mtime_ms,
+                client,
             } => {
                 let path = parse_not_root(path)?;
                 validate_perm(perm)?;
                 validate_replication(*replication)?;
                 validate_block_size(*block_size)?;
+                validate_client(client)?;
                 let resolved = self.tree.resolve(&path);
                 self.require_directories(&path, resolved.ancestors())?;
                 if let Some(id) = resolved.target() {
@@ -68,22 +77,74 @@ impl Namespace {
                         .insert(parent, name, dir)
                         .ok_or_else(|| not_fitting("create", &path))?;
                 }
-                if resolved.target().is_some() {
-                    self.tree.remove(parent, file_name);
-                }
+                let freed = match resolved.target() {
+                    Some(_) => self.tree.remove(parent, file_name).unwrap_or_default(),
+                    None => Vec::new(),
+                };
                 let file = Inode {
                     perm: perm.clone(),
                     mtime_ms: *mtime_ms,
                     atime_ms: *mtime_ms,
-                    body: Body::File(File {
-                        replication: *replication,
-                        block_size: *block_size,
-                    }),
+                    body: Body::File(File::under_construction(*replication, *block_size, client)),
                 };
                 self.tree
                     .insert(parent, file_name, file)
                     .ok_or_else(|| not_fitting("create", &path))?;
-                Ok(())
+                Ok(freed)
+            }
+            Txn::AddBlock {
+                path,
+                previous,
+                block,
+            } => self.apply_add_block(path, previous.as_ref(), block),
+            Txn::AbandonBlock { path, block } => {
+                let (path, id, file) = self.under_construction_at(path)?;
+                last_block_id(file, &path, *block)?;
+                let freed = self
+                    .tree
+                    .pop_block(id)
+                    .ok_or_else(|| not_fitting("abandon block", &path))?;
+                Ok(vec![freed])
+            }
+            Txn::BumpGenStamp {
+                path,
+                block,
+                gen_stamp,
+            } => {
+                let (path, id, file) = self.under_construction_at(path)?;
+                last_block_id(file, &path, *block)?;
+                self.require_unallocated(None, Some(*gen_stamp))?;
+                let last = self
+                    .tree
+                    .file_mut(id)
+                    .and_then(|f| f.blocks.last_mut())
+                    .ok_or_else(|| not_fitting("bump generation stamp", &path))?;
+                last.gen_stamp = *gen_stamp;
+                self.tree.advance_counters(None, Some(*gen_stamp));
+                Ok(Vec::new())
+            }
+            Txn::Complete {
+                path,
+                last,
+                mtime_ms,
+            } => {
+                let (path, id, file) = self.under_construction_at(path)?;
+                if let Some(last) = last {
+                    validate_length(file, last, "last")?;
+                }
+                if !is_same_block(last.as_ref(), file.blocks.last()) {
+                    return Err(block_mismatch(&path, file.blocks.last(), last.as_ref()));
+                }
+                let file = self
+                    .tree
+                    .file_mut(id)
+                    .ok_or_else(|| not_fitting("complete", &path))?;
+                if let (Some(last), Some(block)) = (last, file.blocks.last_mut()) {
+                    block.length = last.length;
+                }
+                file.lease_holder = None;
+                self.touch(id, *mtime_ms);
+                Ok(Vec::new())
             }
             Txn::Delete { path, mtime_ms } => {
                 let path = parse_not_root(path)?;
@@ -95,15 +156,18 @@ impl Namespace {
                 ) else {
                     return Err(not_found(&path));
                 };
-                self.tree.remove(parent, name);
+                let freed = self.tree.remove(parent, name).unwrap_or_default();
                 self.touch(parent, *mtime_ms);
-                Ok(())
+                Ok(freed)
             }
-            Txn::Rename { src, dst, mtime_ms } => self.apply_rename(src, dst, *mtime_ms),
+            Txn::Rename { src, dst, mtime_ms } => {
+                self.apply_rename(src, dst, *mtime_ms)?;
+                Ok(Vec::new())
+            }
             Txn::SetPermission { path, mode } => {
                 let mode = validate_mode(*mode)?;
                 self.existing_mut(path)?.perm.mode = mode;
-                Ok(())
+                Ok(Vec::new())
             }
             Txn::SetOwner { path, owner, group } => {
                 if let Some(owner) = owner {
@@ -119,7 +183,7 @@ impl Namespace {
                 if let Some(group) = group {
                     inode.perm.group.clone_from(group);
                 }
-                Ok(())
+                Ok(Vec::new())
             }
             Txn::SetReplication { path, replication } => {
                 validate_replication(*replication)?;
@@ -127,7 +191,7 @@ impl Namespace {
                 match &mut inode.body {
                     Body::File(file) => {
                         file.replication = *replication;
-                        Ok(())
+                        Ok(Vec::new())
                     }
                     Body::Directory(_) => Err(Error::IsADirectory { path: path.clone() }),
                 }
@@ -144,7 +208,7 @@ impl Namespace {
                 if let Some(t) = atime_ms {
                     inode.atime_ms = *t;
                 }
-                Ok(())
+                Ok(Vec::new())
             }
         }
     }
@@ -249,6 +313,96 @@ impl Namespace {
         }
         self.touch(src_parent, mtime_ms);
         self.touch(dst_parent, mtime_ms);
+        Ok(())
+    }
+
+    fn apply_add_block(
+        &mut self,
+        path: &str,
+        previous: Option<&BlockRecord>,
+        block: &BlockRecord,
+    ) -> Result<Vec<BlockRecord>, Error> {
+        let (path, id, file) = self.under_construction_at(path)?;
+        if let Some(previous) = previous {
+            validate_length(file, previous, "previous")?;
+        }
+        if !is_same_block(previous, file.blocks.last()) {
+            return Err(block_mismatch(&path, file.blocks.last(), previous));
+        }
+        if block.length != 0 {
+            return Err(Error::InvalidArgument {
+                field: "block",
+                reason: format!("new {block} has {} bytes, not 0", block.length),
+            });
+        }
+        self.require_unallocated(Some(block.id), Some(block.gen_stamp))?;
+        // Validated; the new id is above every id in use, so it fits.
+        if !self.tree.push_block(id, *block) {
+            return Err(not_fitting("add block", &path));
+        }
+        if let Some(previous) = previous {
+            let committed = self.tree.file_mut(id).and_then(|f| {
+                let n = f.blocks.len();
+                f.blocks.get_mut(n.checked_sub(2)?)
+            });
+            if let Some(committed) = committed {
+                committed.length = previous.length;
+            }
+        }
+        self.tree
+            .advance_counters(Some(block.id), Some(block.gen_stamp));
+        Ok(Vec::new())
+    }
+
+    /// The file under construction at `path`: its normalised path, id and metadata.
+    fn under_construction_at(&self, path: &str) -> Result<(FsPath, InodeId, &File), Error> {
+        let path = FsPath::parse(path)?;
+        let id = self
+            .tree
+            .resolve(&path)
+            .target()
+            .ok_or_else(|| not_found(&path))?;
+        let Some(file) = self.inode(id)?.file() else {
+            return Err(Error::IsADirectory {
+                path: path.as_str().to_owned(),
+            });
+        };
+        if !file.is_under_construction() {
+            return Err(Error::LeaseMismatch {
+                path: path.as_str().to_owned(),
+                holder: None,
+                client: String::new(),
+            });
+        }
+        Ok((path, id, file))
+    }
+
+    /// Errors unless a txn's new block id and stamp come from the counters
+    /// (at or above them), so ids are never reused and replay allocates the
+    /// same ones.
+    fn require_unallocated(
+        &self,
+        id: Option<BlockId>,
+        gen_stamp: Option<GenStamp>,
+    ) -> Result<(), Error> {
+        if let Some(id) = id.filter(|&id| id < self.tree.next_block_id()) {
+            return Err(Error::InvalidArgument {
+                field: "block",
+                reason: format!(
+                    "{id} was handed out before (next is {})",
+                    self.tree.next_block_id()
+                ),
+            });
+        }
+        if let Some(gs) = gen_stamp.filter(|&gs| gs < self.tree.next_gen_stamp()) {
+            return Err(Error::InvalidArgument {
+                field: "gen_stamp",
+                reason: format!(
+                    "{gs} was handed out before (next is {})",
+                    self.tree.next_gen_stamp()
+                ),
+            });
+        }
         Ok(())
     }
 

@@ -1,16 +1,17 @@
 //! `check`: validates an [`Op`] against the current tree and the caller's
 //! rights (HDFS `FSDirMkdirOp`, `FSDirWriteFileOp`, `FSDirDeleteOp`,
-//! `FSDirRenameOp`, `FSDirAttrOp`) and returns the [`Txn`] that performs it.
+//! `FSDirRenameOp`, `FSDirAttrOp`, and the lease and block checks of
+//! `FSNamesystem`'s write path) and returns the [`Txn`] that performs it.
 //!
 //! Order within an op follows HDFS: path syntax, caller names, EXECUTE on the
 //! traversed ancestors, then the op's permission and existence checks.
 
 use crate::error::{Access, Error};
-use crate::txn::{NewDir, PermissionStatus, Txn};
+use crate::txn::{BlockId, BlockRecord, NewDir, PermissionStatus, Txn};
 
 use super::path::FsPath;
 use super::permission::{Checker, validate_mode, validate_principal};
-use super::tree::{Body, Inode, InodeId};
+use super::tree::{Body, File, Inode, InodeId};
 use super::{Caller, Namespace, Op, not_found};
 
 /// Replica counts accepted for a file.
@@ -63,7 +64,8 @@ impl Namespace {
     /// Validates `op` for `caller` against the current tree and returns the
     /// transaction to journal, or `Ok(None)` when it would change nothing
     /// (`mkdirs -p` of an existing directory, chmod to the current mode,
-    /// rename onto itself, set replication of a directory).
+    /// rename onto itself, set replication of a directory, a retried AddBlock
+    /// whose block exists already, a retried Complete of a closed file).
     ///
     /// # Errors
     /// The first rule `op` breaks; the tree is never changed.
@@ -86,6 +88,7 @@ impl Namespace {
                 create_parent,
                 replication,
                 block_size,
+                client,
             } => {
                 let path = FsPath::parse(path)?;
                 if path.is_root() {
@@ -93,6 +96,7 @@ impl Namespace {
                 }
                 validate_replication(*replication)?;
                 validate_block_size(*block_size)?;
+                validate_client(client)?;
                 let mode = validate_mode(mode.unwrap_or(DEFAULT_FILE_MODE))?;
                 let checker = Checker::new(caller, &self.policy)?;
                 let resolved = self.traverse(&checker, &path)?;
@@ -116,6 +120,18 @@ impl Namespace {
                 if !*create_parent && resolved.parent().is_none() {
                     return Err(not_found(&path));
                 }
+                let holder = existing
+                    .and_then(Inode::file)
+                    .and_then(|f| f.lease_holder.as_ref());
+                // HDFS `recoverLeaseInternal`: only the writer may replace a
+                // file being written, and only by overwriting it.
+                if let Some(holder) = holder.filter(|h| *h != client || !*overwrite) {
+                    return Err(Error::AlreadyBeingCreated {
+                        path: path.as_str().to_owned(),
+                        client: client.clone(),
+                        holder: holder.clone(),
+                    });
+                }
                 if existing.is_some() && !*overwrite {
                     return Err(Error::AlreadyExists {
                         path: path.as_str().to_owned(),
@@ -132,7 +148,41 @@ impl Namespace {
                     replication: *replication,
                     block_size: *block_size,
                     mtime_ms: now_ms,
+                    client: client.clone(),
                 }))
+            }
+            Op::AddBlock {
+                path,
+                client,
+                previous,
+            } => self.check_add_block(path, client, previous.as_ref(), caller),
+            Op::AbandonBlock {
+                path,
+                client,
+                block,
+            } => {
+                let (path, file) = self.file_being_written(path, client, caller)?;
+                let last = last_block_id(file, &path, *block)?;
+                Ok(Some(Txn::AbandonBlock {
+                    path: path.as_str().to_owned(),
+                    block: last,
+                }))
+            }
+            Op::BumpGenStamp {
+                path,
+                client,
+                block,
+            } => {
+                let (path, file) = self.file_being_written(path, client, caller)?;
+                let last = last_block_id(file, &path, *block)?;
+                Ok(Some(Txn::BumpGenStamp {
+                    path: path.as_str().to_owned(),
+                    block: last,
+                    gen_stamp: self.tree.next_gen_stamp(),
+                }))
+            }
+            Op::Complete { path, client, last } => {
+                self.check_complete(path, client, last.as_ref(), caller, now_ms)
             }
             Op::Delete { path, recursive } => self.check_delete(path, *recursive, caller, now_ms),
             Op::Rename { src, dst } => self.check_rename(src, dst, caller, now_ms),
@@ -188,6 +238,105 @@ impl Namespace {
                 }))
             }
         }
+    }
+
+    /// HDFS `analyzeFileState`: the lease, then `previous` against the
+    /// file's last block.
+    fn check_add_block(
+        &self,
+        path: &str,
+        client: &str,
+        previous: Option<&BlockRecord>,
+        caller: &Caller,
+    ) -> Result<Option<Txn>, Error> {
+        let (path, file) = self.file_being_written(path, client, caller)?;
+        if let Some(previous) = previous {
+            validate_length(file, previous, "previous")?;
+        }
+        let last = file.blocks.last();
+        if !is_same_block(previous, last) {
+            // A retry whose answer was lost names the block before the last,
+            // and the last is still empty: it is the answer again.
+            let penultimate = file.blocks.len().checked_sub(2);
+            let penultimate = penultimate.and_then(|i| file.blocks.get(i));
+            if last.is_some_and(|b| b.length == 0) && is_same_block(previous, penultimate) {
+                return Ok(None);
+            }
+            return Err(block_mismatch(&path, last, previous));
+        }
+        Ok(Some(Txn::AddBlock {
+            path: path.as_str().to_owned(),
+            previous: previous.copied(),
+            block: BlockRecord {
+                id: self.tree.next_block_id(),
+                gen_stamp: self.tree.next_gen_stamp(),
+                length: 0,
+            },
+        }))
+    }
+
+    /// HDFS `completeFileInternal`.
+    fn check_complete(
+        &self,
+        path: &str,
+        client: &str,
+        last: Option<&BlockRecord>,
+        caller: &Caller,
+        now_ms: u64,
+    ) -> Result<Option<Txn>, Error> {
+        let (path, file) = self.existing_file(path, client, caller)?;
+        let actual = file.blocks.last();
+        // A retry whose answer was lost: the file is closed and the block
+        // matches. As in HDFS the lease holder is gone by then, so the block
+        // (id and stamp) is what identifies the retry.
+        if !file.is_under_construction() && is_same_block(last, actual) {
+            return Ok(None);
+        }
+        check_lease(file, &path, client)?;
+        if let Some(last) = last {
+            validate_length(file, last, "last")?;
+        }
+        if !is_same_block(last, actual) {
+            return Err(block_mismatch(&path, actual, last));
+        }
+        Ok(Some(Txn::Complete {
+            path: path.as_str().to_owned(),
+            last: last.copied(),
+            mtime_ms: now_ms,
+        }))
+    }
+
+    /// The file at `path` (EXECUTE on its ancestors), which `client` must be
+    /// writing (HDFS `checkLease`).
+    fn file_being_written(
+        &self,
+        path: &str,
+        client: &str,
+        caller: &Caller,
+    ) -> Result<(FsPath, &File), Error> {
+        let (path, file) = self.existing_file(path, client, caller)?;
+        check_lease(file, &path, client)?;
+        Ok((path, file))
+    }
+
+    /// The file at `path`, EXECUTE checked on its ancestors; `client` must be
+    /// a valid client name.
+    fn existing_file(
+        &self,
+        path: &str,
+        client: &str,
+        caller: &Caller,
+    ) -> Result<(FsPath, &File), Error> {
+        let path = FsPath::parse(path)?;
+        validate_client(client)?;
+        let checker = Checker::new(caller, &self.policy)?;
+        let (_, inode) = self.resolve_existing(&checker, &path)?;
+        let Some(file) = inode.file() else {
+            return Err(Error::IsADirectory {
+                path: path.as_str().to_owned(),
+            });
+        };
+        Ok((path, file))
     }
 
     fn check_mkdirs(
@@ -416,6 +565,85 @@ impl Namespace {
             group: group.map(str::to_owned),
         }))
     }
+}
+
+/// Checks a client name (the lease holder): 1 to 256 characters without
+/// `/`, `:`, whitespace or control characters, like a user name.
+///
+/// # Errors
+/// `InvalidArgument` naming the field `client`.
+pub(crate) fn validate_client(client: &str) -> Result<(), Error> {
+    validate_principal("client", client)
+}
+
+/// Checks that a block a client reports is not longer than the file's blocks.
+///
+/// # Errors
+/// `InvalidArgument` naming `field`.
+pub(crate) fn validate_length(
+    file: &File,
+    block: &BlockRecord,
+    field: &'static str,
+) -> Result<(), Error> {
+    if block.length <= file.block_size {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument {
+        field,
+        reason: format!(
+            "{block} has {} bytes, more than the file's block size {}",
+            block.length, file.block_size
+        ),
+    })
+}
+
+/// Whether two blocks are the same block in the same generation (HDFS
+/// `Block.matchingIdAndGenStamp`); lengths are not compared.
+pub(crate) fn is_same_block(a: Option<&BlockRecord>, b: Option<&BlockRecord>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.id == b.id && a.gen_stamp == b.gen_stamp,
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+fn check_lease(file: &File, path: &FsPath, client: &str) -> Result<(), Error> {
+    match &file.lease_holder {
+        Some(holder) if holder == client => Ok(()),
+        holder => Err(Error::LeaseMismatch {
+            path: path.as_str().to_owned(),
+            holder: holder.clone(),
+            client: client.to_owned(),
+        }),
+    }
+}
+
+pub(crate) fn block_mismatch(
+    path: &FsPath,
+    expected: Option<&BlockRecord>,
+    got: Option<&BlockRecord>,
+) -> Error {
+    Error::BlockMismatch {
+        path: path.as_str().to_owned(),
+        expected: expected.copied(),
+        got: got.copied(),
+    }
+}
+
+/// `block` when it is the file's last block.
+///
+/// # Errors
+/// `NotLastBlock` otherwise.
+pub(crate) fn last_block_id(file: &File, path: &FsPath, block: BlockId) -> Result<BlockId, Error> {
+    let last = file.blocks.last().map(|b| b.id);
+    if last == Some(block) {
+        return Ok(block);
+    }
+    Err(Error::NotLastBlock {
+        path: path.as_str().to_owned(),
+        block,
+        last,
+    })
 }
 
 fn root_refused(path: &FsPath, reason: &'static str) -> Error {

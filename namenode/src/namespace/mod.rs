@@ -9,6 +9,12 @@
 //!                existence; no change)           not involved)           same log, same tree)
 //! ```
 //!
+//! Files carry their blocks (id, generation stamp, committed length) and,
+//! while a client writes them, that client's name as lease holder. New block
+//! ids and stamps come from counters kept in the tree, so replay allocates
+//! the same ones; `apply` returns the blocks it frees (delete, overwrite,
+//! abandon) for the caller to delete from datanodes.
+//!
 //! It must not touch the journal, the network, the clock or the datanodes:
 //! time comes in as an argument and is recorded in the `Txn`, and block
 //! locations are soft state kept elsewhere. The permission policy is
@@ -27,16 +33,18 @@ mod permission;
 mod tree;
 
 #[cfg(test)]
+mod blocks_test;
+#[cfg(test)]
 mod namespace_test;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Access, Error};
-use crate::txn::PermissionStatus;
+use crate::txn::{BlockId, BlockRecord, PermissionStatus};
 
 use self::path::{FsPath, join};
 use self::permission::Checker;
-use self::tree::{Body, Inode, InodeId, Tree};
+use self::tree::{Body, File, Inode, InodeId, Tree};
 
 /// Who is asking: HDFS "simple" identity, sent with every request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +92,45 @@ pub(crate) enum Op {
         replication: u16,
         /// Bytes per block: a multiple of 512 from 1 MiB to 1 TiB.
         block_size: u64,
+        /// The client that will write the file and holds its lease.
+        client: String,
+    },
+    /// Commits the last block of a file being written and allocates the next.
+    AddBlock {
+        /// Absolute path of a file under construction.
+        path: String,
+        /// The lease holder.
+        client: String,
+        /// The file's last block with its final length; `None` for the first block.
+        previous: Option<BlockRecord>,
+    },
+    /// Drops the last block of a file being written (its pipeline failed to start).
+    AbandonBlock {
+        /// Absolute path of a file under construction.
+        path: String,
+        /// The lease holder.
+        client: String,
+        /// The file's last block.
+        block: BlockId,
+    },
+    /// Gives the last block of a file being written a new generation stamp
+    /// (pipeline recovery), so replicas left behind are recognisably stale.
+    BumpGenStamp {
+        /// Absolute path of a file under construction.
+        path: String,
+        /// The lease holder.
+        client: String,
+        /// The file's last block.
+        block: BlockId,
+    },
+    /// Commits the last block's length and closes the file (releases the lease).
+    Complete {
+        /// Absolute path of a file under construction.
+        path: String,
+        /// The lease holder.
+        client: String,
+        /// The file's last block with its final length; `None` for an empty file.
+        last: Option<BlockRecord>,
     },
     /// Deletes a file or a directory.
     Delete {
@@ -163,6 +210,35 @@ pub(crate) struct FileStatus {
     pub(crate) block_size: u64,
     /// Number of entries (0 for files).
     pub(crate) children: u64,
+}
+
+/// A file's blocks as a reader or fsck sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileBlocks {
+    /// Bytes in the file (the last block of a file under construction counts
+    /// its recorded length, 0 until committed).
+    pub(crate) length: u64,
+    /// Whether a client is still writing the file.
+    pub(crate) under_construction: bool,
+    /// Target replica count.
+    pub(crate) replication: u16,
+    /// The blocks asked for, in file order, each with the offset of its first
+    /// byte in the file.
+    pub(crate) blocks: Vec<(u64, BlockRecord)>,
+}
+
+/// The file a block belongs to, for block reports and the replication monitor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BlockOwner {
+    /// The block as the namespace records it.
+    pub(crate) record: BlockRecord,
+    /// The file's target replica count.
+    pub(crate) replication: u16,
+    /// Whether this is the last block of a file under construction (its
+    /// replicas may still be being written, and its length is not final).
+    pub(crate) is_last_under_construction: bool,
+    /// The file's absolute path now.
+    pub(crate) path: String,
 }
 
 /// The inode tree plus the policy its checks use; serialises as the
@@ -254,8 +330,20 @@ impl Namespace {
         Ok((page, has_more))
     }
 
+    /// The blocks of the file at `path` that overlap `[offset, offset +
+    /// length)` (`length` 0 = to the end of the file), HDFS
+    /// `getBlockLocations`. The last block of a file under construction
+    /// overlaps everything from its start on, since its length is not known
+    /// yet. An offset at or past the end of a complete file gives no blocks.
+    /// Needs READ on the
+    /// file and EXECUTE on its ancestors.
+    ///
+    /// # Errors
+    /// As [`Namespace::file_info`], `IsADirectory` for a directory, and
+    /// `PermissionDenied` without READ.
     /// A stable digest of the whole tree (names, kinds, permissions, times,
-    /// sizes) so replicas can compare namespaces. Inode ids are not included.
+    /// sizes, blocks, lease holders, block id and stamp counters) so replicas
+    /// can compare namespaces. Inode ids are not included.
     pub(crate) fn digest(&self) -> u64 {
         self.tree.digest()
     }
@@ -300,6 +388,138 @@ impl Namespace {
             field: "inode",
             reason: format!("inode {id} is linked but missing"),
         })
+    }
+}
+
+/// Block queries: for readers, block reports, the replication monitor and fsck.
+impl Namespace {
+    /// A file's blocks and block size for its writer's block RPCs, which the
+    /// lease (checked with each txn) authorises rather than mode bits.
+    ///
+    /// # Errors
+    /// `NotFound` or `IsADirectory`.
+    pub(crate) fn writer_blocks(&self, path: &str) -> Result<(FileBlocks, u64), Error> {
+        let path = FsPath::parse(path)?;
+        let missing = || Error::NotFound {
+            path: path.as_str().to_owned(),
+        };
+        let id = self.tree.resolve(&path).target().ok_or_else(missing)?;
+        let file = self.inode(id)?.file().ok_or_else(|| Error::IsADirectory {
+            path: path.as_str().to_owned(),
+        })?;
+        Ok((file_blocks(file, 0, u64::MAX), file.block_size))
+    }
+
+    pub(crate) fn block_locations(
+        &self,
+        path: &str,
+        caller: &Caller,
+        offset: u64,
+        length: u64,
+    ) -> Result<FileBlocks, Error> {
+        let path = FsPath::parse(path)?;
+        let checker = Checker::new(caller, &self.policy)?;
+        let (_, inode) = self.resolve_existing(&checker, &path)?;
+        let Some(file) = inode.file() else {
+            return Err(Error::IsADirectory {
+                path: path.as_str().to_owned(),
+            });
+        };
+        checker.check(&inode.perm, false, path.as_str(), Access::Read)?;
+        let end = match length {
+            0 => u64::MAX,
+            n => offset.saturating_add(n),
+        };
+        Ok(file_blocks(file, offset, end))
+    }
+
+    /// The file that holds block `id` (via an index, not a walk), or `None`
+    /// for a block the namespace does not know (deleted, abandoned, or never
+    /// allocated): its replicas are to be deleted.
+    pub(crate) fn block_owner(&self, id: BlockId) -> Option<BlockOwner> {
+        let inode_id = self.tree.block_file(id)?;
+        let file = self.tree.get(inode_id)?.file()?;
+        let index = file.blocks.iter().position(|b| b.id == id)?;
+        let record = *file.blocks.get(index)?;
+        Some(BlockOwner {
+            record,
+            replication: file.replication,
+            is_last_under_construction: file.is_under_construction()
+                && index + 1 == file.blocks.len(),
+            path: self.tree.path_of(inode_id)?,
+        })
+    }
+
+    /// Every block id in the namespace, in no particular order (tests check
+    /// the block index against it).
+    #[cfg(test)]
+    pub(crate) fn block_ids(&self) -> impl Iterator<Item = BlockId> + '_ {
+        self.tree.block_ids()
+    }
+
+    /// Every file at or below `path` with all its blocks, in path order (tests
+    /// check the block index against it; fsck walks through the client today).
+    /// Needs EXECUTE on the ancestors and READ and EXECUTE on every directory
+    /// walked, as a recursive listing does; a file's blocks need no READ (its
+    /// length does not either).
+    ///
+    /// # Errors
+    /// As [`Namespace::file_info`], and `PermissionDenied` for the first
+    /// directory below `path` that cannot be listed.
+    #[cfg(test)]
+    pub(crate) fn walk_files(
+        &self,
+        path: &str,
+        caller: &Caller,
+    ) -> Result<Vec<(String, FileBlocks)>, Error> {
+        let path = FsPath::parse(path)?;
+        let checker = Checker::new(caller, &self.policy)?;
+        let (top, _) = self.resolve_existing(&checker, &path)?;
+        let mut files = Vec::new();
+        let mut pending = vec![(top, path.as_str().to_owned())];
+        while let Some((id, inode_path)) = pending.pop() {
+            let inode = self.inode(id)?;
+            match &inode.body {
+                Body::File(file) => files.push((inode_path, file_blocks(file, 0, u64::MAX))),
+                Body::Directory(dir) => {
+                    for access in [Access::Read, Access::Execute] {
+                        checker.check(&inode.perm, true, &inode_path, access)?;
+                    }
+                    for (name, &child) in dir.children.iter().rev() {
+                        pending.push((child, join(&inode_path, name)));
+                    }
+                }
+            }
+        }
+        Ok(files)
+    }
+}
+
+/// `file`'s blocks overlapping `[offset, end)`; an empty block counts as
+/// overlapping when its offset is within the range.
+fn file_blocks(file: &File, offset: u64, end: u64) -> FileBlocks {
+    let under_construction = file.is_under_construction();
+    let count = file.blocks.len();
+    let mut start = 0u64;
+    let mut blocks = Vec::new();
+    for (index, block) in file.blocks.iter().enumerate() {
+        let block_end = if under_construction && index + 1 == count {
+            u64::MAX
+        } else {
+            start.saturating_add(block.length)
+        };
+        // An empty block overlaps a range it stands in.
+        let overlaps = block_end > offset || (block_end == start && start >= offset);
+        if start < end && overlaps {
+            blocks.push((start, *block));
+        }
+        start = start.saturating_add(block.length);
+    }
+    FileBlocks {
+        length: file.length(),
+        under_construction,
+        replication: file.replication,
+        blocks,
     }
 }
 

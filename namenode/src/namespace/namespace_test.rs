@@ -3,11 +3,13 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::txn::{NewDir, Txn};
+use crate::txn::{BlockRecord, NewDir, Txn};
 
-const MIB: u64 = 1 << 20;
+pub(crate) const MIB: u64 = 1 << 20;
+/// The client that writes files unless a test says otherwise.
+pub(crate) const CLIENT: &str = "c0ffee";
 
-fn policy() -> PermissionPolicy {
+pub(crate) fn policy() -> PermissionPolicy {
     PermissionPolicy {
         superuser: "hdfs".into(),
         supergroup: "supergroup".into(),
@@ -15,38 +17,38 @@ fn policy() -> PermissionPolicy {
     }
 }
 
-fn caller(user: &str, groups: &[&str]) -> Caller {
+pub(crate) fn caller(user: &str, groups: &[&str]) -> Caller {
     Caller {
         user: user.into(),
         groups: groups.iter().map(|g| (*g).to_owned()).collect(),
     }
 }
 
-fn hdfs() -> Caller {
+pub(crate) fn hdfs() -> Caller {
     caller("hdfs", &["hadoop"])
 }
 /// A superuser by group membership only.
-fn carol() -> Caller {
+pub(crate) fn carol() -> Caller {
     caller("carol", &["users", "supergroup"])
 }
-fn alice() -> Caller {
+pub(crate) fn alice() -> Caller {
     caller("alice", &["staff", "users"])
 }
-fn bob() -> Caller {
+pub(crate) fn bob() -> Caller {
     caller("bob", &["staff"])
 }
-fn eve() -> Caller {
+pub(crate) fn eve() -> Caller {
     caller("eve", &["guests"])
 }
 
-fn mkdir(path: &str) -> Op {
+pub(crate) fn mkdir(path: &str) -> Op {
     Op::Mkdirs {
         path: path.into(),
         mode: None,
         create_parent: false,
     }
 }
-fn mkdir_p(path: &str) -> Op {
+pub(crate) fn mkdir_p(path: &str) -> Op {
     Op::Mkdirs {
         path: path.into(),
         mode: None,
@@ -60,7 +62,7 @@ fn mkdir_mode(path: &str, mode: u16) -> Op {
         create_parent: false,
     }
 }
-fn create(path: &str) -> Op {
+pub(crate) fn create(path: &str) -> Op {
     Op::Create {
         path: path.into(),
         mode: None,
@@ -68,9 +70,15 @@ fn create(path: &str) -> Op {
         create_parent: false,
         replication: 3,
         block_size: 128 * MIB,
+        client: CLIENT.into(),
     }
 }
-fn create_with(path: &str, overwrite: bool, create_parent: bool, replication: u16) -> Op {
+pub(crate) fn create_with(
+    path: &str,
+    overwrite: bool,
+    create_parent: bool,
+    replication: u16,
+) -> Op {
     Op::Create {
         path: path.into(),
         mode: None,
@@ -78,40 +86,48 @@ fn create_with(path: &str, overwrite: bool, create_parent: bool, replication: u1
         create_parent,
         replication,
         block_size: 128 * MIB,
+        client: CLIENT.into(),
     }
 }
-fn delete(path: &str, recursive: bool) -> Op {
+pub(crate) fn complete(path: &str, client: &str, last: Option<BlockRecord>) -> Op {
+    Op::Complete {
+        path: path.into(),
+        client: client.into(),
+        last,
+    }
+}
+pub(crate) fn delete(path: &str, recursive: bool) -> Op {
     Op::Delete {
         path: path.into(),
         recursive,
     }
 }
-fn rename(src: &str, dst: &str) -> Op {
+pub(crate) fn rename(src: &str, dst: &str) -> Op {
     Op::Rename {
         src: src.into(),
         dst: dst.into(),
     }
 }
-fn chmod(path: &str, mode: u16) -> Op {
+pub(crate) fn chmod(path: &str, mode: u16) -> Op {
     Op::SetPermission {
         path: path.into(),
         mode,
     }
 }
-fn chown(path: &str, owner: Option<&str>, group: Option<&str>) -> Op {
+pub(crate) fn chown(path: &str, owner: Option<&str>, group: Option<&str>) -> Op {
     Op::SetOwner {
         path: path.into(),
         owner: owner.map(Into::into),
         group: group.map(Into::into),
     }
 }
-fn setrep(path: &str, replication: u16) -> Op {
+pub(crate) fn setrep(path: &str, replication: u16) -> Op {
     Op::SetReplication {
         path: path.into(),
         replication,
     }
 }
-fn touch(path: &str, mtime_ms: Option<u64>, atime_ms: Option<u64>) -> Op {
+pub(crate) fn touch(path: &str, mtime_ms: Option<u64>, atime_ms: Option<u64>) -> Op {
     Op::SetTimes {
         path: path.into(),
         mtime_ms,
@@ -121,49 +137,56 @@ fn touch(path: &str, mtime_ms: Option<u64>, atime_ms: Option<u64>) -> Op {
 
 /// A namespace plus the log of everything applied to it; time advances by
 /// one second per request.
-struct Fixture {
-    ns: Namespace,
-    now_ms: u64,
-    log: Vec<Txn>,
+pub(crate) struct Fixture {
+    pub(crate) ns: Namespace,
+    pub(crate) now_ms: u64,
+    pub(crate) log: Vec<Txn>,
+    /// The blocks the last applied txn freed.
+    pub(crate) freed: Vec<BlockRecord>,
 }
 
 impl Fixture {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with_policy(policy())
     }
 
-    fn with_policy(policy: PermissionPolicy) -> Self {
+    pub(crate) fn with_policy(policy: PermissionPolicy) -> Self {
         Fixture {
             ns: Namespace::new(policy),
             now_ms: 1_700_000_000_000,
             log: Vec::new(),
+            freed: Vec::new(),
         }
     }
 
     /// check, then apply what it returns.
-    fn run(&mut self, op: Op, who: &Caller) -> Result<Option<Txn>, Error> {
+    pub(crate) fn run(&mut self, op: Op, who: &Caller) -> Result<Option<Txn>, Error> {
         self.now_ms += 1000;
         let before = self.ns.digest();
         let txn = self.ns.check(&op, who, self.now_ms)?;
         match &txn {
             Some(txn) => {
-                self.ns
+                self.freed = self
+                    .ns
                     .apply(txn)
                     .unwrap_or_else(|e| panic!("{op:?}: {txn:?}: {e}"));
                 self.log.push(txn.clone());
             }
-            None => assert_eq!(self.ns.digest(), before, "{op:?} returned None"),
+            None => {
+                self.freed.clear();
+                assert_eq!(self.ns.digest(), before, "{op:?} returned None");
+            }
         }
         Ok(txn)
     }
 
-    fn ok(&mut self, op: Op, who: &Caller) -> Option<Txn> {
+    pub(crate) fn ok(&mut self, op: Op, who: &Caller) -> Option<Txn> {
         let shown = format!("{op:?} as {}", who.user);
         self.run(op, who).unwrap_or_else(|e| panic!("{shown}: {e}"))
     }
 
     /// Runs a request that must fail, and checks that it changed nothing.
-    fn err(&mut self, op: Op, who: &Caller) -> Error {
+    pub(crate) fn err(&mut self, op: Op, who: &Caller) -> Error {
         let before = (self.ns.digest(), self.ns.inode_count());
         let shown = format!("{op:?} as {}", who.user);
         let err = match self.run(op, who) {
@@ -174,13 +197,13 @@ impl Fixture {
         err
     }
 
-    fn info(&self, path: &str) -> FileStatus {
+    pub(crate) fn info(&self, path: &str) -> FileStatus {
         self.ns
             .file_info(path, &hdfs())
             .unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
-    fn exists(&self, path: &str) -> bool {
+    pub(crate) fn exists(&self, path: &str) -> bool {
         match self.ns.file_info(path, &hdfs()) {
             Ok(_) => true,
             Err(Error::NotFound { .. }) => false,
@@ -249,6 +272,7 @@ fn the_umask_clears_bits_from_requested_and_default_modes() {
                 create_parent: false,
                 replication: 1,
                 block_size: MIB,
+                client: CLIENT.into(),
             },
             0o775,
         ),
@@ -362,6 +386,9 @@ fn create_follows_hdfs_existence_rules() {
     f.ok(mkdir("/d"), &hdfs());
     f.ok(create_with("/d/f", false, false, 3), &hdfs());
     let err = f.err(create("/d/f"), &hdfs());
+    assert!(matches!(err, Error::AlreadyBeingCreated { .. }), "{err}");
+    f.ok(complete("/d/f", CLIENT, None), &hdfs());
+    let err = f.err(create("/d/f"), &hdfs());
     assert_eq!(err.to_string(), "'/d/f': File exists");
 
     let inodes = f.ns.inode_count();
@@ -392,6 +419,7 @@ fn create_validates_replication_block_size_and_mode() {
         create_parent: false,
         replication,
         block_size,
+        client: CLIENT.into(),
     };
     for (bad, field) in [
         (op(0, MIB, None), "replication"),
@@ -1036,6 +1064,7 @@ fn a_txn_that_does_not_fit_the_tree_is_an_error_and_changes_nothing() {
         replication,
         block_size,
         mtime_ms: 1,
+        client: CLIENT.into(),
     };
     let file = |path: &str, overwrite| file_with(path, overwrite, 3, MIB);
     let bad_perm = PermissionStatus {
@@ -1211,6 +1240,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
                 create_parent,
                 replication,
                 block_size: MIB,
+                client: CLIENT.into(),
             }
         ),
         (arb_path(), any::<bool>()).prop_map(|(path, recursive)| Op::Delete { path, recursive }),

@@ -4,14 +4,19 @@
 //! client can build a tree thousands of levels deep (rename a deep directory
 //! under another), and serialising, cloning, dropping or hashing it must not
 //! recurse. Ids are handed out in order and never reused, so the same log
-//! gives the same ids.
+//! gives the same ids. Block ids and generation stamps come from counters
+//! kept here too, so that replaying a log allocates the same ones.
+//!
+//! Two indexes are derived from the arena, never serialised, rebuilt on load
+//! and kept up to date by every change: block id -> file, and inode ->
+//! (parent, name) to turn a block's file back into a path.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::txn::PermissionStatus;
+use crate::txn::{BlockId, BlockRecord, GenStamp, PermissionStatus};
 
 use super::path::{FsPath, is_valid_name, join};
 use super::permission::MAX_MODE;
@@ -60,22 +65,40 @@ pub(crate) struct Directory {
     pub(crate) children: BTreeMap<String, InodeId>,
 }
 
-/// A file's metadata.
-///
-/// The block list and the under-construction state (lease holder, client)
-/// belong here when block management lands; until then every file is empty.
+/// A file's metadata, blocks and lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct File {
     /// Target replica count.
     pub(crate) replication: u16,
     /// Bytes per block.
     pub(crate) block_size: u64,
+    /// In file order. Change the list only through [`Tree`], which indexes it.
+    pub(crate) blocks: Vec<BlockRecord>,
+    /// The client writing the file while it is under construction (HDFS's
+    /// lease holder); `None` once it is complete.
+    pub(crate) lease_holder: Option<String>,
 }
 
 impl File {
-    /// Bytes in the file: the sum of its blocks, none yet.
+    /// A new, empty file under construction by `client`.
+    pub(crate) fn under_construction(replication: u16, block_size: u64, client: &str) -> Self {
+        File {
+            replication,
+            block_size,
+            blocks: Vec::new(),
+            lease_holder: Some(client.to_owned()),
+        }
+    }
+
+    /// Bytes in the file: the sum of its blocks' recorded lengths (the last
+    /// block of a file under construction is 0 until committed).
     pub(crate) fn length(&self) -> u64 {
-        0
+        self.blocks.iter().map(|b| b.length).sum()
+    }
+
+    /// Whether a client is still writing the file.
+    pub(crate) fn is_under_construction(&self) -> bool {
+        self.lease_holder.is_some()
     }
 }
 
@@ -100,6 +123,14 @@ impl Inode {
         match &self.body {
             Body::Directory(d) => Some(d),
             Body::File(_) => None,
+        }
+    }
+
+    /// The file's metadata, or `None` for a directory.
+    pub(crate) fn file(&self) -> Option<&File> {
+        match &self.body {
+            Body::File(f) => Some(f),
+            Body::Directory(_) => None,
         }
     }
 
@@ -154,6 +185,11 @@ impl Resolved {
     }
 }
 
+/// First block id handed out: HDFS keeps the ids below for legacy random ids.
+pub(crate) const FIRST_BLOCK_ID: BlockId = BlockId(1 << 30);
+/// First generation stamp handed out: HDFS reserves the stamps up to 1000.
+pub(crate) const FIRST_GEN_STAMP: GenStamp = GenStamp(1001);
+
 /// The inode arena.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(try_from = "TreeImage")]
@@ -161,6 +197,17 @@ pub(crate) struct Tree {
     inodes: BTreeMap<InodeId, Inode>,
     /// The next id to hand out; above every id in `inodes`.
     next_id: InodeId,
+    /// The next block id to hand out; above every block id ever used.
+    next_block_id: BlockId,
+    /// The next generation stamp to hand out; above every stamp ever used.
+    next_gen_stamp: GenStamp,
+    /// Derived: block id -> the file that holds it.
+    #[serde(skip)]
+    blocks: HashMap<BlockId, InodeId>,
+    /// Derived: inode -> (parent directory, entry name), for every linked
+    /// inode but the root.
+    #[serde(skip)]
+    parents: HashMap<InodeId, (InodeId, String)>,
 }
 
 impl Tree {
@@ -169,6 +216,10 @@ impl Tree {
         Tree {
             inodes: BTreeMap::from([(InodeId::ROOT, root)]),
             next_id: InodeId(InodeId::ROOT.0 + 1),
+            next_block_id: FIRST_BLOCK_ID,
+            next_gen_stamp: FIRST_GEN_STAMP,
+            blocks: HashMap::new(),
+            parents: HashMap::new(),
         }
     }
 
@@ -182,9 +233,95 @@ impl Tree {
         self.inodes.get(&id)
     }
 
-    /// The inode with this id, mutably.
+    /// The inode with this id, mutably. Callers must not change a
+    /// directory's entries or a file's block ids through it (the indexes
+    /// would go stale): use [`Tree::insert`], [`Tree::remove`],
+    /// [`Tree::push_block`] and [`Tree::pop_block`].
     pub(crate) fn get_mut(&mut self, id: InodeId) -> Option<&mut Inode> {
         self.inodes.get_mut(&id)
+    }
+
+    /// The file with this id, mutably; the same rules as [`Tree::get_mut`].
+    pub(crate) fn file_mut(&mut self, id: InodeId) -> Option<&mut File> {
+        match self.inodes.get_mut(&id).map(|i| &mut i.body) {
+            Some(Body::File(file)) => Some(file),
+            _ => None,
+        }
+    }
+
+    /// The block id the next new block gets.
+    pub(crate) fn next_block_id(&self) -> BlockId {
+        self.next_block_id
+    }
+
+    /// The generation stamp the next new block or bump gets.
+    pub(crate) fn next_gen_stamp(&self) -> GenStamp {
+        self.next_gen_stamp
+    }
+
+    /// Moves the counters past a block id and a stamp a txn used.
+    pub(crate) fn advance_counters(&mut self, id: Option<BlockId>, gen_stamp: Option<GenStamp>) {
+        if let Some(id) = id {
+            self.next_block_id = self.next_block_id.max(BlockId(id.0.saturating_add(1)));
+        }
+        if let Some(gs) = gen_stamp {
+            self.next_gen_stamp = self.next_gen_stamp.max(GenStamp(gs.0.saturating_add(1)));
+        }
+    }
+
+    /// The file that holds block `id`.
+    pub(crate) fn block_file(&self, id: BlockId) -> Option<InodeId> {
+        self.blocks.get(&id).copied()
+    }
+
+    /// Every block id in the tree, in no particular order.
+    #[cfg(test)]
+    pub(crate) fn block_ids(&self) -> impl Iterator<Item = BlockId> + '_ {
+        self.blocks.keys().copied()
+    }
+
+    /// Appends `block` to file `file`; `false` (and no change) when `file`
+    /// is not a file or the block id is already in use.
+    pub(crate) fn push_block(&mut self, file: InodeId, block: BlockRecord) -> bool {
+        if self.blocks.contains_key(&block.id) {
+            return false;
+        }
+        let Some(f) = self.file_mut(file) else {
+            return false;
+        };
+        f.blocks.push(block);
+        self.blocks.insert(block.id, file);
+        true
+    }
+
+    /// Removes and returns file `file`'s last block.
+    pub(crate) fn pop_block(&mut self, file: InodeId) -> Option<BlockRecord> {
+        let block = self.file_mut(file)?.blocks.pop()?;
+        self.blocks.remove(&block.id);
+        Some(block)
+    }
+
+    /// The absolute path of a linked inode, from the parent index.
+    pub(crate) fn path_of(&self, id: InodeId) -> Option<String> {
+        let mut names = Vec::new();
+        let mut current = id;
+        while current != InodeId::ROOT {
+            // A path cannot have more components than the tree has inodes.
+            if names.len() > self.inodes.len() {
+                return None;
+            }
+            let (parent, name) = self.parents.get(&current)?;
+            names.push(name.as_str());
+            current = *parent;
+        }
+        if names.is_empty() {
+            return Some("/".to_owned());
+        }
+        Some(names.iter().rev().fold(String::new(), |mut p, n| {
+            p.push('/');
+            p.push_str(n);
+            p
+        }))
     }
 
     /// Follows `path` from the root as far as it exists.
@@ -207,10 +344,14 @@ impl Tree {
     }
 
     /// Adds `inode` as entry `name` of directory `parent`; returns its id, or
-    /// `None` (and changes nothing) when `parent` is not a directory or
-    /// already has `name`.
+    /// `None` (and changes nothing) when `parent` is not a directory, already
+    /// has `name`, or `inode` holds a block id already in use.
     pub(crate) fn insert(&mut self, parent: InodeId, name: &str, inode: Inode) -> Option<InodeId> {
         let id = self.next_id;
+        let blocks: Vec<BlockId> = inode.file().into_iter().flat_map(block_ids).collect();
+        if blocks.iter().any(|b| self.blocks.contains_key(b)) {
+            return None;
+        }
         let Some(Body::Directory(dir)) = self.inodes.get_mut(&parent).map(|p| &mut p.body) else {
             return None;
         };
@@ -219,32 +360,44 @@ impl Tree {
         }
         dir.children.insert(name.to_owned(), id);
         self.inodes.insert(id, inode);
+        self.parents.insert(id, (parent, name.to_owned()));
+        self.blocks.extend(blocks.into_iter().map(|b| (b, id)));
         self.next_id = InodeId(id.0 + 1);
         Some(id)
     }
 
-    /// Removes entry `name` of directory `parent` and everything below it.
-    pub(crate) fn remove(&mut self, parent: InodeId, name: &str) -> Option<InodeId> {
+    /// Removes entry `name` of directory `parent` and everything below it;
+    /// returns the blocks of the files removed, in tree order.
+    pub(crate) fn remove(&mut self, parent: InodeId, name: &str) -> Option<Vec<BlockRecord>> {
         let id = self.detach(parent, name)?;
+        let mut freed = Vec::new();
         let mut pending = vec![id];
         while let Some(id) = pending.pop() {
-            if let Some(Inode {
-                body: Body::Directory(dir),
-                ..
-            }) = self.inodes.remove(&id)
-            {
-                pending.extend(dir.children.into_values());
+            self.parents.remove(&id);
+            match self.inodes.remove(&id).map(|i| i.body) {
+                Some(Body::Directory(dir)) => {
+                    pending.extend(dir.children.into_values().rev());
+                }
+                Some(Body::File(file)) => {
+                    for block in &file.blocks {
+                        self.blocks.remove(&block.id);
+                    }
+                    freed.extend(file.blocks);
+                }
+                None => {}
             }
         }
-        Some(id)
+        Some(freed)
     }
 
     /// Unlinks entry `name` from directory `parent` without freeing it.
     pub(crate) fn detach(&mut self, parent: InodeId, name: &str) -> Option<InodeId> {
-        match self.inodes.get_mut(&parent).map(|p| &mut p.body) {
+        let id = match self.inodes.get_mut(&parent).map(|p| &mut p.body) {
             Some(Body::Directory(dir)) => dir.children.remove(name),
             _ => None,
-        }
+        }?;
+        self.parents.remove(&id);
+        Some(id)
     }
 
     /// Links the existing inode `id` as entry `name` of directory `parent`;
@@ -253,6 +406,7 @@ impl Tree {
         match self.inodes.get_mut(&parent).map(|p| &mut p.body) {
             Some(Body::Directory(dir)) if !dir.children.contains_key(name) => {
                 dir.children.insert(name.to_owned(), id);
+                self.parents.insert(id, (parent, name.to_owned()));
                 true
             }
             _ => false,
@@ -287,8 +441,10 @@ impl Tree {
         Ok(())
     }
 
-    /// A stable FNV-1a digest of names, kinds, permissions, times and sizes,
-    /// walking the tree depth first in name order. Ids are not included.
+    /// A stable FNV-1a digest of names, kinds, permissions, times, sizes,
+    /// blocks and lease holders, walking the tree depth first in name order,
+    /// then the block id and stamp counters. Inode ids and the derived
+    /// indexes are not included.
     pub(crate) fn digest(&self) -> u64 {
         enum Step<'t> {
             Enter(&'t str, InodeId),
@@ -321,6 +477,19 @@ impl Tree {
                     h.u64(file.replication.into());
                     h.u64(file.block_size);
                     h.u64(file.length());
+                    match &file.lease_holder {
+                        Some(holder) => {
+                            h.u8(b'L');
+                            h.str(holder);
+                        }
+                        None => h.u8(b'-'),
+                    }
+                    h.u64(file.blocks.len() as u64);
+                    for block in &file.blocks {
+                        h.u64(block.id.0);
+                        h.u64(block.gen_stamp.0);
+                        h.u64(block.length);
+                    }
                     h.u8(b')');
                 }
                 Body::Directory(dir) => {
@@ -332,8 +501,14 @@ impl Tree {
                 }
             }
         }
+        h.u64(self.next_block_id.0);
+        h.u64(self.next_gen_stamp.0);
         h.finish()
     }
+}
+
+fn block_ids(file: &File) -> impl Iterator<Item = BlockId> + '_ {
+    file.blocks.iter().map(|b| b.id)
 }
 
 /// A tree as decoded from a checkpoint, before it is trusted.
@@ -341,6 +516,8 @@ impl Tree {
 struct TreeImage {
     inodes: BTreeMap<InodeId, Inode>,
     next_id: InodeId,
+    next_block_id: BlockId,
+    next_gen_stamp: GenStamp,
 }
 
 impl TryFrom<TreeImage> for Tree {
@@ -348,10 +525,16 @@ impl TryFrom<TreeImage> for Tree {
 
     /// Accepts only a proper tree: a root directory from which every inode is
     /// reachable exactly once through validly named entries, modes within
-    /// `0o7777`, and `next_id` above every id. A corrupt image must not turn
-    /// into a cycle that hangs a walk.
+    /// `0o7777`, `next_id` above every id, and every block in exactly one
+    /// file, within its block size and below both counters. A corrupt image
+    /// must not turn into a cycle that hangs a walk. Builds the indexes.
     fn try_from(image: TreeImage) -> Result<Self, String> {
-        let TreeImage { inodes, next_id } = image;
+        let TreeImage {
+            inodes,
+            next_id,
+            next_block_id,
+            next_gen_stamp,
+        } = image;
         match inodes.get(&InodeId::ROOT) {
             Some(root) if root.is_dir() => {}
             _ => return Err("no root directory".to_owned()),
@@ -361,7 +544,8 @@ impl TryFrom<TreeImage> for Tree {
         {
             return Err(format!("inode id {max} is not below next id {next_id}"));
         }
-        let mut seen = std::collections::BTreeSet::from([InodeId::ROOT]);
+        let mut blocks = HashMap::new();
+        let mut parents = HashMap::new();
         let mut pending = vec![InodeId::ROOT];
         while let Some(id) = pending.pop() {
             let inode = inodes
@@ -370,24 +554,64 @@ impl TryFrom<TreeImage> for Tree {
             if inode.perm.mode > MAX_MODE {
                 return Err(format!("inode {id} has mode {:#o}", inode.perm.mode));
             }
+            if let Some(file) = inode.file() {
+                validate_file_image(id, file, next_block_id, next_gen_stamp)?;
+                for block in &file.blocks {
+                    if blocks.insert(block.id, id).is_some() {
+                        return Err(format!("{} is in more than one place", block.id));
+                    }
+                }
+            }
             for (name, &child) in inode.dir().map(|d| &d.children).into_iter().flatten() {
                 if !is_valid_name(name) {
                     return Err(format!("inode {id} has an entry with an invalid name"));
                 }
-                if !seen.insert(child) {
+                if child == InodeId::ROOT || parents.insert(child, (id, name.clone())).is_some() {
                     return Err(format!("inode {child} is linked more than once"));
                 }
                 pending.push(child);
             }
         }
-        if seen.len() != inodes.len() {
+        if parents.len() + 1 != inodes.len() {
             return Err(format!(
                 "{} inodes are unreachable from the root",
-                inodes.len() - seen.len()
+                inodes.len().saturating_sub(parents.len() + 1)
             ));
         }
-        Ok(Tree { inodes, next_id })
+        Ok(Tree {
+            inodes,
+            next_id,
+            next_block_id,
+            next_gen_stamp,
+            blocks,
+            parents,
+        })
     }
+}
+
+fn validate_file_image(
+    id: InodeId,
+    file: &File,
+    next_block_id: BlockId,
+    next_gen_stamp: GenStamp,
+) -> Result<(), String> {
+    if file.lease_holder.as_deref() == Some("") {
+        return Err(format!("inode {id} has an empty lease holder"));
+    }
+    for block in &file.blocks {
+        if block.id >= next_block_id || block.gen_stamp >= next_gen_stamp {
+            return Err(format!(
+                "inode {id} has {block}, not below the counters {next_block_id}_{next_gen_stamp}"
+            ));
+        }
+        if block.length > file.block_size {
+            return Err(format!(
+                "inode {id} has {block} of {} bytes, above its block size",
+                block.length
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// 64-bit FNV-1a: tiny, stable across platforms and releases.
@@ -464,6 +688,8 @@ mod tests {
         let image = |inodes: &BTreeMap<InodeId, Inode>, next_id| TreeImage {
             inodes: inodes.clone(),
             next_id,
+            next_block_id: FIRST_BLOCK_ID,
+            next_gen_stamp: FIRST_GEN_STAMP,
         };
         assert!(Tree::try_from(image(&good.inodes, good.next_id)).is_ok());
 
@@ -493,7 +719,7 @@ mod tests {
     fn removing_a_directory_frees_its_whole_subtree() {
         let mut tree = tree_with_a_b();
         assert_eq!(tree.len(), 3);
-        assert_eq!(tree.remove(InodeId::ROOT, "a"), Some(InodeId(2)));
+        assert_eq!(tree.remove(InodeId::ROOT, "a"), Some(vec![]));
         assert_eq!(tree.len(), 1);
         assert_eq!(tree.remove(InodeId::ROOT, "a"), None);
     }

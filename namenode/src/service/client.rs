@@ -7,11 +7,17 @@ use dfs_proto::v1;
 use dfs_proto::v1::client_protocol_server::ClientProtocol;
 use tonic::{Request, Response, Status};
 
+use dfs_proto::ids::DatanodeId;
+use dfs_proto::status::ErrorKind;
+
+use crate::blocks::manager::{BlockManager, Location};
 use crate::config::Settings;
-use crate::datanodes::{Liveness, Registry};
+use crate::datanodes::Liveness;
 use crate::error::Error;
+use crate::groups::GroupMapping;
 use crate::namespace::{Caller, FileKind, FileStatus, Op};
 use crate::namesystem::Namesystem;
+use crate::txn::{BlockId, BlockRecord, GenStamp, Txn};
 
 /// Entries per listing page when the client asks for none.
 const LISTING_PAGE: usize = 1000;
@@ -22,13 +28,13 @@ const MAX_GROUPS: usize = 64;
 #[derive(Debug, Clone)]
 pub(crate) struct ClientService {
     pub(crate) namesystem: Namesystem,
-    pub(crate) registry: Arc<Mutex<Registry>>,
+    pub(crate) blocks: Arc<Mutex<BlockManager>>,
     pub(crate) settings: Arc<Settings>,
+    pub(crate) groups: Arc<GroupMapping>,
 }
 
 impl ClientService {
-    /// The caller's identity: groups from the namenode's table when it lists
-    /// the user, else as the request claims them.
+    /// The caller's identity, groups resolved by the namenode.
     fn caller(&self, context: Option<v1::CallerContext>) -> Result<Caller, Status> {
         let context = context.ok_or_else(|| invalid("caller", "missing caller context"))?;
         if context.groups.len() > MAX_GROUPS {
@@ -37,10 +43,7 @@ impl ClientService {
                 format!("more than {MAX_GROUPS} groups"),
             ));
         }
-        let groups = match self.settings.groups.get(&context.user) {
-            Some(groups) => groups.clone(),
-            None => context.groups,
-        };
+        let groups = self.groups.groups(&context.user, context.groups);
         Ok(Caller {
             user: context.user,
             groups,
@@ -54,10 +57,8 @@ impl ClientService {
 
     async fn write(&self, caller: Option<v1::CallerContext>, op: Op) -> Result<(), Status> {
         let caller = self.caller(caller)?;
-        self.namesystem
-            .write(op, caller)
-            .await
-            .map_err(Status::from)
+        self.namesystem.write(op, caller).await?;
+        Ok(())
     }
 }
 
@@ -125,7 +126,7 @@ impl ClientProtocol for ClientService {
         request: Request<v1::CreateRequest>,
     ) -> Result<Response<v1::CreateResponse>, Status> {
         let r = request.into_inner();
-        let caller = self.caller(r.caller)?;
+        let (caller, client) = self.writer(r.caller)?;
         let op = Op::Create {
             path: r.path.clone(),
             mode: r.permission.map(|m| mode("permission", m)).transpose()?,
@@ -136,6 +137,7 @@ impl ClientProtocol for ClientService {
                 0 => self.settings.default_block_size,
                 size => size,
             },
+            client,
         };
         self.namesystem.write(op, caller.clone()).await?;
         let status = self.namesystem.read(|ns| ns.file_info(&r.path, &caller))?;
@@ -283,7 +285,8 @@ impl ClientProtocol for ClientService {
             .into());
         }
         let now = Instant::now();
-        let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        let blocks = self.blocks.lock().unwrap_or_else(PoisonError::into_inner);
+        let registry = &blocks.datanodes;
         let datanodes = registry
             .all()
             .into_iter()
@@ -309,75 +312,354 @@ impl ClientProtocol for ClientService {
         Ok(Response::new(v1::GetDatanodeReportResponse { datanodes }))
     }
 
+    #[tracing::instrument(skip_all, fields(op = "add_block", path = %request.get_ref().path))]
     async fn add_block(
         &self,
-        _request: Request<v1::AddBlockRequest>,
+        request: Request<v1::AddBlockRequest>,
     ) -> Result<Response<v1::AddBlockResponse>, Status> {
-        Err(Status::unimplemented(
-            "the data path is being built (issue 3)",
-        ))
+        let writer_ip = request.remote_addr().map(|a| a.ip().to_canonical());
+        let r = request.into_inner();
+        let (caller, client) = self.writer(r.caller)?;
+        let excluded = datanode_ids("excluded_datanodes", &r.excluded_datanodes)?;
+        let op = Op::AddBlock {
+            path: r.path.clone(),
+            client: client.clone(),
+            previous: r.previous.map(block_record),
+        };
+        // A retried AddBlock changes nothing and answers with the block it made.
+        let block = match self.namesystem.write(op, caller.clone()).await? {
+            Some(Txn::AddBlock { block, .. }) => block,
+            _ => self.last_block(&r.path)?.0,
+        };
+        let (_, block_size) = self.namesystem.read(|ns| ns.writer_blocks(&r.path))?;
+        let replication = self.replication_of(block.id);
+        let chosen = self.blocks().choose_targets(
+            writer_ip,
+            usize::from(replication),
+            &[],
+            &excluded,
+            block_size,
+            Instant::now(),
+        );
+        let targets = match chosen {
+            Ok(targets) if !targets.is_empty() => targets,
+            outcome => {
+                // Nowhere to write: give the block back so the file stays consistent.
+                let abandon = Op::AbandonBlock {
+                    path: r.path.clone(),
+                    client,
+                    block: block.id,
+                };
+                self.namesystem.write(abandon, caller).await?;
+                let reason = match outcome {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "no datanode is available".to_owned(),
+                };
+                return Err(ErrorKind::Unavailable
+                    .status(format!("could not place {block} of '{}': {reason}", r.path)));
+            }
+        };
+        tracing::debug!(%block, pipeline = ?targets.iter().map(|t| t.id.to_string()).collect::<Vec<_>>(), "block allocated");
+        let offset = self.last_block(&r.path)?.1;
+        Ok(Response::new(v1::AddBlockResponse {
+            block: Some(v1::LocatedBlock {
+                block: Some(extended(block)),
+                offset,
+                locations: targets.iter().map(location).collect(),
+                corrupt_locations: Vec::new(),
+            }),
+        }))
     }
 
+    #[tracing::instrument(skip_all, fields(op = "abandon_block", path = %request.get_ref().path))]
     async fn abandon_block(
         &self,
-        _request: Request<v1::AbandonBlockRequest>,
+        request: Request<v1::AbandonBlockRequest>,
     ) -> Result<Response<v1::AbandonBlockResponse>, Status> {
-        Err(Status::unimplemented(
-            "the data path is being built (issue 3)",
-        ))
+        let r = request.into_inner();
+        let (caller, client) = self.writer(r.caller)?;
+        let block = r
+            .block
+            .map(block_record)
+            .ok_or_else(|| invalid("block", "missing"))?;
+        let op = Op::AbandonBlock {
+            path: r.path,
+            client,
+            block: block.id,
+        };
+        self.namesystem.write(op, caller).await?;
+        Ok(Response::new(v1::AbandonBlockResponse {}))
     }
 
+    #[tracing::instrument(skip_all, fields(op = "complete", path = %request.get_ref().path))]
     async fn complete(
         &self,
-        _request: Request<v1::CompleteRequest>,
+        request: Request<v1::CompleteRequest>,
     ) -> Result<Response<v1::CompleteResponse>, Status> {
-        Err(Status::unimplemented(
-            "the data path is being built (issue 3)",
-        ))
+        let r = request.into_inner();
+        let (caller, client) = self.writer(r.caller)?;
+        let last = r.last.map(block_record);
+        // Every block needs a finalized replica before the file is complete
+        // (HDFS's minimum replication of 1); until then the client retries.
+        let (file, _) = self.namesystem.read(|ns| ns.writer_blocks(&r.path))?;
+        let mut blocks: Vec<BlockRecord> = file.blocks.iter().map(|(_, b)| *b).collect();
+        if let (Some(last), Some(recorded)) = (last, blocks.last_mut())
+            && recorded.id == last.id
+        {
+            *recorded = last;
+        }
+        let replicated = {
+            let manager = self.blocks();
+            blocks
+                .iter()
+                .all(|b| manager.map.healthy_count(b.id, b.gen_stamp) >= 1)
+        };
+        if !replicated {
+            return Ok(Response::new(v1::CompleteResponse { completed: false }));
+        }
+        let op = Op::Complete {
+            path: r.path,
+            client,
+            last,
+        };
+        self.namesystem.write(op, caller).await?;
+        Ok(Response::new(v1::CompleteResponse { completed: true }))
     }
 
+    #[tracing::instrument(skip_all, fields(op = "bump_gen_stamp", path = %request.get_ref().path))]
     async fn update_block_for_pipeline(
         &self,
-        _request: Request<v1::UpdateBlockForPipelineRequest>,
+        request: Request<v1::UpdateBlockForPipelineRequest>,
     ) -> Result<Response<v1::UpdateBlockForPipelineResponse>, Status> {
-        Err(Status::unimplemented(
-            "the data path is being built (issue 3)",
-        ))
+        let r = request.into_inner();
+        let (caller, client) = self.writer(r.caller)?;
+        let block = r
+            .block
+            .map(block_record)
+            .ok_or_else(|| invalid("block", "missing"))?;
+        let op = Op::BumpGenStamp {
+            path: r.path.clone(),
+            client,
+            block: block.id,
+        };
+        let gen_stamp = match self.namesystem.write(op, caller).await? {
+            Some(Txn::BumpGenStamp { gen_stamp, .. }) => gen_stamp,
+            _ => self.last_block(&r.path)?.0.gen_stamp,
+        };
+        tracing::info!(block = %block.id, old = %block.gen_stamp, new = %gen_stamp, "pipeline recovery: new generation stamp");
+        Ok(Response::new(v1::UpdateBlockForPipelineResponse {
+            block: Some(extended(BlockRecord { gen_stamp, ..block })),
+        }))
     }
 
+    #[tracing::instrument(skip_all, fields(op = "additional_datanode", path = %request.get_ref().path))]
     async fn get_additional_datanode(
         &self,
-        _request: Request<v1::GetAdditionalDatanodeRequest>,
+        request: Request<v1::GetAdditionalDatanodeRequest>,
     ) -> Result<Response<v1::GetAdditionalDatanodeResponse>, Status> {
-        Err(Status::unimplemented(
-            "the data path is being built (issue 3)",
-        ))
+        let writer_ip = request.remote_addr().map(|a| a.ip().to_canonical());
+        let r = request.into_inner();
+        let (_caller, _client) = self.writer(r.caller)?;
+        let existing = datanode_ids("existing", &r.existing)?;
+        let excluded = datanode_ids("excluded", &r.excluded)?;
+        let count = usize::try_from(r.count)
+            .ok()
+            .filter(|c| (1..=16).contains(c))
+            .ok_or_else(|| invalid("count", "must be between 1 and 16"))?;
+        let (_, block_size) = self.namesystem.read(|ns| ns.writer_blocks(&r.path))?;
+        let targets = self
+            .blocks()
+            .choose_targets(
+                writer_ip,
+                count,
+                &existing,
+                &excluded,
+                block_size,
+                Instant::now(),
+            )
+            .map_err(|e| ErrorKind::Unavailable.status(e.to_string()))?;
+        Ok(Response::new(v1::GetAdditionalDatanodeResponse {
+            datanodes: targets.iter().map(location).collect(),
+        }))
     }
 
+    #[tracing::instrument(skip_all, fields(op = "update_pipeline", path = %request.get_ref().path))]
     async fn update_pipeline(
         &self,
-        _request: Request<v1::UpdatePipelineRequest>,
+        request: Request<v1::UpdatePipelineRequest>,
     ) -> Result<Response<v1::UpdatePipelineResponse>, Status> {
-        Err(Status::unimplemented(
-            "the data path is being built (issue 3)",
-        ))
+        let r = request.into_inner();
+        let (_caller, _client) = self.writer(r.caller)?;
+        let new = r
+            .new_block
+            .map(block_record)
+            .ok_or_else(|| invalid("new_block", "missing"))?;
+        // The new generation stamp was journaled by UpdateBlockForPipeline;
+        // the pipeline's members report their replicas when they finalize.
+        let (last, _) = self.last_block(&r.path)?;
+        if last.id != new.id || last.gen_stamp != new.gen_stamp {
+            return Err(Status::from(Error::BlockMismatch {
+                path: r.path,
+                expected: Some(last),
+                got: Some(new),
+            }));
+        }
+        tracing::info!(block = %new, pipeline = ?r.datanodes, "pipeline updated");
+        Ok(Response::new(v1::UpdatePipelineResponse {}))
     }
 
+    #[tracing::instrument(skip_all, fields(op = "open", path = %request.get_ref().path))]
     async fn get_block_locations(
         &self,
-        _request: Request<v1::GetBlockLocationsRequest>,
+        request: Request<v1::GetBlockLocationsRequest>,
     ) -> Result<Response<v1::GetBlockLocationsResponse>, Status> {
-        Err(Status::unimplemented(
-            "the data path is being built (issue 3)",
-        ))
+        let client_ip = request.remote_addr().map(|a| a.ip().to_canonical());
+        let r = request.into_inner();
+        let caller = self.caller(r.caller)?;
+        let file = self
+            .namesystem
+            .read(|ns| ns.block_locations(&r.path, &caller, r.offset, r.length))?;
+        let now = Instant::now();
+        let mut manager = self.blocks();
+        let blocks = file
+            .blocks
+            .iter()
+            .map(|(offset, record)| {
+                let (healthy, corrupt) = manager.map.holders(record.id);
+                let current: Vec<DatanodeId> = healthy
+                    .into_iter()
+                    .filter(|id| {
+                        manager
+                            .map
+                            .replica(record.id, id)
+                            .is_some_and(|rep| rep.gen_stamp == record.gen_stamp)
+                    })
+                    .collect();
+                v1::LocatedBlock {
+                    block: Some(extended(*record)),
+                    offset: *offset,
+                    locations: manager
+                        .sort_for_reader(&current, client_ip, now)
+                        .iter()
+                        .map(location)
+                        .collect(),
+                    corrupt_locations: corrupt
+                        .iter()
+                        .filter_map(|id| manager.location(id))
+                        .map(|l| location(&l))
+                        .collect(),
+                }
+            })
+            .collect();
+        Ok(Response::new(v1::GetBlockLocationsResponse {
+            file_length: file.length,
+            blocks,
+            under_construction: file.under_construction,
+        }))
     }
 
+    #[tracing::instrument(skip_all, fields(op = "report_bad_blocks"))]
     async fn report_bad_blocks(
         &self,
-        _request: Request<v1::ReportBadBlocksRequest>,
+        request: Request<v1::ReportBadBlocksRequest>,
     ) -> Result<Response<v1::ReportBadBlocksResponse>, Status> {
-        Err(Status::unimplemented(
-            "the data path is being built (issue 3)",
-        ))
+        let r = request.into_inner();
+        let caller = self.caller(r.caller)?;
+        if r.replicas.len() > 1024 {
+            return Err(invalid("replicas", "more than 1024 in one report"));
+        }
+        let mut manager = self.blocks();
+        for bad in r.replicas {
+            let datanode = datanode_ids("datanode_id", std::slice::from_ref(&bad.datanode_id))?;
+            let Some(block) = bad.block.map(block_record) else {
+                continue;
+            };
+            for id in &datanode {
+                tracing::warn!(%block, datanode = %id, reporter = %caller.user, "replica reported corrupt");
+                manager.map.mark_corrupt(id, block.id);
+            }
+        }
+        Ok(Response::new(v1::ReportBadBlocksResponse {}))
+    }
+}
+
+impl ClientService {
+    fn blocks(&self) -> std::sync::MutexGuard<'_, BlockManager> {
+        self.blocks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The caller and its client name (the lease holder: hex of its client id).
+    fn writer(&self, context: Option<v1::CallerContext>) -> Result<(Caller, String), Status> {
+        let client = context
+            .as_ref()
+            .map(|c| client_name(&c.client_id))
+            .unwrap_or_default();
+        if client.is_empty() || client.len() > 64 {
+            return Err(invalid("caller.client_id", "1 to 32 bytes needed"));
+        }
+        Ok((self.caller(context)?, client))
+    }
+
+    /// The file's last block and its offset.
+    fn last_block(&self, path: &str) -> Result<(BlockRecord, u64), Status> {
+        let (file, _) = self.namesystem.read(|ns| ns.writer_blocks(path))?;
+        file.blocks
+            .last()
+            .map(|(offset, block)| (*block, *offset))
+            .ok_or_else(|| {
+                Status::from(Error::BlockMismatch {
+                    path: path.to_owned(),
+                    expected: None,
+                    got: None,
+                })
+            })
+    }
+
+    /// The target replica count of the file holding `block`.
+    fn replication_of(&self, block: BlockId) -> u16 {
+        self.namesystem
+            .read(|ns| ns.block_owner(block))
+            .map_or(self.settings.default_replication, |o| o.replication)
+    }
+}
+
+/// Hex of a client id: the lease holder's name.
+fn client_name(client_id: &[u8]) -> String {
+    client_id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn datanode_ids(field: &'static str, ids: &[String]) -> Result<Vec<DatanodeId>, Status> {
+    if ids.len() > 64 {
+        return Err(invalid(field, "more than 64 datanodes"));
+    }
+    ids.iter()
+        .map(|id| {
+            DatanodeId::parse(id)
+                .ok_or_else(|| invalid(field, format!("bad datanode id {id:.40?}")))
+        })
+        .collect()
+}
+
+fn block_record(b: v1::ExtendedBlock) -> BlockRecord {
+    BlockRecord {
+        id: BlockId(b.block_id),
+        gen_stamp: GenStamp(b.gen_stamp),
+        length: b.length,
+    }
+}
+
+fn extended(b: BlockRecord) -> v1::ExtendedBlock {
+    v1::ExtendedBlock {
+        block_id: b.id.0,
+        gen_stamp: b.gen_stamp.0,
+        length: b.length,
+    }
+}
+
+fn location(l: &Location) -> v1::DatanodeLocation {
+    v1::DatanodeLocation {
+        datanode_id: l.id.to_string(),
+        transfer_address: l.transfer_addr.to_string(),
+        rack: l.rack.to_string(),
     }
 }

@@ -9,16 +9,22 @@ use dfs_proto::v1;
 use dfs_proto::v1::datanode_protocol_server::DatanodeProtocol;
 use tonic::{Request, Response, Status};
 
-use crate::config::Settings;
-use crate::datanodes::{HeartbeatOutcome, Registry, Storage};
+use crate::blocks::block_map::{Command, Reported};
+use crate::blocks::manager::BlockManager;
+use crate::datanodes::Storage;
 use crate::error::Error;
+use crate::namesystem::Namesystem;
 use crate::txn::Epoch;
+use crate::txn::{BlockId, GenStamp};
+
+/// Most replicas one report may carry (a full report of a big datanode fits).
+const MAX_REPORTED: usize = 10_000_000;
 
 /// Serves DatanodeProtocol.
 #[derive(Debug, Clone)]
 pub(crate) struct DatanodeService {
-    pub(crate) registry: Arc<Mutex<Registry>>,
-    pub(crate) settings: Arc<Settings>,
+    pub(crate) blocks: Arc<Mutex<BlockManager>>,
+    pub(crate) namesystem: Namesystem,
     pub(crate) epoch: Epoch,
 }
 
@@ -42,8 +48,60 @@ fn storage(report: Option<v1::StorageReport>) -> Storage {
 }
 
 impl DatanodeService {
-    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
-        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Turns queued commands into wire commands; deletions travel together.
+    fn to_wire(&self, commands: Vec<Command>) -> Vec<v1::DatanodeCommand> {
+        let mut deletes = Vec::new();
+        let mut wire = Vec::new();
+        let blocks = self.blocks();
+        for command in commands {
+            match command {
+                Command::Delete { block, gen_stamp } => deletes.push(v1::ExtendedBlock {
+                    block_id: block.0,
+                    gen_stamp: gen_stamp.0,
+                    length: 0,
+                }),
+                Command::Replicate {
+                    block,
+                    gen_stamp,
+                    length,
+                    targets,
+                } => {
+                    let targets = targets
+                        .iter()
+                        .filter_map(|id| blocks.location(id))
+                        .map(|l| v1::DatanodeLocation {
+                            datanode_id: l.id.to_string(),
+                            transfer_address: l.transfer_addr.to_string(),
+                            rack: l.rack.to_string(),
+                        })
+                        .collect();
+                    wire.push(v1::DatanodeCommand {
+                        command: Some(v1::datanode_command::Command::ReplicateBlock(
+                            v1::ReplicateBlock {
+                                block: Some(v1::ExtendedBlock {
+                                    block_id: block.0,
+                                    gen_stamp: gen_stamp.0,
+                                    length,
+                                }),
+                                targets,
+                            },
+                        )),
+                    });
+                }
+            }
+        }
+        if !deletes.is_empty() {
+            wire.push(v1::DatanodeCommand {
+                command: Some(v1::datanode_command::Command::DeleteBlocks(
+                    v1::DeleteBlocks { blocks: deletes },
+                )),
+            });
+        }
+        wire
+    }
+
+    fn blocks(&self) -> std::sync::MutexGuard<'_, BlockManager> {
+        self.blocks.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -70,15 +128,13 @@ impl DatanodeProtocol for DatanodeService {
                 )
             })?;
         let transfer_addr = SocketAddr::new(peer.ip().to_canonical(), port);
-        let rack = self.settings.topology.resolve(transfer_addr.ip());
-        tracing::info!(datanode = %id, %transfer_addr, %rack, "datanode registered");
-        self.registry().register(
-            id,
+        let rack = self.blocks().register(
+            id.clone(),
             transfer_addr,
-            rack.clone(),
             storage(r.storage),
             Instant::now(),
         );
+        tracing::info!(datanode = %id, %transfer_addr, %rack, "datanode registered");
         Ok(Response::new(v1::RegisterDatanodeResponse {
             epoch: u64::from(self.epoch.0),
             rack: rack.to_string(),
@@ -92,12 +148,12 @@ impl DatanodeProtocol for DatanodeService {
     ) -> Result<Response<v1::HeartbeatResponse>, Status> {
         let r = request.into_inner();
         let id = datanode_id(&r.datanode_id)?;
-        let outcome = self
-            .registry()
-            .heartbeat(&id, storage(r.storage), Instant::now());
-        let commands = match outcome {
-            HeartbeatOutcome::Accepted => Vec::new(),
-            HeartbeatOutcome::MustRegister => vec![v1::DatanodeCommand {
+        let queued =
+            self.blocks()
+                .heartbeat(&id, storage(r.storage), r.active_transfers, Instant::now());
+        let commands = match queued {
+            Some(commands) => self.to_wire(commands),
+            None => vec![v1::DatanodeCommand {
                 command: Some(v1::datanode_command::Command::Reregister(v1::ReRegister {})),
             }],
         };
@@ -114,14 +170,44 @@ impl DatanodeProtocol for DatanodeService {
     ) -> Result<Response<v1::BlockReportResponse>, Status> {
         let r = request.into_inner();
         let id = datanode_id(&r.datanode_id)?;
-        if !self.registry().contains(&id) {
+        if !self.blocks().datanodes.contains(&id) {
             return Err(Status::failed_precondition(format!(
                 "datanode {id} is not registered with this namenode"
             )));
         }
-        // Block locations arrive with the data path (issue 3); until then a
-        // report only proves the datanode is talking to us.
-        tracing::debug!(datanode = %id, blocks = r.blocks.len(), full = r.full, "block report");
+        if r.blocks.len() > MAX_REPORTED {
+            return Err(invalid(
+                "blocks",
+                format!("more than {MAX_REPORTED} replicas"),
+            ));
+        }
+        let (deleted, received): (Vec<&v1::ReportedBlock>, Vec<&v1::ReportedBlock>) =
+            r.blocks.iter().partition(|b| b.deleted);
+        let received: Vec<Reported> = received
+            .into_iter()
+            .map(|b| Reported {
+                block: BlockId(b.block_id),
+                gen_stamp: GenStamp(b.gen_stamp),
+                length: b.length,
+            })
+            .collect();
+        self.namesystem.with_expected_blocks(|expected| {
+            let mut blocks = self.blocks();
+            if r.full {
+                blocks.map.full_report(&id, &received, expected);
+            } else {
+                for replica in &received {
+                    blocks.map.received(&id, *replica, expected);
+                }
+            }
+            for gone in &deleted {
+                blocks.map.deleted(&id, BlockId(gone.block_id));
+            }
+        });
+        for bad in &r.corrupt {
+            tracing::warn!(datanode = %id, block = %BlockId(bad.block_id), "datanode found a corrupt replica");
+        }
+        tracing::debug!(datanode = %id, replicas = received.len(), deleted = deleted.len(), full = r.full, "block report");
         Ok(Response::new(v1::BlockReportResponse {}))
     }
 }

@@ -1,0 +1,377 @@
+//! The block manager: the datanode registry and the block map behind one
+//! lock, with the decisions that need both: where a new block goes, in which
+//! order a reader should try replicas, and which blocks need new replicas.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use dfs_proto::ids::{BlockId, DatanodeId};
+use dfs_proto::topology::{NodeLocation, RackPath, TopologyTable, distance};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use super::block_map::{BlockMap, Command, Expected};
+use super::placement::{self, Candidate, PlacementError, PlacementRequest};
+use crate::datanodes::{Datanode, HeartbeatOutcome, Liveness, Registry, Storage};
+
+/// Where a client or datanode reaches a datanode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Location {
+    pub(crate) id: DatanodeId,
+    pub(crate) transfer_addr: SocketAddr,
+    pub(crate) rack: RackPath,
+}
+
+impl Location {
+    fn of(node: &Datanode) -> Self {
+        Location {
+            id: node.id.clone(),
+            transfer_addr: node.transfer_addr,
+            rack: node.rack.clone(),
+        }
+    }
+}
+
+/// Datanodes and their replicas.
+#[derive(Debug)]
+pub(crate) struct BlockManager {
+    pub(crate) datanodes: Registry,
+    pub(crate) map: BlockMap,
+    topology: TopologyTable,
+    rng: StdRng,
+    /// Datanodes already handled as dead (their replicas forgotten).
+    dead: HashSet<DatanodeId>,
+}
+
+impl BlockManager {
+    /// A manager with no datanodes yet.
+    pub(crate) fn new(datanodes: Registry, topology: TopologyTable, seed: u64) -> Self {
+        BlockManager {
+            datanodes,
+            map: BlockMap::default(),
+            topology,
+            rng: StdRng::seed_from_u64(seed),
+            dead: HashSet::new(),
+        }
+    }
+
+    /// The rack of an address, from the topology table.
+    pub(crate) fn rack_of(&self, ip: IpAddr) -> RackPath {
+        self.topology.resolve(ip)
+    }
+
+    /// Records a registration (a datanode back from the dead counts again).
+    pub(crate) fn register(
+        &mut self,
+        id: DatanodeId,
+        transfer_addr: SocketAddr,
+        storage: Storage,
+        now: Instant,
+    ) -> RackPath {
+        let rack = self.rack_of(transfer_addr.ip());
+        self.dead.remove(&id);
+        self.datanodes
+            .register(id, transfer_addr, rack.clone(), storage, now);
+        rack
+    }
+
+    /// Records a heartbeat and hands over the commands queued for the
+    /// datanode; `None` when it must register first.
+    pub(crate) fn heartbeat(
+        &mut self,
+        id: &DatanodeId,
+        storage: Storage,
+        active_transfers: u32,
+        now: Instant,
+    ) -> Option<Vec<Command>> {
+        match self.datanodes.heartbeat(id, storage, active_transfers, now) {
+            HeartbeatOutcome::MustRegister => None,
+            HeartbeatOutcome::Accepted => {
+                self.dead.remove(id);
+                Some(self.map.take_commands(id))
+            }
+        }
+    }
+
+    /// Where datanode `id` is, if registered.
+    pub(crate) fn location(&self, id: &DatanodeId) -> Option<Location> {
+        self.datanodes.get(id).map(Location::of)
+    }
+
+    fn candidates(&self, now: Instant) -> Vec<Candidate> {
+        self.datanodes
+            .all()
+            .into_iter()
+            .map(|node| Candidate {
+                id: node.id.clone(),
+                rack: node.rack.clone(),
+                state: self.datanodes.liveness(node, now),
+                remaining: node.storage.remaining,
+                active_transfers: node.active_transfers,
+            })
+            .collect()
+    }
+
+    /// Chooses datanodes for `wanted` more replicas of a block, in pipeline
+    /// order. The writer is the datanode at `writer_ip`, if one is there.
+    pub(crate) fn choose_targets(
+        &mut self,
+        writer_ip: Option<IpAddr>,
+        wanted: usize,
+        chosen: &[DatanodeId],
+        excluded: &[DatanodeId],
+        block_size: u64,
+        now: Instant,
+    ) -> Result<Vec<Location>, PlacementError> {
+        let writer = writer_ip.and_then(|ip| {
+            self.datanodes
+                .all()
+                .into_iter()
+                .find(|n| n.transfer_addr.ip() == ip)
+                .map(|n| n.id.clone())
+        });
+        let candidates = self.candidates(now);
+        let request = PlacementRequest {
+            writer: writer.as_ref(),
+            replicas: wanted + chosen.len(),
+            chosen,
+            excluded,
+            block_size,
+            min_replicas: 1,
+        };
+        let ids = placement::choose_targets(&request, &candidates, &mut self.rng)?;
+        Ok(ids.iter().filter_map(|id| self.location(id)).collect())
+    }
+
+    /// Orders replica holders for a reader at `client_ip`: nearest first
+    /// (same node, same rack, elsewhere), ties shuffled, stale nodes last,
+    /// dead and unknown nodes left out.
+    pub(crate) fn sort_for_reader(
+        &mut self,
+        holders: &[DatanodeId],
+        client_ip: Option<IpAddr>,
+        now: Instant,
+    ) -> Vec<Location> {
+        let client = client_ip.map(|ip| NodeLocation {
+            rack: self.rack_of(ip),
+            node: ip.to_string(),
+        });
+        let mut ranked: Vec<(bool, u32, Location)> = holders
+            .iter()
+            .filter_map(|id| self.datanodes.get(id))
+            .filter_map(|node| {
+                let stale = match self.datanodes.liveness(node, now) {
+                    Liveness::Live => false,
+                    Liveness::Stale => true,
+                    Liveness::Dead => return None,
+                };
+                let here = NodeLocation {
+                    rack: node.rack.clone(),
+                    node: node.transfer_addr.ip().to_string(),
+                };
+                let hops = client.as_ref().map_or(0, |c| distance(c, &here));
+                Some((stale, hops, Location::of(node)))
+            })
+            .collect();
+        ranked.shuffle(&mut self.rng);
+        // Stable: shuffled order survives among equals.
+        ranked.sort_by_key(|(stale, hops, _)| (*stale, *hops));
+        ranked
+            .into_iter()
+            .map(|(_, _, location)| location)
+            .collect()
+    }
+
+    /// Periodic upkeep: forgets the replicas of newly dead datanodes and
+    /// schedules copies of complete blocks with too few healthy replicas.
+    pub(crate) fn check_replication(
+        &mut self,
+        now: Instant,
+        expected: impl Fn(BlockId) -> Option<Expected>,
+    ) {
+        let newly_dead: Vec<DatanodeId> = self
+            .datanodes
+            .all()
+            .into_iter()
+            .filter(|n| self.datanodes.liveness(n, now) == Liveness::Dead)
+            .map(|n| n.id.clone())
+            .filter(|id| !self.dead.contains(id))
+            .collect();
+        for id in newly_dead {
+            tracing::info!(datanode = %id, "datanode dead; its replicas are lost");
+            self.map.remove_datanode(&id);
+            self.dead.insert(id);
+        }
+        let blocks: Vec<BlockId> = self.map.blocks().collect();
+        for block in blocks {
+            let Some(want) = expected(block) else {
+                continue;
+            };
+            // Blocks being written are the pipeline's business.
+            let Some(length) = want.length else {
+                continue;
+            };
+            self.map
+                .invalidate_replaced_corrupt(block, want.replication);
+            let (healthy, corrupt) = self.map.holders(block);
+            let missing = usize::from(want.replication).saturating_sub(healthy.len());
+            if missing == 0 || self.map.is_replicating(block, now) {
+                continue;
+            }
+            let source = healthy.iter().find(|id| {
+                self.datanodes
+                    .get(id)
+                    .is_some_and(|n| self.datanodes.liveness(n, now) == Liveness::Live)
+            });
+            let Some(source) = source.cloned() else {
+                continue;
+            };
+            let Some(replica) = self.map.replica(block, &source) else {
+                continue;
+            };
+            match self.choose_targets(None, missing, &healthy, &corrupt, length, now) {
+                Ok(targets) if !targets.is_empty() => {
+                    let ids: Vec<DatanodeId> = targets.into_iter().map(|t| t.id).collect();
+                    tracing::info!(%block, %source, targets = ?ids, "re-replicating an under-replicated block");
+                    self.map.schedule_replication(&source, replica, ids, now);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(%block, error = %e, "no target for re-replication"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use dfs_proto::ids::GenStamp;
+
+    use super::*;
+    use crate::blocks::block_map::Reported;
+
+    fn dn(s: &str) -> DatanodeId {
+        DatanodeId::parse(s).unwrap()
+    }
+
+    /// Racks 1 and 2, three datanodes each at 127.0.R.N.
+    fn cluster(now: Instant) -> BlockManager {
+        let topology: TopologyTable = TopologyTable::new(
+            RackPath::default_rack(),
+            vec![
+                (
+                    "127.0.1.0/24".parse().unwrap(),
+                    "/dc1/rack1".parse().unwrap(),
+                ),
+                (
+                    "127.0.2.0/24".parse().unwrap(),
+                    "/dc1/rack2".parse().unwrap(),
+                ),
+            ],
+        );
+        let registry = Registry::new(Duration::from_secs(30), Duration::from_secs(600));
+        let mut manager = BlockManager::new(registry, topology, 7);
+        for rack in 1..=2 {
+            for n in 1..=3 {
+                let storage = Storage {
+                    capacity: 1 << 40,
+                    used: 0,
+                    remaining: 1 << 40,
+                };
+                let addr: SocketAddr = format!("127.0.{rack}.{n}:9866").parse().unwrap();
+                manager.register(dn(&format!("r{rack}n{n}")), addr, storage, now);
+            }
+        }
+        manager
+    }
+
+    #[test]
+    fn a_writer_on_a_datanode_heads_the_pipeline_and_racks_are_two() {
+        let now = Instant::now();
+        let mut m = cluster(now);
+        let ip: IpAddr = "127.0.2.2".parse().unwrap();
+        let targets = m
+            .choose_targets(Some(ip), 3, &[], &[], 1 << 20, now)
+            .unwrap();
+        assert_eq!(targets[0].id, dn("r2n2"));
+        let racks: HashSet<_> = targets.iter().map(|t| t.rack.clone()).collect();
+        assert_eq!(racks.len(), 2);
+    }
+
+    #[test]
+    fn readers_get_their_own_rack_first_and_stale_nodes_last() {
+        let now = Instant::now();
+        let mut m = cluster(now);
+        let holders = [dn("r1n1"), dn("r2n1"), dn("r2n3")];
+        let client: IpAddr = "127.0.2.7".parse().unwrap();
+        for _ in 0..20 {
+            let order = m.sort_for_reader(&holders, Some(client), now);
+            assert_eq!(order.len(), 3);
+            assert_eq!(order[2].id, dn("r1n1"), "the other rack comes last");
+        }
+        let on_node: IpAddr = "127.0.1.1".parse().unwrap();
+        assert_eq!(
+            m.sort_for_reader(&holders, Some(on_node), now)[0].id,
+            dn("r1n1")
+        );
+        // r1n1 heartbeats on; the others fall silent and go stale.
+        let later = now + Duration::from_secs(40);
+        m.heartbeat(&dn("r1n1"), Storage::default(), 0, later);
+        let order = m.sort_for_reader(&holders, Some(client), later);
+        assert_eq!(order[0].id, dn("r1n1"), "stale nodes sort last");
+    }
+
+    #[test]
+    fn lost_replicas_of_a_dead_datanode_are_copied_elsewhere() {
+        let now = Instant::now();
+        let mut m = cluster(now);
+        let expected = |_: BlockId| {
+            Some(Expected {
+                gen_stamp: GenStamp(1),
+                length: Some(100),
+                replication: 3,
+            })
+        };
+        let replica = Reported {
+            block: BlockId(9),
+            gen_stamp: GenStamp(1),
+            length: 100,
+        };
+        for id in ["r1n1", "r2n1", "r2n2"] {
+            m.map.received(&dn(id), replica, expected);
+        }
+        // Everyone but r2n2 keeps heartbeating past the dead interval.
+        let later = now + Duration::from_secs(601);
+        for id in ["r1n1", "r1n2", "r1n3", "r2n1", "r2n3"] {
+            m.heartbeat(
+                &dn(id),
+                Storage {
+                    capacity: 1 << 40,
+                    used: 0,
+                    remaining: 1 << 40,
+                },
+                0,
+                later,
+            );
+        }
+        m.check_replication(later, expected);
+        let commands: Vec<Command> = ["r1n1", "r2n1"]
+            .iter()
+            .flat_map(|id| m.map.take_commands(&dn(id)))
+            .collect();
+        assert_eq!(commands.len(), 1, "{commands:?}");
+        let Command::Replicate { targets, .. } = &commands[0] else {
+            panic!("expected a replication, got {commands:?}");
+        };
+        assert_eq!(targets.len(), 1);
+        assert!(![dn("r1n1"), dn("r2n1"), dn("r2n2")].contains(&targets[0]));
+        m.check_replication(later, expected);
+        assert!(
+            m.map.take_commands(&dn("r1n1")).is_empty(),
+            "not scheduled twice"
+        );
+    }
+}
