@@ -179,7 +179,7 @@ pub(super) struct Touchz {
 impl Touchz {
     pub(super) async fn run(self, client: &DfsClient, outcome: &mut Outcome) {
         for path in &self.paths {
-            outcome.check(client.create(path, &CreateOptions::default()).await);
+            outcome.check(client.create_empty(path, &CreateOptions::default()).await);
         }
     }
 }
