@@ -838,8 +838,13 @@ fn recover_rbw_bumps_a_leftover_cuts_it_inside_a_chunk_and_continues() {
     assert_eq!(w.len(), 1000);
     assert!(layout(&dir).rbw_meta(B, GenStamp(2)).exists());
     // The client resends from the chunk boundary below the acked length.
-    w.write_packet(512, &data[512..5000], &chunk_checksums(&data[512..5000]), true)
-        .expect("resend");
+    w.write_packet(
+        512,
+        &data[512..5000],
+        &chunk_checksums(&data[512..5000]),
+        true,
+    )
+    .expect("resend");
     let info = store.finalize(w).expect("finalize");
     assert_eq!((info.gen_stamp, info.length), (GenStamp(2), 5000));
     assert_eq!(read_block(&store, B, GenStamp(2)), data);

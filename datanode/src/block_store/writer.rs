@@ -117,9 +117,7 @@ impl RbwWriter {
             let sum = crc32c::crc32c(&chunk);
             meta.write_all_at(&sum.to_be_bytes(), meta_target - CHECKSUM_LEN)?;
         }
-        shared
-            .bytes
-            .store(length + meta_target, Ordering::Relaxed);
+        shared.bytes.store(length + meta_target, Ordering::Relaxed);
         Ok(RbwWriter {
             block,
             data: AppendFile::new(data, length, DATA_BUFFER),
