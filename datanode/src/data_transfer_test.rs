@@ -42,7 +42,11 @@ struct Node {
 
 impl Node {
     fn start() -> Node {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Node::start_in(&std::env::temp_dir())
+    }
+
+    fn start_in(base: &std::path::Path) -> Node {
+        let dir = tempfile::tempdir_in(base).expect("temp dir");
         let (store, _) = BlockStore::open(dir.path()).expect("open store");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
@@ -705,4 +709,107 @@ async fn replicating_a_finalized_replica_finalizes_it_on_every_target() {
         node.wait_idle().await;
         assert_eq!(node.read_finalized(B, GS), data);
     }
+}
+
+/// Peak resident set of this process, in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Throughput of a 3-node in-process pipeline: 256 MiB as two 128 MiB
+/// blocks, a client keeping 80 packets unacknowledged. Data dirs under
+/// `DFS_BENCH_DIR` (default the temp dir; a tmpfs such as /dev/shm takes
+/// the disk out). Run:
+/// `DFS_BENCH_DIR=/dev/shm cargo test -p dfs-datanode --release -- --ignored --nocapture pipeline_throughput`
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+#[ignore = "a measurement, not a test: run in release with --ignored --nocapture"]
+async fn pipeline_throughput() {
+    const BLOCK: usize = 128 * 1024 * 1024;
+    const WINDOW: usize = 80;
+    let base = std::env::var_os("DFS_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let nodes = [
+        Node::start_in(&base),
+        Node::start_in(&base),
+        Node::start_in(&base),
+    ];
+    let data = Bytes::from(pattern(BLOCK, 12));
+    let sums: Vec<Bytes> = data
+        .chunks(PACKET)
+        .map(|c| le_sums(&chunk_checksums(c)))
+        .collect();
+    let rss_before = peak_rss_kib();
+    let started = std::time::Instant::now();
+    for b in 0..2u64 {
+        let block = BlockId(100 + b);
+        let (tx, rx) = mpsc::channel(8);
+        tx.send(message(v1::write_block_message::Message::Header(header(
+            block,
+            GS,
+            &[&nodes[1], &nodes[2]],
+        ))))
+        .await
+        .expect("header");
+        let mut acks = nodes[0]
+            .client()
+            .await
+            .write_block(ReceiverStream::new(rx))
+            .await
+            .expect("accepted")
+            .into_inner();
+        let window = Arc::new(tokio::sync::Semaphore::new(WINDOW));
+        let sender = {
+            let (data, sums, window) = (data.clone(), sums.clone(), Arc::clone(&window));
+            tokio::spawn(async move {
+                let n = sums.len();
+                for (i, sum) in sums.into_iter().enumerate() {
+                    window.acquire().await.expect("open").forget();
+                    let at = i * PACKET;
+                    let p = v1::Packet {
+                        seqno: i as i64,
+                        offset_in_block: at as u64,
+                        data: data.slice(at..(at + PACKET).min(data.len())),
+                        checksums: sum,
+                        last_packet_in_block: i + 1 == n,
+                    };
+                    if tx
+                        .send(message(v1::write_block_message::Message::Packet(p)))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                // Keep the stream open until the last ack.
+                let _ = window.acquire_many(WINDOW as u32).await;
+            })
+        };
+        let mut count = 0;
+        while let Some(ack) = acks.message().await.expect("ack") {
+            assert_eq!(ack.statuses, vec![S, S, S]);
+            window.add_permits(1);
+            count += 1;
+        }
+        assert_eq!(count, sums.len());
+        sender.await.expect("sender");
+    }
+    let elapsed = started.elapsed();
+    let mib = 2.0 * BLOCK as f64 / (1024.0 * 1024.0);
+    for node in &nodes {
+        node.wait_idle().await;
+        assert_eq!(node.dp.store.replicas().len(), 2);
+    }
+    println!(
+        "pipeline_throughput dir={} 3 nodes, {mib} MiB in {:.2} s = {:.0} MiB/s; peak RSS grew {} KiB",
+        base.display(),
+        elapsed.as_secs_f64(),
+        mib / elapsed.as_secs_f64(),
+        peak_rss_kib().saturating_sub(rss_before)
+    );
 }

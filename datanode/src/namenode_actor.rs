@@ -419,3 +419,82 @@ fn storage_report(me: &Identity, link: &Link) -> v1::StorageReport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+
+    use dfs_proto::checksum::chunk_checksums;
+    use tokio_util::task::TaskTracker;
+
+    use super::*;
+    use crate::block_store::BlockStore;
+    use crate::data_path::{TransferSettings, Writers};
+    use crate::reports::ReportHub;
+
+    #[test]
+    fn commands_from_an_older_epoch_are_fenced_off() {
+        let fence = EpochFence::default();
+        assert!(fence.admit(3));
+        assert!(fence.admit(3));
+        assert!(!fence.admit(2));
+        assert!(fence.admit(4));
+    }
+
+    #[tokio::test]
+    async fn delete_blocks_removes_the_replica_and_reports_it_deleted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (store, _) = BlockStore::open(dir.path()).expect("open");
+        let (block, gs) = (BlockId(9), GenStamp(4));
+        let mut w = store.create_rbw(block, gs).expect("create");
+        w.write_packet(0, &[1; 1000], &chunk_checksums(&[1; 1000]), true)
+            .expect("write");
+        store.finalize(w).expect("finalize");
+        let (reports, mut queues) = ReportHub::new(1);
+        let link = Link {
+            dp: Arc::new(DataPath {
+                store: Arc::new(store),
+                reports,
+                writers: Arc::new(Writers::default()),
+                active: Arc::new(AtomicU32::new(0)),
+                settings: TransferSettings::new([127, 0, 0, 1].into(), "dn-test".to_owned()),
+                tasks: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+            }),
+            queue: queues.remove(0),
+            corrupt_at_start: Arc::new([]),
+            epochs: Arc::default(),
+        };
+        let command = v1::datanode_command::Command::DeleteBlocks(v1::DeleteBlocks {
+            blocks: vec![v1::ExtendedBlock {
+                block_id: block.0,
+                gen_stamp: gs.0,
+                length: 1000,
+            }],
+        });
+        let namenode = SocketAddr::from(([127, 0, 0, 1], 1));
+        assert!(!obey(command, &link, namenode).await);
+        assert!(link.dp.store.replicas().is_empty());
+        let pending = link.queue.take();
+        assert_eq!(
+            pending.changes.get(&block),
+            Some(&Change::Deleted {
+                block,
+                gen_stamp: gs
+            })
+        );
+        let request = incremental_request(
+            &Identity {
+                id: DatanodeId::parse("dn-test").expect("id"),
+                transfer_addr: namenode,
+                data_dir: dir.path().to_owned(),
+                heartbeat_interval: Duration::from_secs(1),
+                block_report_interval: Duration::from_secs(1),
+            },
+            &pending,
+        );
+        assert!(!request.full);
+        assert_eq!(request.blocks.len(), 1);
+        assert!(request.blocks[0].deleted);
+    }
+}
