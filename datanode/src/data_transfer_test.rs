@@ -813,3 +813,35 @@ async fn pipeline_throughput() {
         peak_rss_kib().saturating_sub(rss_before)
     );
 }
+
+#[tokio::test]
+async fn a_recovery_stops_an_old_pipeline_that_still_holds_the_replica() {
+    let nodes = [Node::start(), Node::start()];
+    let data = pattern(4 * PACKET, 13);
+    let ps = packets(&data, 0, 0);
+
+    // --- the old stream stays open after two acked packets
+    let mut old = Writer::open(&nodes[0], header(B, GS, &[&nodes[1]])).await;
+    old.send(&ps[..2]).await;
+    for _ in 0..2 {
+        assert_eq!(old.ack().await.expect("ack").statuses, vec![S, S]);
+    }
+
+    // --- recovery without closing it first
+    let new_gs = GenStamp(GS.0 + 1);
+    let mut h = header(B, new_gs, &[&nodes[1]]);
+    h.recovery = true;
+    h.previous_gen_stamp = GS.0;
+    h.acked_length = 2 * PACKET as u64;
+    let w = Writer::open(&nodes[0], h).await;
+    w.send(&packets(&data, 2 * PACKET, 2)).await;
+    let (acks, end) = w.rest().await;
+    end.expect("ok");
+    assert_eq!(statuses(&acks), vec![vec![S, S]; 2]);
+    let (_, old_end) = old.rest().await;
+    old_end.expect("the old stream just ends");
+    for node in &nodes {
+        node.wait_idle().await;
+        assert_eq!(node.read_finalized(B, new_gs), data);
+    }
+}

@@ -277,6 +277,7 @@ async fn start(
         acks,
         failure,
         upstream: ack_tx,
+        cancel,
         stop,
         downstream_failed,
         ack_timeout: dp.settings.ack_timeout,
@@ -553,6 +554,8 @@ struct Acker {
     /// Once set, the downstream part of every later ack.
     failure: Option<Vec<AckStatus>>,
     upstream: mpsc::Sender<Result<Ack, tonic::Status>>,
+    /// Preemption by a recovery, or shutdown: stop at once, ack nothing more.
+    cancel: CancellationToken,
     stop: CancellationToken,
     downstream_failed: CancellationToken,
     ack_timeout: Duration,
@@ -566,7 +569,15 @@ impl Acker {
     /// Runs until the last packet's ack, the disk task's end, or the upstream's.
     /// Cancel-safe at every await, and the finalize it awaits runs on its own thread.
     async fn run(mut self) {
-        while let Some(item) = self.local.recv().await {
+        loop {
+            let item = tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => break,
+                item = self.local.recv() => match item {
+                    Some(item) => item,
+                    None => break,
+                },
+            };
             match item {
                 FromDisk::Reject(status) => {
                     let _ = self.upstream.send(Err(status)).await;
@@ -618,7 +629,11 @@ impl Acker {
             return Vec::new();
         };
         let outcome = if forwarded {
-            match tokio::time::timeout(self.ack_timeout, acks.message()).await {
+            let next = tokio::select! {
+                () = self.cancel.cancelled() => Ok(Err(tonic::Status::cancelled("pipeline stopped"))),
+                next = tokio::time::timeout(self.ack_timeout, acks.message()) => next,
+            };
+            match next {
                 Err(_) => Err("no ack within the ack timeout".to_owned()),
                 Ok(Err(status)) => Err(format!("downstream failed: {}", status.message())),
                 Ok(Ok(None)) => Err("downstream ended its acks early".to_owned()),
