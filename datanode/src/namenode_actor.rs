@@ -203,6 +203,8 @@ async fn serve_until_reregister(
                             tracing::info!(%namenode, "namenode asked this datanode to register again");
                             return;
                         }
+                        // Changes a failed report put back go out with the next good heartbeat.
+                        incremental_report(client, me, link, namenode).await;
                     }
                     Err(status) => {
                         if !failing {
@@ -278,7 +280,7 @@ async fn incremental_report(
         Err(status) => {
             tracing::warn!(%namenode, error = %status.message(), "incremental block report failed");
             link.queue.put_back(pending);
-            // Not retried at once: the next change or the next full report carries it.
+            // Retried after the next successful heartbeat, or with the next change.
         }
     }
 }
