@@ -277,6 +277,26 @@ impl DfsClient {
             })
     }
 
+    /// Creates an empty, complete file (`touchz`).
+    pub async fn create_empty(
+        &self,
+        path: &str,
+        options: &CreateOptions,
+    ) -> Result<FileStatus, Error> {
+        let status = self.create(path, options).await?;
+        let request = v1::CompleteRequest {
+            caller: self.caller(),
+            path: status.path.clone(),
+            last: None,
+        };
+        self.rpc
+            .clone()
+            .complete(request)
+            .await
+            .map_err(self.status_error())?;
+        Ok(status)
+    }
+
     /// Deletes a file, or a directory (with its contents when `recursive`).
     pub async fn delete(&self, path: &str, recursive: bool) -> Result<(), Error> {
         let request = v1::DeleteRequest {

@@ -24,6 +24,10 @@ pub struct DatanodeConfig {
     /// Milliseconds between heartbeats. Default 3 000.
     #[serde(default = "default_heartbeat_interval_ms")]
     pub heartbeat_interval_ms: u64,
+    /// Milliseconds between full block reports (one is also sent at every
+    /// registration). Default 21 600 000 (6 h).
+    #[serde(default = "default_block_report_interval_ms")]
+    pub block_report_interval_ms: u64,
 }
 
 fn default_listen() -> SocketAddr {
@@ -31,6 +35,9 @@ fn default_listen() -> SocketAddr {
 }
 fn default_heartbeat_interval_ms() -> u64 {
     3_000
+}
+fn default_block_report_interval_ms() -> u64 {
+    6 * 60 * 60 * 1000
 }
 
 impl DatanodeConfig {
@@ -57,12 +64,20 @@ impl DatanodeConfig {
         if self.heartbeat_interval_ms == 0 {
             return Err("heartbeat_interval_ms must be positive".into());
         }
+        if self.block_report_interval_ms == 0 {
+            return Err("block_report_interval_ms must be positive".into());
+        }
         Ok(())
     }
 
     /// Time between heartbeats.
     pub(crate) fn heartbeat_interval(&self) -> Duration {
         Duration::from_millis(self.heartbeat_interval_ms)
+    }
+
+    /// Time between full block reports.
+    pub(crate) fn block_report_interval(&self) -> Duration {
+        Duration::from_millis(self.block_report_interval_ms)
     }
 }
 
@@ -75,6 +90,7 @@ mod tests {
         let ok: DatanodeConfig =
             toml::from_str("namenodes = [\"127.0.0.1:8020\"]\ndata_dir = \"/d\"").unwrap();
         assert_eq!(ok.heartbeat_interval(), Duration::from_secs(3));
+        assert_eq!(ok.block_report_interval(), Duration::from_secs(6 * 3600));
         assert!(ok.check().is_ok());
         let none: DatanodeConfig = toml::from_str("namenodes = []\ndata_dir = \"/d\"").unwrap();
         assert!(none.check().is_err());

@@ -22,6 +22,17 @@ pub enum Error {
         /// What it holds (truncated).
         content: String,
     },
+    /// The block store in the data dir cannot be opened.
+    #[error("block store in {data_dir}: {reason}")]
+    BlockStore {
+        /// The data dir.
+        data_dir: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// The DataTransfer server failed.
+    #[error("data transfer server: {0}")]
+    Serve(String),
     /// An I/O error on the datanode's own disk or sockets.
     #[error(transparent)]
     Io(#[from] io::Error),

@@ -3,15 +3,30 @@
 //! - [`config`]: the datanode's TOML configuration.
 //! - `identity`: the datanode id persisted in its data dir.
 //! - `block_store`: replica and CRC meta files, rbw -> finalized, start-up scan.
-//! - `namenode_actor`: registration and heartbeats, one actor per namenode.
+//! - `data_path`: what every transfer shares (store, reports, live writers, timeouts).
+//! - `pipeline`: the WriteBlock pipeline stage: forward, write, merge acks, recover.
+//! - `block_reader`: ReadBlock ranges and BlockChecksum of finalized replicas.
+//! - `transfer`: this node as a writer: re-replication and rbw copies to replacements.
+//! - `service`: the DataTransfer gRPC service, a thin adapter over the three above.
+//! - `reports`: replica changes queued for each namenode's incremental reports.
+//! - `namenode_actor`: registration, heartbeats, block reports and commands, one actor per namenode.
 //! - `server`: wires it together; [`run`] is the binary's entry point.
 
+mod block_reader;
 mod block_store;
 pub mod config;
+mod data_path;
 mod error;
 mod identity;
 mod namenode_actor;
+mod pipeline;
+mod reports;
 mod server;
+mod service;
+mod transfer;
+
+#[cfg(test)]
+mod data_transfer_test;
 
 pub use config::DatanodeConfig;
 pub use error::Error;

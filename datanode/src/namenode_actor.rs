@@ -1,24 +1,36 @@
-//! One actor per namenode: register, then heartbeat every interval; register
-//! again when the namenode asks (it restarted) and keep retrying, with
-//! backoff, while it is unreachable.
+//! One actor per namenode: register, send a full block report, then
+//! heartbeat every interval, send an incremental report as soon as a replica
+//! is finalized, deleted or found corrupt, and a full report every block
+//! report interval; register again when the namenode asks (it restarted) and
+//! keep retrying, with backoff, while it is unreachable. Commands in
+//! heartbeat replies (delete, replicate) are carried out unless the reply's
+//! epoch is older than the newest this datanode has seen (fencing).
 //!
 //! ```text
-//!   ┌──────────┐ ok  ┌────────────┐ ReRegister ┌──────────┐
-//!   │ register ├────►│ heartbeat  ├───────────►│ register │ ...
-//!   └────┬─────┘     └────────────┘            └──────────┘
-//!        └─ error: back off (≤ 5 s) and retry
+//!   ┌──────────┐ ok  ┌─────────────┐     ┌──────────────────────────────┐ ReRegister ┌──────────┐
+//!   │ register ├────►│ full report ├────►│ heartbeat / incremental /    ├───────────►│ register │ ...
+//!   └────┬─────┘     └─────────────┘     │ periodic full report         │            └──────────┘
+//!        └─ error: back off (≤ 5 s) and retry     └──────────────────────────────┘
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use dfs_proto::ids::DatanodeId;
+use dfs_proto::ids::{BlockId, DatanodeId, GenStamp};
 use dfs_proto::v1;
 use dfs_proto::v1::datanode_protocol_client::DatanodeProtocolClient;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
+
+use crate::block_store::{self, ReplicaInfo};
+use crate::data_path::DataPath;
+use crate::pipeline::Target;
+use crate::reports::{Change, Pending, ReportQueue};
+use crate::transfer::{self, CopyOrder};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,6 +42,31 @@ pub(crate) struct Identity {
     pub(crate) transfer_addr: SocketAddr,
     pub(crate) data_dir: PathBuf,
     pub(crate) heartbeat_interval: Duration,
+    pub(crate) block_report_interval: Duration,
+}
+
+/// What an actor shares with the data path.
+#[derive(Debug, Clone)]
+pub(crate) struct Link {
+    /// The store, the report hub and the transfer machinery.
+    pub(crate) dp: Arc<DataPath>,
+    /// This namenode's pending replica changes.
+    pub(crate) queue: Arc<ReportQueue>,
+    /// Finalized replicas the start-up scan found corrupt (in every full report).
+    pub(crate) corrupt_at_start: Arc<[ReplicaInfo]>,
+    /// The newest namenode epoch seen by any actor.
+    pub(crate) epochs: Arc<EpochFence>,
+}
+
+/// The newest namenode epoch seen; commands from older epochs are ignored.
+#[derive(Debug, Default)]
+pub(crate) struct EpochFence(AtomicU64);
+
+impl EpochFence {
+    /// Records `epoch`; true when it is not older than the newest seen.
+    pub(crate) fn admit(&self, epoch: u64) -> bool {
+        self.0.fetch_max(epoch, Ordering::AcqRel) <= epoch
+    }
 }
 
 /// Talks to the namenode at `namenode` until `shutdown`; sends `namenode` on
@@ -39,6 +76,7 @@ pub(crate) struct Identity {
 pub(crate) async fn run(
     namenode: SocketAddr,
     me: Identity,
+    link: Link,
     registered: mpsc::Sender<SocketAddr>,
     shutdown: CancellationToken,
 ) {
@@ -53,7 +91,7 @@ pub(crate) async fn run(
     loop {
         let attempt = tokio::select! {
             _ = shutdown.cancelled() => return,
-            attempt = register(&mut client, &me) => attempt,
+            attempt = register(&mut client, &me, &link) => attempt,
         };
         match attempt {
             Ok(rack) => {
@@ -73,7 +111,7 @@ pub(crate) async fn run(
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            () = heartbeat_until_reregister(&mut client, &me, namenode) => {}
+            () = serve_until_reregister(&mut client, &me, &link, namenode) => {}
         }
     }
 }
@@ -98,68 +136,282 @@ fn connect(
 async fn register(
     client: &mut DatanodeProtocolClient<Channel>,
     me: &Identity,
+    link: &Link,
 ) -> Result<String, tonic::Status> {
     let request = v1::RegisterDatanodeRequest {
         datanode_id: me.id.to_string(),
         transfer_port: u32::from(me.transfer_addr.port()),
-        storage: Some(storage_report(me)),
+        storage: Some(storage_report(me, link)),
         software_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     Ok(client.register_datanode(request).await?.into_inner().rack)
 }
 
-/// Heartbeats until the namenode asks for a new registration.
-async fn heartbeat_until_reregister(
+/// Reports and heartbeats until the namenode asks for a new registration:
+/// a full block report first, then heartbeats on their interval,
+/// incremental reports as changes arrive, and full reports on theirs.
+///
+/// Cancel-safe between RPCs: each select branch is a tick, a notification
+/// or a finished RPC; a report cancelled mid-flight is lost only for this
+/// namenode's current registration, which the next full report repairs.
+async fn serve_until_reregister(
     client: &mut DatanodeProtocolClient<Channel>,
     me: &Identity,
+    link: &Link,
     namenode: SocketAddr,
 ) {
-    let mut ticks = tokio::time::interval(me.heartbeat_interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut beats = tokio::time::interval(me.heartbeat_interval);
+    beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate: the full report right after registering.
+    let mut full_reports = tokio::time::interval(me.block_report_interval);
+    full_reports.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
-        ticks.tick().await;
-        let request = v1::HeartbeatRequest {
-            datanode_id: me.id.to_string(),
-            storage: Some(storage_report(me)),
-            active_transfers: 0,
-        };
-        match client.heartbeat(request).await {
-            Ok(reply) => {
-                if failing {
-                    tracing::info!(%namenode, "heartbeats reach the namenode again");
-                    failing = false;
-                }
-                let must_register = reply.into_inner().commands.into_iter().any(|c| {
-                    matches!(
-                        c.command,
-                        Some(v1::datanode_command::Command::Reregister(_))
-                    )
-                });
-                if must_register {
-                    tracing::info!(%namenode, "namenode asked this datanode to register again");
-                    return;
+        tokio::select! {
+            _ = full_reports.tick() => {
+                if let Err(status) = full_report(client, me, link).await {
+                    tracing::warn!(%namenode, error = %status.message(), "full block report failed");
+                    // Retried on the next heartbeat interval rather than in 6 h.
+                    full_reports.reset_after(me.heartbeat_interval);
                 }
             }
-            Err(status) => {
-                if !failing {
-                    tracing::warn!(%namenode, error = %status.message(), "heartbeat failed");
-                    failing = true;
+            () = link.queue.changed() => {
+                incremental_report(client, me, link, namenode).await;
+            }
+            _ = beats.tick() => {
+                let request = v1::HeartbeatRequest {
+                    datanode_id: me.id.to_string(),
+                    storage: Some(storage_report(me, link)),
+                    active_transfers: link.dp.active.load(Ordering::Relaxed),
+                };
+                match client.heartbeat(request).await {
+                    Ok(reply) => {
+                        if failing {
+                            tracing::info!(%namenode, "heartbeats reach the namenode again");
+                            failing = false;
+                        }
+                        let reply = reply.into_inner();
+                        if !link.epochs.admit(reply.epoch) {
+                            tracing::warn!(%namenode, epoch = reply.epoch, "ignoring commands from an old epoch");
+                            continue;
+                        }
+                        let mut must_register = false;
+                        for command in reply.commands.into_iter().filter_map(|c| c.command) {
+                            must_register |= obey(command, link, namenode).await;
+                        }
+                        if must_register {
+                            tracing::info!(%namenode, "namenode asked this datanode to register again");
+                            return;
+                        }
+                        // Changes a failed report put back go out with the next good heartbeat.
+                        incremental_report(client, me, link, namenode).await;
+                    }
+                    Err(status) => {
+                        if !failing {
+                            tracing::warn!(%namenode, error = %status.message(), "heartbeat failed");
+                            failing = true;
+                        }
+                    }
                 }
             }
         }
     }
 }
 
+/// Sends every finalized replica (plus pending corrupt ones) as a full report.
+async fn full_report(
+    client: &mut DatanodeProtocolClient<Channel>,
+    me: &Identity,
+    link: &Link,
+) -> Result<(), tonic::Status> {
+    // Taken first: the snapshot below covers every change recorded before it.
+    let pending = link.queue.take();
+    let blocks = link
+        .dp
+        .store
+        .replicas()
+        .into_iter()
+        .map(|r| reported(r, false))
+        .collect::<Vec<_>>();
+    let corrupt = link
+        .corrupt_at_start
+        .iter()
+        .chain(pending.corrupt.values())
+        .map(|r| reported(*r, false))
+        .collect();
+    let count = blocks.len();
+    let request = v1::BlockReportRequest {
+        datanode_id: me.id.to_string(),
+        blocks,
+        full: true,
+        corrupt,
+    };
+    match client.block_report(request).await {
+        Ok(_) => {
+            tracing::debug!(replicas = count, "full block report sent");
+            Ok(())
+        }
+        Err(status) => {
+            link.queue.put_back(pending);
+            Err(status)
+        }
+    }
+}
+
+/// Sends the pending changes; puts them back when the namenode cannot be reached.
+async fn incremental_report(
+    client: &mut DatanodeProtocolClient<Channel>,
+    me: &Identity,
+    link: &Link,
+    namenode: SocketAddr,
+) {
+    let pending = link.queue.take();
+    if pending.is_empty() {
+        return;
+    }
+    let request = incremental_request(me, &pending);
+    match client.block_report(request).await {
+        Ok(_) => tracing::debug!(
+            %namenode,
+            changes = pending.changes.len(),
+            corrupt = pending.corrupt.len(),
+            "incremental block report sent"
+        ),
+        Err(status) => {
+            tracing::warn!(%namenode, error = %status.message(), "incremental block report failed");
+            link.queue.put_back(pending);
+            // Retried after the next successful heartbeat, or with the next change.
+        }
+    }
+}
+
+fn incremental_request(me: &Identity, pending: &Pending) -> v1::BlockReportRequest {
+    v1::BlockReportRequest {
+        datanode_id: me.id.to_string(),
+        blocks: pending
+            .changes
+            .values()
+            .map(|c| match *c {
+                Change::Received(info) => reported(info, false),
+                Change::Deleted { block, gen_stamp } => reported(
+                    ReplicaInfo {
+                        block,
+                        gen_stamp,
+                        length: 0,
+                    },
+                    true,
+                ),
+            })
+            .collect(),
+        full: false,
+        corrupt: pending
+            .corrupt
+            .values()
+            .map(|r| reported(*r, false))
+            .collect(),
+    }
+}
+
+fn reported(r: ReplicaInfo, deleted: bool) -> v1::ReportedBlock {
+    v1::ReportedBlock {
+        block_id: r.block.0,
+        gen_stamp: r.gen_stamp.0,
+        length: r.length,
+        deleted,
+    }
+}
+
+/// Carries out one command; returns true when the namenode asks for a new registration.
+async fn obey(command: v1::datanode_command::Command, link: &Link, namenode: SocketAddr) -> bool {
+    use v1::datanode_command::Command;
+    match command {
+        Command::Reregister(_) => return true,
+        Command::DeleteBlocks(d) => {
+            let blocks: Vec<(BlockId, GenStamp)> = d
+                .blocks
+                .iter()
+                .map(|b| (BlockId(b.block_id), GenStamp(b.gen_stamp)))
+                .collect();
+            delete_blocks(link, blocks, namenode).await;
+        }
+        Command::ReplicateBlock(r) => {
+            let Some(b) = r.block else {
+                tracing::warn!(%namenode, "replicate command without a block");
+                return false;
+            };
+            let order = CopyOrder {
+                block: BlockId(b.block_id),
+                gen_stamp: GenStamp(b.gen_stamp),
+                targets: r.targets.into_iter().map(Target::from).collect(),
+                keep_rbw: false,
+            };
+            let dp = Arc::clone(&link.dp);
+            link.dp.tasks.spawn(replicate(dp, order));
+        }
+    }
+    false
+}
+
+/// Deletes replicas on a blocking thread and announces each deletion.
+async fn delete_blocks(link: &Link, blocks: Vec<(BlockId, GenStamp)>, namenode: SocketAddr) {
+    let store = Arc::clone(&link.dp.store);
+    let reports = link.dp.reports.clone();
+    let deleted = tokio::task::spawn_blocking(move || {
+        for (block, gs) in blocks {
+            match store.delete(block, Some(gs)) {
+                Ok(()) => reports.deleted(block, gs),
+                Err(block_store::Error::ReplicaNotFound { .. }) => {
+                    // Already gone: the namenode still learns it.
+                    reports.deleted(block, gs);
+                }
+                Err(e) => tracing::warn!(%block, gen_stamp = %gs, error = %e, "delete failed"),
+            }
+        }
+    })
+    .await;
+    if let Err(e) = deleted {
+        tracing::warn!(%namenode, error = %e, "delete task failed");
+    }
+}
+
+/// Copies a finalized replica to the command's targets and logs the outcome.
+async fn replicate(dp: Arc<DataPath>, order: CopyOrder) {
+    let (block, gs) = (order.block, order.gen_stamp);
+    let store = Arc::clone(&dp.store);
+    let opened = tokio::task::spawn_blocking(move || store.open_finalized(block, gs)).await;
+    let reader = match opened {
+        Ok(Ok(reader)) => reader,
+        Ok(Err(e)) => {
+            tracing::warn!(%block, gen_stamp = %gs, error = %e, "cannot replicate: replica unreadable");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(%block, error = %e, "open task failed");
+            return;
+        }
+    };
+    let targets: Vec<String> = order
+        .targets
+        .iter()
+        .map(|t| t.transfer_address.clone())
+        .collect();
+    match transfer::copy_replica(&dp, reader, order).await {
+        Ok(()) => tracing::info!(%block, gen_stamp = %gs, ?targets, "replica replicated"),
+        Err(e) => {
+            tracing::warn!(%block, gen_stamp = %gs, ?targets, error = %e, "replication failed")
+        }
+    }
+}
+
 /// Capacity and free space of the data dir's file system; `used` counts
-/// replicas, of which this datanode holds none until the data path lands.
-fn storage_report(me: &Identity) -> v1::StorageReport {
+/// replica data and meta files.
+fn storage_report(me: &Identity, link: &Link) -> v1::StorageReport {
     match nix::sys::statvfs::statvfs(&me.data_dir) {
         Ok(stat) => {
             let frag = stat.fragment_size();
             v1::StorageReport {
                 capacity: stat.blocks().saturating_mul(frag),
-                used: 0,
+                used: link.dp.store.used_bytes(),
                 remaining: stat.blocks_available().saturating_mul(frag),
             }
         }
@@ -167,5 +419,84 @@ fn storage_report(me: &Identity) -> v1::StorageReport {
             tracing::warn!(error = %e, "statvfs of the data dir failed");
             v1::StorageReport::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+
+    use dfs_proto::checksum::chunk_checksums;
+    use tokio_util::task::TaskTracker;
+
+    use super::*;
+    use crate::block_store::BlockStore;
+    use crate::data_path::{TransferSettings, Writers};
+    use crate::reports::ReportHub;
+
+    #[test]
+    fn commands_from_an_older_epoch_are_fenced_off() {
+        let fence = EpochFence::default();
+        assert!(fence.admit(3));
+        assert!(fence.admit(3));
+        assert!(!fence.admit(2));
+        assert!(fence.admit(4));
+    }
+
+    #[tokio::test]
+    async fn delete_blocks_removes_the_replica_and_reports_it_deleted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (store, _) = BlockStore::open(dir.path()).expect("open");
+        let (block, gs) = (BlockId(9), GenStamp(4));
+        let mut w = store.create_rbw(block, gs).expect("create");
+        w.write_packet(0, &[1; 1000], &chunk_checksums(&[1; 1000]), true)
+            .expect("write");
+        store.finalize(w).expect("finalize");
+        let (reports, mut queues) = ReportHub::new(1);
+        let link = Link {
+            dp: Arc::new(DataPath {
+                store: Arc::new(store),
+                reports,
+                writers: Arc::new(Writers::default()),
+                active: Arc::new(AtomicU32::new(0)),
+                settings: TransferSettings::new([127, 0, 0, 1].into(), "dn-test".to_owned()),
+                tasks: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+            }),
+            queue: queues.remove(0),
+            corrupt_at_start: Arc::new([]),
+            epochs: Arc::default(),
+        };
+        let command = v1::datanode_command::Command::DeleteBlocks(v1::DeleteBlocks {
+            blocks: vec![v1::ExtendedBlock {
+                block_id: block.0,
+                gen_stamp: gs.0,
+                length: 1000,
+            }],
+        });
+        let namenode = SocketAddr::from(([127, 0, 0, 1], 1));
+        assert!(!obey(command, &link, namenode).await);
+        assert!(link.dp.store.replicas().is_empty());
+        let pending = link.queue.take();
+        assert_eq!(
+            pending.changes.get(&block),
+            Some(&Change::Deleted {
+                block,
+                gen_stamp: gs
+            })
+        );
+        let request = incremental_request(
+            &Identity {
+                id: DatanodeId::parse("dn-test").expect("id"),
+                transfer_addr: namenode,
+                data_dir: dir.path().to_owned(),
+                heartbeat_interval: Duration::from_secs(1),
+                block_report_interval: Duration::from_secs(1),
+            },
+            &pending,
+        );
+        assert!(!request.full);
+        assert_eq!(request.blocks.len(), 1);
+        assert!(request.blocks[0].deleted);
     }
 }

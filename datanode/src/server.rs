@@ -1,17 +1,25 @@
-//! Wires the datanode together: identity, the data-transfer listener and one
-//! actor per namenode.
+//! Wires the datanode together: identity, the block store, the DataTransfer
+//! service on the transfer listener, and one actor per namenode.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
+use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::block_store::{BlockStore, ReplicaInfo, ReplicaState};
 use crate::config::DatanodeConfig;
+use crate::data_path::{DataPath, TransferSettings, Writers};
 use crate::error::Error;
 use crate::identity;
-use crate::namenode_actor::{self, Identity};
+use crate::namenode_actor::{self, Identity, Link};
+use crate::reports::ReportHub;
+use crate::service::DataTransferService;
 
 const DRAIN_DEADLINE: Duration = Duration::from_secs(8);
 
@@ -24,22 +32,67 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(8);
 pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<(), Error> {
     std::fs::create_dir_all(&config.data_dir)?;
     let id = identity::load_or_create(&config.data_dir)?;
-    // Bound now so the address is ours; the data-transfer service that
-    // accepts on it arrives with the data path.
+    let data_dir = config.data_dir.clone();
+    let (store, scan) = tokio::task::spawn_blocking(move || BlockStore::open(&data_dir))
+        .await
+        .map_err(|e| Error::BlockStore {
+            data_dir: config.data_dir.clone(),
+            reason: e.to_string(),
+        })?
+        .map_err(|e| Error::BlockStore {
+            data_dir: config.data_dir.clone(),
+            reason: e.to_string(),
+        })?;
+    let corrupt_at_start: Arc<[ReplicaInfo]> = scan
+        .corrupt
+        .iter()
+        .filter(|c| c.state == ReplicaState::Finalized)
+        .filter_map(|c| {
+            c.gen_stamp.map(|gen_stamp| ReplicaInfo {
+                block: c.block,
+                gen_stamp,
+                length: 0,
+            })
+        })
+        .collect();
     let listener = TcpListener::bind(config.listen).await?;
     let transfer_addr = listener.local_addr()?;
+    let (reports, queues) = ReportHub::new(config.namenodes.len());
+    let tasks = TaskTracker::new();
+    let dp = Arc::new(DataPath {
+        store: Arc::new(store),
+        reports,
+        writers: Arc::new(Writers::default()),
+        active: Arc::new(AtomicU32::new(0)),
+        settings: TransferSettings::new(transfer_addr.ip(), id.to_string()),
+        tasks: tasks.clone(),
+        shutdown: shutdown.child_token(),
+    });
+    tasks.spawn(serve_transfers(
+        listener,
+        Arc::clone(&dp),
+        shutdown.child_token(),
+    ));
     let me = Identity {
         id: id.clone(),
         transfer_addr,
         data_dir: config.data_dir.clone(),
         heartbeat_interval: config.heartbeat_interval(),
+        block_report_interval: config.block_report_interval(),
     };
-    let tasks = TaskTracker::new();
     let (registered, mut registrations) = mpsc::channel(config.namenodes.len());
-    for namenode in &config.namenodes {
+    let epochs = Arc::new(namenode_actor::EpochFence::default());
+    for (namenode, queue) in config.namenodes.iter().zip(queues) {
+        let link = Link {
+            dp: Arc::clone(&dp),
+            queue,
+            corrupt_at_start: Arc::clone(&corrupt_at_start),
+            epochs: Arc::clone(&epochs),
+        };
         tasks.spawn(namenode_actor::run(
             *namenode,
             me.clone(),
+            link,
             registered.clone(),
             shutdown.child_token(),
         ));
@@ -54,7 +107,6 @@ pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<
             shutdown.cancelled().await;
         }
     }
-    drop(listener);
     tasks.close();
     if tokio::time::timeout(DRAIN_DEADLINE, tasks.wait())
         .await
@@ -64,4 +116,27 @@ pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<
     }
     tracing::info!("datanode stopped");
     Ok(())
+}
+
+/// Serves DataTransfer on `listener` until `shutdown`; Nagle off on every
+/// accepted connection (acks are small and latency-bound).
+pub(crate) async fn serve_transfers(
+    listener: TcpListener,
+    dp: Arc<DataPath>,
+    shutdown: CancellationToken,
+) {
+    let incoming = TcpListenerStream::new(listener).map(|s| {
+        s.inspect(|s| {
+            if let Err(e) = s.set_nodelay(true) {
+                tracing::debug!(error = %e, "set_nodelay failed");
+            }
+        })
+    });
+    let served = tonic::transport::Server::builder()
+        .add_service(DataTransferService::server(dp))
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %Error::Serve(e.to_string()), "data transfer server stopped");
+    }
 }

@@ -179,11 +179,7 @@ pub(super) struct Touchz {
 impl Touchz {
     pub(super) async fn run(self, client: &DfsClient, outcome: &mut Outcome) {
         for path in &self.paths {
-            let created = match client.create_file(path, &CreateOptions::default()).await {
-                Ok(mut empty) => empty.close().await,
-                Err(e) => Err(e),
-            };
-            outcome.check(created);
+            outcome.check(client.create_empty(path, &CreateOptions::default()).await);
         }
     }
 }

@@ -813,3 +813,87 @@ fn writers_and_readers_on_several_threads_share_one_store() {
     });
     assert_eq!(store.replicas().len(), 5);
 }
+
+#[test]
+fn recover_rbw_bumps_a_leftover_cuts_it_inside_a_chunk_and_continues() {
+    let (dir, store) = open_store();
+    let data = pattern(5000, 3);
+    let mut w = store.create_rbw(B, GenStamp(1)).expect("create");
+    write_packets(&mut w, &data[..3000]);
+    assert!(
+        matches!(
+            store.recover_rbw(B, GenStamp(1), GenStamp(2), 1000),
+            Err(Error::ReplicaExists { .. })
+        ),
+        "a live writer is never taken over"
+    );
+    drop(w);
+    assert!(matches!(
+        store.recover_rbw(B, GenStamp(5), GenStamp(6), 1000),
+        Err(Error::GenStampMismatch { .. })
+    ));
+    let mut w = store
+        .recover_rbw(B, GenStamp(1), GenStamp(2), 1000)
+        .expect("recover");
+    assert_eq!(w.len(), 1000);
+    assert!(layout(&dir).rbw_meta(B, GenStamp(2)).exists());
+    // The client resends from the chunk boundary below the acked length.
+    w.write_packet(
+        512,
+        &data[512..5000],
+        &chunk_checksums(&data[512..5000]),
+        true,
+    )
+    .expect("resend");
+    let info = store.finalize(w).expect("finalize");
+    assert_eq!((info.gen_stamp, info.length), (GenStamp(2), 5000));
+    assert_eq!(read_block(&store, B, GenStamp(2)), data);
+}
+
+#[test]
+fn recover_rbw_moves_a_finalized_replica_back_and_a_replacement_keeps_its_new_stamp() {
+    let (_dir, store) = open_store();
+    let data = pattern(2000, 4);
+    write_block(&store, B, GenStamp(1), &data);
+    let w = store
+        .recover_rbw(B, GenStamp(1), GenStamp(2), 1500)
+        .expect("recover finalized");
+    assert!(store.replicas().is_empty(), "no longer finalized");
+    assert!(store.open_finalized(B, GenStamp(2)).is_err());
+    drop(w);
+    // Already under the new stamp (a replacement): accepted as it is.
+    let mut w = store
+        .recover_rbw(B, GenStamp(1), GenStamp(2), 1500)
+        .expect("recover again");
+    w.write_packet(1024, &data[1024..], &chunk_checksums(&data[1024..]), true)
+        .expect("rest");
+    store.finalize(w).expect("finalize");
+    assert_eq!(read_block(&store, B, GenStamp(2)), data);
+    drop(store);
+}
+
+#[test]
+fn open_prefix_reads_an_rbw_prefix_with_a_recomputed_tail_checksum() {
+    let (_dir, store) = open_store();
+    let data = pattern(3000, 5);
+    let mut w = store.create_rbw(B, GenStamp(1)).expect("create");
+    write_packets(&mut w, &data);
+    assert!(matches!(
+        store.open_prefix(B, GenStamp(1), 1700),
+        Err(Error::ReplicaExists { .. })
+    ));
+    drop(w);
+    let mut r = store.open_prefix(B, GenStamp(2), 1700).expect("prefix");
+    let (start, got, sums) = r.read_chunks(0, 10_000).expect("read");
+    assert_eq!((start, got.as_slice()), (0, &data[..1700]));
+    verify_chunks(&got, &sums).expect("the cut chunk's checksum is recomputed");
+    assert_eq!(r.read_all_checksums().expect("sums"), sums);
+    assert!(matches!(
+        store.open_prefix(B, GenStamp(1), 3001),
+        Err(Error::CorruptReplica { .. })
+    ));
+    assert!(matches!(
+        store.open_prefix(B, GenStamp(0), 10),
+        Err(Error::GenStampMismatch { .. })
+    ));
+}

@@ -59,16 +59,6 @@
 //! kept for recovery, cut back to the longest prefix whose checksums verify.
 //! Files in `corrupt/` are not counted in `used_bytes`.
 
-// Its callers (pipeline, block reader, block reports) land after it; this
-// expectation fails, and must go, once they use it.
-#![cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the pipeline and block reader that call it land next"
-    )
-)]
-
 mod error;
 mod layout;
 mod reader;
@@ -373,6 +363,150 @@ impl BlockStore {
         Ok(())
     }
 
+    /// Reopens a block's replica for pipeline recovery under generation `new`,
+    /// cut back to `length` bytes: an rbw replica without a live writer, or a
+    /// finalized one (moved back to `rbw/`), of generation `previous` or
+    /// already `new` (a replacement that received its prefix under `new`).
+    ///
+    /// # Errors
+    /// `StaleGenStamp` when `new < previous`; `ReplicaExists` when a writer is
+    /// still alive; `ReplicaNotFound` or `GenStampMismatch` when there is no
+    /// replica of either generation; `CorruptReplica` when it holds fewer than
+    /// `length` bytes (it stays in `rbw/` under `new`).
+    pub(crate) fn recover_rbw(
+        &self,
+        block: BlockId,
+        previous: GenStamp,
+        new: GenStamp,
+        length: u64,
+    ) -> Result<RbwWriter, Error> {
+        if new < previous {
+            return Err(Error::StaleGenStamp {
+                block,
+                current: previous,
+                requested: new,
+            });
+        }
+        let accepts = |g: GenStamp| g == previous || g == new;
+        let shared = Arc::new(RbwShared::default());
+        {
+            let mut state = self.lock();
+            let finalized = state.finalized.get(&block).copied();
+            if let Some(r) = state.rbw.get_mut(&block) {
+                if r.has_writer() {
+                    return Err(Error::ReplicaExists {
+                        block,
+                        gen_stamp: r.gen_stamp,
+                    });
+                }
+                if !accepts(r.gen_stamp) {
+                    return Err(Error::GenStampMismatch {
+                        block,
+                        expected: previous,
+                        found: r.gen_stamp,
+                    });
+                }
+                if r.gen_stamp != new {
+                    fs::rename(
+                        self.layout.rbw_meta(block, r.gen_stamp),
+                        self.layout.rbw_meta(block, new),
+                    )?;
+                    layout::fsync_dir(&self.layout.rbw)?;
+                }
+                r.gen_stamp = new;
+                r.shared = Arc::clone(&shared);
+            } else if let Some(f) = finalized {
+                if !accepts(f.gen_stamp) {
+                    return Err(Error::GenStampMismatch {
+                        block,
+                        expected: previous,
+                        found: f.gen_stamp,
+                    });
+                }
+                // Block file first: a crash in between leaves a meta-less block
+                // file in rbw/ next to its finalized meta, which the start-up
+                // scan finalizes again; the reverse order would leave orphans.
+                fs::rename(
+                    self.layout.finalized_block(block),
+                    self.layout.rbw_block(block),
+                )?;
+                fs::rename(
+                    self.layout.finalized_meta(block, f.gen_stamp),
+                    self.layout.rbw_meta(block, new),
+                )?;
+                layout::fsync_dir(&self.layout.rbw)?;
+                layout::fsync_dir(&self.layout.finalized_dir(block))?;
+                state.finalized.remove(&block);
+                state.finalized_bytes = state
+                    .finalized_bytes
+                    .saturating_sub(on_disk_bytes(f.length));
+                shared
+                    .bytes
+                    .store(on_disk_bytes(f.length), Ordering::Relaxed);
+                state.rbw.insert(
+                    block,
+                    Rbw {
+                        gen_stamp: new,
+                        shared: Arc::clone(&shared),
+                    },
+                );
+            } else {
+                return Err(Error::ReplicaNotFound { block });
+            }
+        }
+        tracing::debug!(%block, gen_stamp = %new, length, "replica reopened for recovery");
+        RbwWriter::reopen(&self.layout, block, new, shared, length)
+    }
+
+    /// Opens the first `length` bytes of a block's replica, rbw (without a
+    /// live writer) or finalized, of generation at most `gs`: the source of a
+    /// copy to a replacement datanode in pipeline recovery.
+    ///
+    /// # Errors
+    /// `ReplicaNotFound`; `ReplicaExists` while a writer is alive;
+    /// `GenStampMismatch` when the replica is newer than `gs`;
+    /// `CorruptReplica` when it holds fewer than `length` bytes.
+    pub(crate) fn open_prefix(
+        &self,
+        block: BlockId,
+        gs: GenStamp,
+        length: u64,
+    ) -> Result<ReplicaReader, Error> {
+        let (found, data, meta) = {
+            let state = self.lock();
+            if let Some(r) = state.rbw.get(&block) {
+                if r.has_writer() {
+                    return Err(Error::ReplicaExists {
+                        block,
+                        gen_stamp: r.gen_stamp,
+                    });
+                }
+                let data = fs::File::open(self.layout.rbw_block(block));
+                let meta = fs::File::open(self.layout.rbw_meta(block, r.gen_stamp));
+                (r.gen_stamp, data, meta)
+            } else if let Some(f) = state.finalized.get(&block) {
+                let data = fs::File::open(self.layout.finalized_block(block));
+                let meta = fs::File::open(self.layout.finalized_meta(block, f.gen_stamp));
+                (f.gen_stamp, data, meta)
+            } else {
+                return Err(Error::ReplicaNotFound { block });
+            }
+        };
+        if found > gs {
+            return Err(Error::GenStampMismatch {
+                block,
+                expected: gs,
+                found,
+            });
+        }
+        let info = ReplicaInfo {
+            block,
+            gen_stamp: found,
+            length,
+        };
+        ReplicaReader::prefix(info, data?, meta?)
+    }
+
     /// Opens a finalized replica for reading; replicas being written are never served.
     ///
     /// # Errors
@@ -474,6 +608,13 @@ impl BlockStore {
     /// # Errors
     /// `StaleGenStamp` when `new <= old`; `ReplicaNotFound` or
     /// `GenStampMismatch` when no replica of generation `old` exists.
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "pipelines use recover_rbw; namenode-driven block recovery will call this"
+        )
+    )]
     pub(crate) fn bump_gen_stamp(
         &self,
         block: BlockId,

@@ -79,6 +79,55 @@ impl RbwWriter {
         })
     }
 
+    /// Reopens an existing replica being written (pipeline recovery): cuts
+    /// both files back to `length` bytes of data and, when `length` ends in a
+    /// partial chunk, recomputes that chunk's checksum from the data kept.
+    ///
+    /// # Errors
+    /// `CorruptReplica` when the files hold less than `length` bytes of data
+    /// or of checksums, or the meta header is bad; I/O errors.
+    pub(super) fn reopen(
+        layout: &Layout,
+        block: BlockId,
+        gs: GenStamp,
+        shared: Arc<RbwShared>,
+        length: u64,
+    ) -> Result<RbwWriter, Error> {
+        let open = |path| OpenOptions::new().read(true).write(true).open(path);
+        let data = open(layout.rbw_block(block))?;
+        let meta = open(layout.rbw_meta(block, gs))?;
+        let data_len = data.metadata()?.len();
+        let meta_len = meta.metadata()?.len();
+        let corrupt = |reason| Error::CorruptReplica { block, reason };
+        layout::read_meta_header(&meta, meta_len)?.map_err(corrupt)?;
+        let meta_target = layout::meta_len_for(length);
+        if data_len < length || meta_len < meta_target {
+            return Err(corrupt(super::error::Corruption::LengthMismatch {
+                block_len: data_len,
+                meta_len,
+            }));
+        }
+        data.set_len(length)?;
+        meta.set_len(meta_target)?;
+        let tail = length % CHUNK;
+        if tail != 0 {
+            // The stored checksum covered the chunk as it was before the cut.
+            let mut chunk = vec![0u8; tail as usize];
+            data.read_exact_at(&mut chunk, length - tail)?;
+            let sum = crc32c::crc32c(&chunk);
+            meta.write_all_at(&sum.to_be_bytes(), meta_target - CHECKSUM_LEN)?;
+        }
+        shared.bytes.store(length + meta_target, Ordering::Relaxed);
+        Ok(RbwWriter {
+            block,
+            data: AppendFile::new(data, length, DATA_BUFFER),
+            meta: AppendFile::new(meta, meta_target, META_BUFFER),
+            len: length,
+            is_torn: false,
+            shared,
+        })
+    }
+
     /// The block this writer writes.
     pub(crate) fn block(&self) -> BlockId {
         self.block
