@@ -646,6 +646,31 @@ impl DataTransfer for FakeDatanode {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
+    async fn transfer_rbw(
+        &self,
+        request: Request<v1::TransferRbwRequest>,
+    ) -> Result<Response<v1::TransferRbwResponse>, Status> {
+        let r = request.into_inner();
+        let block = r.block.unwrap();
+        let mut state = self.state.lock().unwrap();
+        state.calls.push(format!("TransferRbw from {}", self.id));
+        let source = state
+            .replicas
+            .get(&(self.id.clone(), block.block_id))
+            .cloned()
+            .ok_or_else(|| Status::not_found("no such replica"))?;
+        for target in r.targets {
+            state.replicas.insert(
+                (target.datanode_id, block.block_id),
+                Replica {
+                    gen_stamp: block.gen_stamp,
+                    data: source.data[..r.length as usize].to_vec(),
+                },
+            );
+        }
+        Ok(Response::new(v1::TransferRbwResponse {}))
+    }
+
     async fn block_checksum(
         &self,
         request: Request<v1::BlockChecksumRequest>,

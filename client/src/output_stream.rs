@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use dfs_proto::checksum::CHUNK_SIZE;
+use dfs_proto::ids::GenStamp;
 use dfs_proto::v1;
 use dfs_proto::v1::PipelineStatus;
 use tokio::sync::mpsc;
@@ -55,6 +56,8 @@ const MAX_RECOVERIES: u32 = 5;
 const MAX_BLOCK_ATTEMPTS: u32 = 3;
 /// Messages queued towards the first datanode (HTTP/2 flow control does the rest).
 const REQUEST_QUEUE: usize = 4;
+/// Longest a survivor may take to copy the acked prefix to a replacement.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(120);
 /// Used if the namenode reports a file without a block size.
 const FALLBACK_BLOCK_SIZE: u64 = 128 * 1024 * 1024;
 
@@ -332,6 +335,11 @@ struct Pipeline {
     sent_bytes: u64,
     /// Bytes every datanode of the pipeline has acknowledged.
     acked_bytes: u64,
+    /// The generation stamp the survivors' replicas were last written under
+    /// (a recovery header's `previous_gen_stamp`). A recovery attempt that
+    /// fails part-way may have bumped some replicas already; those nodes
+    /// then fail the next attempt's set-up and are dropped in turn.
+    replica_gen_stamp: GenStamp,
     unacked: VecDeque<Packet>,
     recoveries: u32,
 }
@@ -366,6 +374,7 @@ impl Pipeline {
                         next_seqno: 0,
                         sent_bytes: 0,
                         acked_bytes: 0,
+                        replica_gen_stamp: block.gen_stamp,
                         unacked: VecDeque::new(),
                         recoveries: 0,
                     });
@@ -582,11 +591,14 @@ impl Pipeline {
             };
             self.add_replacements(ctx).await;
             let recovery = Recovery {
-                previous_gen_stamp: old.gen_stamp.0,
+                previous_gen_stamp: self.replica_gen_stamp.0,
                 acked_length: self.acked_bytes,
             };
             match Connection::open(ctx, self.block, &self.nodes, Some(recovery)).await {
-                Ok(connection) => self.connection = Some(connection),
+                Ok(connection) => {
+                    self.connection = Some(connection);
+                    self.replica_gen_stamp = self.block.gen_stamp;
+                }
                 Err(e) => {
                     fault = Fault {
                         index: 0,
@@ -627,7 +639,7 @@ impl Pipeline {
     /// replace lost datanodes once at most half the wanted replicas remain.
     /// Best effort: a write continues on the survivors when no replacement
     /// can be had.
-    async fn add_replacements(&mut self, ctx: &WriteContext) {
+    async fn add_replacements(&mut self, ctx: &mut WriteContext) {
         let wanted = usize::from(ctx.replication);
         if !(wanted >= 3 && self.nodes.len() <= wanted / 2) {
             return;
@@ -652,20 +664,51 @@ impl Pipeline {
 }
 
 /// Copies the acknowledged prefix of the block from a survivor to a
-/// replacement datanode, so it can join the pipeline; `false` = it cannot.
-///
-/// TODO(#3): wire the datanodes' `TransferRbw` call here once it exists in
-/// `data_transfer.proto`; until then replacements are never added and the
-/// write goes on with the survivors.
+/// replacement datanode (`TransferRbw`), so it can join the pipeline;
+/// `false` = no survivor could. A failed target is excluded from now on.
 async fn copy_acked_prefix(
-    _ctx: &WriteContext,
+    ctx: &mut WriteContext,
     block: Block,
-    _survivors: &[Datanode],
+    survivors: &[Datanode],
     target: &Datanode,
     acked_bytes: u64,
 ) -> bool {
-    debug!(block = %block.id, datanode = %target.address, acked_bytes,
-        "replacement skipped: no TransferRbw yet");
+    for source in survivors {
+        let request = v1::TransferRbwRequest {
+            block: Some(block.to_wire()),
+            length: acked_bytes,
+            targets: vec![target.to_wire()],
+            client_name: ctx.client.client_name(),
+        };
+        let mut rpc = match ctx.client.datanode(&source.address) {
+            Ok(rpc) => rpc,
+            Err(e) => {
+                debug!(block = %block.id, error = %e, "transfer source unusable");
+                continue;
+            }
+        };
+        match tokio::time::timeout(TRANSFER_TIMEOUT, rpc.transfer_rbw(request)).await {
+            Ok(Ok(_)) => {
+                debug!(block = %block.id, source = %source.address, target = %target.address,
+                    acked_bytes, "replacement datanode filled");
+                return true;
+            }
+            Ok(Err(status)) if status.code() == tonic::Code::Aborted => {
+                warn!(block = %block.id, target = %target.address, reason = %status.message(),
+                    "replacement datanode failed");
+                ctx.excluded.push(target.id.clone());
+                return false;
+            }
+            Ok(Err(status)) => {
+                warn!(block = %block.id, source = %source.address, reason = %status.message(),
+                    "transfer to the replacement failed; trying another survivor");
+            }
+            Err(_) => {
+                warn!(block = %block.id, source = %source.address,
+                    "transfer to the replacement timed out; trying another survivor");
+            }
+        }
+    }
     false
 }
 
@@ -751,6 +794,7 @@ impl Connection {
             recovery: recovery.is_some(),
             previous_gen_stamp: recovery.map_or(0, |r| r.previous_gen_stamp),
             acked_length: recovery.map_or(0, |r| r.acked_length),
+            keep_rbw: false,
         };
         let (requests, queue) = mpsc::channel(REQUEST_QUEUE);
         requests

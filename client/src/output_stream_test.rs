@@ -195,6 +195,42 @@ async fn a_first_datanode_error_and_a_last_datanode_checksum_error_are_both_reco
 }
 
 #[tokio::test]
+async fn a_pipeline_down_to_one_of_three_gets_a_replacement_filled_by_a_survivor() {
+    let cluster = FakeCluster::start(4).await;
+    cluster.state().faults.extend([
+        WriteFault {
+            datanode: "dn1".into(),
+            seqno: 2,
+            status: PipelineStatus::Error,
+        },
+        WriteFault {
+            datanode: "dn2".into(),
+            seqno: 4,
+            status: PipelineStatus::Error,
+        },
+    ]);
+    let content = data(8 * PACKET_SIZE + 3);
+    write_file(&cluster, "/f", &content, &options(3, 64 << 20)).await;
+
+    assert_eq!(cluster.stored("/f"), content, "every replica, dn3's too");
+    let state = cluster.state();
+    assert_eq!(state.files["/f"].blocks[0].1, ["dn0", "dn3"]);
+    let calls = state.calls.join(",");
+    assert!(
+        calls.contains("GetAdditionalDatanode,TransferRbw from dn0,UpdatePipeline"),
+        "{calls}"
+    );
+    let last = state.recoveries.last().unwrap();
+    assert_eq!(
+        (last.2, &last.3),
+        (
+            4 * PACKET_SIZE as u64,
+            &vec!["dn0".to_owned(), "dn3".to_owned()]
+        )
+    );
+}
+
+#[tokio::test]
 async fn a_pipeline_without_survivors_fails_the_write() {
     let cluster = FakeCluster::start(1).await;
     cluster.state().faults.push(WriteFault {
