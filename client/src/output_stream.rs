@@ -18,7 +18,10 @@
 //! drop the bad datanode, get a new generation stamp (`UpdateBlockForPipeline`),
 //! reopen the pipeline to the survivors with a recovery header
 //! (`acked_length` = bytes every survivor acknowledged), resend every
-//! unacknowledged packet, then `UpdatePipeline`. This module owns the client
+//! unacknowledged packet, then `UpdatePipeline`. With replication ≥ 3 and at
+//! most half the replicas left, a replacement from `GetAdditionalDatanode`
+//! first gets the acked prefix from a survivor (`TransferRbw`) and joins the
+//! pipeline at its end (best effort). This module owns the client
 //! half of the pipeline only; the datanode half is `datanode/src/pipeline.rs`.
 //!
 //! Nothing here runs on its own: the caller's `write`/`close` futures drive
