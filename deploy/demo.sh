@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds dfs, starts a local cluster (1 namenode, 6 datanodes on 2 fake
-# racks) in ./dfs-demo and runs a short job against it. The cluster keeps
+# racks) in ./dfs-demo and runs a short job against it: namespace commands,
+# then a 20 MB file put in 4 MiB blocks, read back, compared and checked. The cluster keeps
 # running afterwards; the last line says how to stop it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,12 @@ set -x
 "$bin/dfs" touchz "/user/$me/demo/README"
 "$bin/dfs" setrep 2 "/user/$me/demo/README"
 "$bin/dfs" mv "/user/$me/demo/logs" "/user/$me/demo/archive"
+head -c 20000000 /dev/urandom > "$dir/sample.bin"
+"$bin/dfs" put --block-size 4M "$dir/sample.bin" "/user/$me/demo/sample.bin"
+"$bin/dfs" get "/user/$me/demo/sample.bin" "$dir/sample.copy"
+cmp "$dir/sample.bin" "$dir/sample.copy"
+"$bin/dfs" checksum "/user/$me/demo/sample.bin"
+"$bin/dfs" fsck "/user/$me/demo" --racks
 "$bin/dfs" ls -R /
 "$bin/dfs" stat "/user/$me/demo"
 "$bin/dfs" admin report

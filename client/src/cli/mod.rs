@@ -21,7 +21,7 @@ use crate::fs::DfsClient;
 
 /// Command-line client of a dfs cluster.
 #[derive(Debug, Parser)]
-#[command(name = "dfs", version, about)]
+#[command(name = "dfs", version)]
 pub struct Cli {
     /// Client configuration file (default ./dfs.toml).
     #[arg(long, global = true, env = "DFS_CONFIG")]
