@@ -1,0 +1,945 @@
+//! Election tests: one server's view as tables of (time, event, expected
+//! actions), then whole ensembles driven through an in-memory network, then
+//! seeded random ensembles. A failing seeded case prints its seed; replay it
+//! with `DFS_SEED=<seed>`.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::LazyLock;
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use super::*;
+
+// ---------------------------------------------------------------- helpers
+
+static T0: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// The instant `ms` milliseconds into a test.
+fn t(ms: u64) -> Instant {
+    *T0 + Duration::from_millis(ms)
+}
+
+fn ids(sids: &[u64]) -> BTreeSet<ServerId> {
+    sids.iter().map(|&s| ServerId(s)).collect()
+}
+
+/// A vote for `leader`, which logged `counter` in `epoch` and is in `epoch`.
+fn vote(leader: u64, epoch: u32, counter: u32) -> Vote {
+    Vote {
+        leader: ServerId(leader),
+        zxid: Zxid::new(Epoch(epoch), counter),
+        peer_epoch: Epoch(epoch),
+    }
+}
+
+fn note(from: u64, round: u64, state: PeerState, vote: Vote) -> Notification {
+    Notification {
+        from: ServerId(from),
+        round: Round(round),
+        state,
+        vote,
+    }
+}
+
+fn looking(from: u64, round: u64, vote: Vote) -> Notification {
+    note(from, round, PeerState::Looking, vote)
+}
+
+fn following(from: u64, round: u64, vote: Vote) -> Notification {
+    note(from, round, PeerState::Following, vote)
+}
+
+fn leading(from: u64, round: u64, vote: Vote) -> Notification {
+    note(from, round, PeerState::Leading, vote)
+}
+
+fn bcast(from: u64, round: u64, vote: Vote) -> Action {
+    Action::Broadcast(looking(from, round, vote))
+}
+
+fn answer(to: u64, n: Notification) -> Action {
+    Action::SendTo(ServerId(to), n)
+}
+
+fn timer(ms: u64) -> Action {
+    Action::SetTimer(t(ms))
+}
+
+fn decided(role: Role, vote: Vote, round: u64) -> Action {
+    Action::Decided(Outcome {
+        role,
+        vote,
+        round: Round(round),
+    })
+}
+
+fn election(me: u64, voters: &[u64], observers: &[u64]) -> Election {
+    Election::new(ServerId(me), ids(voters), ids(observers), Timing::default()).unwrap()
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Event {
+    /// Start a round having logged this vote's zxid in its epoch.
+    Start(Vote),
+    Recv(Notification),
+    Timeout,
+}
+use Event::{Recv, Start, Timeout};
+
+/// Feeds each `(ms, event, expected actions)` step to `e`, in order.
+fn run(e: &mut Election, steps: &[(u64, Event, Vec<Action>)]) {
+    for (i, (ms, event, expected)) in steps.iter().enumerate() {
+        let now = t(*ms);
+        let got = match *event {
+            Start(v) => e.start(v.zxid, v.peer_epoch, now),
+            Recv(n) => e.on_notification(n, now),
+            Timeout => e.on_timeout(now),
+        };
+        assert_eq!(&got, expected, "step {i} at {ms} ms: {event:?}");
+    }
+}
+
+// ------------------------------------------------------------ one server
+
+#[test]
+fn votes_order_by_peer_epoch_then_zxid_then_server_id() {
+    let by_epoch = Vote {
+        peer_epoch: Epoch(3),
+        ..vote(1, 2, 0)
+    };
+    assert!(by_epoch > vote(2, 2, 900), "epoch beats zxid");
+    assert!(vote(1, 2, 9) > vote(3, 2, 8), "zxid beats sid");
+    assert!(vote(3, 2, 9) > vote(1, 2, 9), "sid breaks the tie");
+}
+
+#[test]
+fn a_looking_voter_follows_the_better_vote_once_the_finalize_wait_passes() {
+    let mut e = election(1, &[1, 2, 3], &[]);
+    let (v1, v2) = (vote(1, 1, 5), vote(2, 1, 5));
+    run(
+        &mut e,
+        &[
+            (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
+            (
+                10,
+                Recv(looking(2, 1, v2)),
+                vec![bcast(1, 1, v2), timer(210)],
+            ),
+            (210, Timeout, vec![decided(Role::Following, v2, 1)]),
+            (300, Timeout, vec![]),
+        ],
+    );
+    assert_eq!(e.state(), PeerState::Following);
+    let summary = e.round_summary(t(999));
+    assert_eq!(summary.elapsed, Duration::from_millis(210));
+    assert_eq!(summary.vote, v2);
+}
+
+#[test]
+fn a_higher_round_clears_the_box_and_is_adopted() {
+    let mut e = election(1, &[1, 2, 3], &[]);
+    let (v1, v2, v3) = (vote(1, 1, 5), vote(2, 1, 6), vote(3, 1, 4));
+    run(
+        &mut e,
+        &[
+            (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
+            (
+                10,
+                Recv(looking(2, 1, v2)),
+                vec![bcast(1, 1, v2), timer(210)],
+            ),
+            // Round 5 starts from what we logged: ours beats 3's.
+            (
+                50,
+                Recv(looking(3, 5, v3)),
+                vec![bcast(1, 5, v1), timer(250)],
+            ),
+            // 2's round-1 vote no longer counts: no decision at its deadline.
+            (210, Timeout, vec![timer(250)]),
+            (
+                220,
+                Recv(looking(2, 5, v2)),
+                vec![bcast(1, 5, v2), timer(420)],
+            ),
+            (420, Timeout, vec![decided(Role::Following, v2, 5)]),
+        ],
+    );
+    assert_eq!(e.round(), Round(5));
+}
+
+#[test]
+fn a_lower_round_is_answered_with_our_vote_but_otherwise_ignored() {
+    let mut e = election(1, &[1, 2, 3], &[]);
+    let (v1, v3) = (vote(1, 1, 5), vote(3, 1, 5));
+    run(
+        &mut e,
+        &[
+            (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
+            (
+                10,
+                Recv(looking(2, 4, vote(2, 1, 1))),
+                vec![bcast(1, 4, v1), timer(210)],
+            ),
+            // Better, and agreeing with a majority: neither adopted nor counted.
+            (
+                20,
+                Recv(looking(3, 2, v3)),
+                vec![answer(3, looking(1, 4, v1))],
+            ),
+            (
+                30,
+                Recv(looking(2, 3, v1)),
+                vec![answer(2, looking(1, 4, v1))],
+            ),
+        ],
+    );
+    assert_eq!((e.round(), e.vote()), (Round(4), v1));
+}
+
+#[test]
+fn a_changed_vote_is_rebroadcast_and_an_unchanged_one_is_not() {
+    let mut e = election(3, &[1, 2, 3, 4, 5], &[]);
+    let (v3, v4) = (vote(3, 1, 5), vote(4, 1, 5));
+    run(
+        &mut e,
+        &[
+            (0, Start(v3), vec![bcast(3, 1, v3), timer(200)]),
+            (10, Recv(looking(1, 1, vote(1, 1, 5))), vec![]),
+            (
+                20,
+                Recv(looking(4, 1, v4)),
+                vec![bcast(3, 1, v4), timer(220)],
+            ),
+            (30, Recv(looking(2, 1, vote(2, 1, 5))), vec![]),
+            // Agrees with us: counted (3 of 5), not re-broadcast.
+            (40, Recv(looking(5, 1, v4)), vec![timer(240)]),
+        ],
+    );
+}
+
+#[test]
+fn an_overtaken_older_vote_does_not_replace_the_newer_one() {
+    let mut e = election(1, &[1, 2, 3, 4, 5], &[]);
+    let (v1, v2, v3) = (vote(1, 1, 5), vote(2, 1, 5), vote(3, 1, 5));
+    run(
+        &mut e,
+        &[
+            (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
+            (
+                5,
+                Recv(looking(3, 1, v3)),
+                vec![bcast(1, 1, v3), timer(205)],
+            ),
+            (10, Recv(looking(2, 1, v3)), vec![timer(210)]),
+            // 2 voted for itself before it heard of 3: late, and worse.
+            (20, Recv(looking(2, 1, v2)), vec![]),
+            (210, Timeout, vec![decided(Role::Following, v3, 1)]),
+        ],
+    );
+}
+
+#[test]
+fn a_majority_waits_the_finalize_interval_and_a_better_vote_inside_it_restarts_the_count() {
+    let mut e = election(1, &[1, 2, 3], &[]);
+    let (v1, v2, v3) = (vote(1, 1, 5), vote(2, 1, 5), vote(3, 1, 5));
+    run(
+        &mut e,
+        &[
+            (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
+            (
+                10,
+                Recv(looking(2, 1, v2)),
+                vec![bcast(1, 1, v2), timer(210)],
+            ),
+            // A timer that fires early decides nothing.
+            (100, Timeout, vec![timer(210)]),
+            (
+                150,
+                Recv(looking(3, 1, v3)),
+                vec![bcast(1, 1, v3), timer(350)],
+            ),
+            (210, Timeout, vec![timer(350)]),
+            (350, Timeout, vec![decided(Role::Following, v3, 1)]),
+        ],
+    );
+}
+
+#[test]
+fn a_better_vote_without_a_majority_cancels_the_finalize_wait() {
+    let mut e = election(1, &[1, 2, 3, 4, 5], &[]);
+    let (v3, v5) = (vote(3, 1, 5), vote(5, 1, 5));
+    run(
+        &mut e,
+        &[
+            (
+                0,
+                Start(vote(1, 1, 5)),
+                vec![bcast(1, 1, vote(1, 1, 5)), timer(200)],
+            ),
+            (
+                10,
+                Recv(looking(3, 1, v3)),
+                vec![bcast(1, 1, v3), timer(210)],
+            ),
+            (20, Recv(looking(2, 1, v3)), vec![timer(220)]),
+            (
+                100,
+                Recv(looking(5, 1, v5)),
+                vec![bcast(1, 1, v5), timer(300)],
+            ),
+            (220, Timeout, vec![timer(300)]),
+            (300, Timeout, vec![bcast(1, 1, v5), timer(700)]),
+        ],
+    );
+    assert_eq!(e.state(), PeerState::Looking);
+}
+
+#[test]
+fn a_lone_voter_resends_with_a_doubling_interval_up_to_the_cap() {
+    let mut e = election(1, &[1, 2, 3], &[]);
+    let v1 = vote(1, 1, 5);
+    let mut steps = vec![(0, Start(v1), vec![bcast(1, 1, v1), timer(200)])];
+    let (mut at, mut wait) = (200, 200);
+    for _ in 0..12 {
+        wait = (wait * 2).min(5000);
+        steps.push((at, Timeout, vec![bcast(1, 1, v1), timer(at + wait)]));
+        at += wait;
+    }
+    run(&mut e, &steps);
+    assert_eq!(wait, 5000, "the cap was reached");
+}
+
+#[test]
+fn a_late_joiner_with_the_best_vote_follows_the_established_leader() {
+    let mut e = election(3, &[1, 2, 3], &[]);
+    let (v2, v3) = (vote(2, 1, 10), vote(3, 1, 10));
+    run(
+        &mut e,
+        &[
+            (0, Start(v3), vec![bcast(3, 1, v3), timer(200)]),
+            (10, Recv(following(1, 4, v2)), vec![]),
+            (
+                20,
+                Recv(leading(2, 4, v2)),
+                vec![decided(Role::Following, v2, 4)],
+            ),
+            // Now it tells looking voters whom it follows, in the leader's round.
+            (
+                30,
+                Recv(looking(1, 5, vote(1, 1, 10))),
+                vec![answer(1, following(3, 4, v2))],
+            ),
+            (40, Timeout, vec![]),
+        ],
+    );
+    assert_eq!((e.state(), e.round()), (PeerState::Following, Round(4)));
+}
+
+#[test]
+fn a_looking_voter_in_the_leaders_round_follows_with_a_majority_that_counts_itself() {
+    let mut e = election(4, &[1, 2, 3, 4, 5], &[]);
+    let v5 = vote(5, 1, 10);
+    run(
+        &mut e,
+        &[
+            (
+                0,
+                Start(vote(4, 1, 10)),
+                vec![bcast(4, 1, vote(4, 1, 10)), timer(200)],
+            ),
+            (
+                10,
+                Recv(looking(5, 2, v5)),
+                vec![bcast(4, 2, v5), timer(210)],
+            ),
+            // Out of election only 3 and 5 (2 of 5); with our own vote, 3 of 5,
+            // which only 5's claim turns from a finalize wait into a decision.
+            (20, Recv(following(3, 2, v5)), vec![timer(220)]),
+            (
+                30,
+                Recv(leading(5, 2, v5)),
+                vec![decided(Role::Following, v5, 2)],
+            ),
+        ],
+    );
+}
+
+#[test]
+fn a_leaders_own_leading_notification_is_required_before_following_out_of_election() {
+    let mut e = election(1, &[1, 2, 3, 4, 5], &[]);
+    let (v1, v5) = (vote(1, 1, 10), vote(5, 1, 10));
+    run(
+        &mut e,
+        &[
+            (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
+            (10, Recv(following(2, 7, v5)), vec![]),
+            (20, Recv(following(3, 7, v5)), vec![]),
+            (30, Recv(following(4, 7, v5)), vec![]),
+            // A majority of followers is not enough, nor a non-leader claiming.
+            (40, Recv(leading(4, 7, v5)), vec![]),
+            (200, Timeout, vec![bcast(1, 1, v1), timer(600)]),
+            (
+                300,
+                Recv(leading(5, 7, v5)),
+                vec![decided(Role::Following, v5, 7)],
+            ),
+        ],
+    );
+}
+
+#[test]
+fn a_single_leading_claim_without_a_majority_is_not_followed() {
+    let mut e = election(1, &[1, 2, 3, 4, 5], &[]);
+    let (v1, v5) = (vote(1, 1, 10), vote(5, 1, 10));
+    run(
+        &mut e,
+        &[
+            (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
+            (10, Recv(leading(5, 7, v5)), vec![]),
+            (20, Recv(following(2, 7, v5)), vec![]),
+            // A follower of an older epoch's leader backs a different outcome.
+            (30, Recv(following(3, 6, vote(5, 0, 10))), vec![]),
+            (
+                40,
+                Recv(following(4, 7, v5)),
+                vec![decided(Role::Following, v5, 7)],
+            ),
+        ],
+    );
+}
+
+#[test]
+fn an_established_leader_answers_looking_voters_and_observers_only() {
+    let mut e = election(2, &[1, 2, 3], &[9]);
+    let v2 = vote(2, 1, 10);
+    run(
+        &mut e,
+        &[
+            (0, Start(v2), vec![bcast(2, 1, v2), timer(200)]),
+            (10, Recv(looking(1, 1, v2)), vec![timer(210)]),
+            (210, Timeout, vec![decided(Role::Leading, v2, 1)]),
+            (
+                220,
+                Recv(looking(3, 1, vote(3, 1, 1))),
+                vec![answer(3, leading(2, 1, v2))],
+            ),
+            (
+                230,
+                Recv(looking(9, 1, vote(9, 1, 99))),
+                vec![answer(9, leading(2, 1, v2))],
+            ),
+            (240, Recv(looking(7, 1, vote(7, 1, 1))), vec![]),
+            (250, Recv(following(1, 1, v2)), vec![]),
+        ],
+    );
+}
+
+#[test]
+fn voters_ignore_observers_and_votes_for_them() {
+    let mut e = election(1, &[1, 2, 3], &[4]);
+    let v1 = vote(1, 1, 5);
+    let v4 = vote(4, 9, 99);
+    run(
+        &mut e,
+        &[
+            (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
+            // An observer's vote is neither adopted, nor counted, nor answered.
+            (10, Recv(looking(4, 1, v1)), vec![]),
+            (20, Recv(looking(4, 3, v4)), vec![]),
+            // Nor may a voter propose one.
+            (30, Recv(looking(2, 1, v4)), vec![]),
+            (40, Recv(following(2, 1, v4)), vec![]),
+            (50, Recv(leading(4, 1, v4)), vec![]),
+        ],
+    );
+    assert_eq!((e.round(), e.vote()), (Round(1), v1));
+}
+
+#[test]
+fn an_observer_observes_once_a_majority_of_voters_follows_a_claiming_leader() {
+    let mut e = election(4, &[1, 2, 3], &[4]);
+    let (v3, v4) = (vote(3, 1, 5), vote(4, 1, 99));
+    run(
+        &mut e,
+        &[
+            (0, Start(v4), vec![bcast(4, 1, v4), timer(200)]),
+            // Looking voters cannot tell it anything.
+            (10, Recv(looking(3, 1, v3)), vec![]),
+            (20, Recv(looking(2, 1, v3)), vec![]),
+            (200, Timeout, vec![bcast(4, 1, v4), timer(600)]),
+            (210, Recv(following(2, 1, v3)), vec![]),
+            (
+                220,
+                Recv(leading(3, 1, v3)),
+                vec![decided(Role::Observing, v3, 1)],
+            ),
+        ],
+    );
+    assert_eq!(e.state(), PeerState::Observing);
+}
+
+#[test]
+fn a_one_voter_ensemble_leads_after_the_finalize_wait() {
+    let mut e = election(1, &[1], &[2]);
+    let v1 = vote(1, 1, 5);
+    run(
+        &mut e,
+        &[
+            (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
+            (200, Timeout, vec![decided(Role::Leading, v1, 1)]),
+        ],
+    );
+}
+
+#[test]
+fn restarting_looks_again_in_a_new_round_with_what_was_logged_since() {
+    let mut e = election(1, &[1], &[]);
+    let (old, new) = (vote(1, 1, 5), vote(1, 2, 7));
+    run(
+        &mut e,
+        &[
+            (0, Start(old), vec![bcast(1, 1, old), timer(200)]),
+            (200, Timeout, vec![decided(Role::Leading, old, 1)]),
+            (900, Start(new), vec![bcast(1, 2, new), timer(1100)]),
+        ],
+    );
+    assert_eq!(e.state(), PeerState::Looking);
+}
+
+#[test]
+fn membership_errors_are_reported_not_panicked() {
+    let new = |me, voters: &[u64], observers: &[u64]| {
+        Election::new(ServerId(me), ids(voters), ids(observers), Timing::default()).err()
+    };
+    assert_eq!(new(1, &[], &[1]), Some(MembershipError::NoVoters));
+    assert_eq!(
+        new(1, &[1, 2], &[2]),
+        Some(MembershipError::VoterAndObserver(ServerId(2)))
+    );
+    assert_eq!(
+        new(3, &[1, 2], &[]),
+        Some(MembershipError::NotAMember(ServerId(3)))
+    );
+    assert_eq!(new(2, &[1], &[2]), None);
+}
+
+// --------------------------------------------------------------- ensembles
+
+/// What one server has logged: the vote it starts with.
+#[derive(Debug, Clone, Copy)]
+struct Server {
+    own: Vote,
+    voter: bool,
+    /// Never starts; whatever is sent to it is lost.
+    dead: bool,
+    /// When it starts, in ms.
+    starts: u64,
+}
+
+fn voter_with(own: Vote) -> Server {
+    Server {
+        own,
+        voter: true,
+        dead: false,
+        starts: 0,
+    }
+}
+
+/// How the in-memory network behaves.
+#[derive(Debug)]
+struct Net {
+    rng: StdRng,
+    /// Delivery delay in ms, drawn per message: reorders what overlaps.
+    delay: std::ops::RangeInclusive<u64>,
+    /// Chance that a message is delivered twice.
+    duplicate: f64,
+}
+
+impl Net {
+    fn steady() -> Self {
+        Net {
+            rng: StdRng::seed_from_u64(0),
+            delay: 5..=5,
+            duplicate: 0.0,
+        }
+    }
+}
+
+/// N election cores talking through an in-memory queue, in simulated ms.
+struct Ensemble {
+    servers: BTreeMap<ServerId, Server>,
+    cores: BTreeMap<ServerId, Election>,
+    timers: BTreeMap<ServerId, u64>,
+    /// (deliver at ms, sequence, to, what), earliest first.
+    queue: BinaryHeap<Reverse<(u64, u64, ServerId, NotificationKey)>>,
+    notes: BTreeMap<u64, Notification>,
+    seq: u64,
+    net: Net,
+    decisions: Vec<(ServerId, Outcome)>,
+}
+
+/// `Notification` is not `Ord`; the queue orders by sequence number instead.
+type NotificationKey = u64;
+
+impl Ensemble {
+    fn new(servers: BTreeMap<ServerId, Server>, net: Net) -> Self {
+        let voters: BTreeSet<ServerId> = servers
+            .iter()
+            .filter(|(_, s)| s.voter)
+            .map(|(id, _)| *id)
+            .collect();
+        let observers: BTreeSet<ServerId> = servers
+            .iter()
+            .filter(|(_, s)| !s.voter)
+            .map(|(id, _)| *id)
+            .collect();
+        let cores = servers
+            .keys()
+            .map(|&id| {
+                let e = Election::new(id, voters.clone(), observers.clone(), Timing::default());
+                (id, e.unwrap())
+            })
+            .collect();
+        Ensemble {
+            servers,
+            cores,
+            timers: BTreeMap::new(),
+            queue: BinaryHeap::new(),
+            notes: BTreeMap::new(),
+            seq: 0,
+            net,
+            decisions: Vec::new(),
+        }
+    }
+
+    fn voters(servers: &[Vote]) -> Self {
+        let servers = servers.iter().map(|v| (v.leader, voter_with(*v))).collect();
+        Ensemble::new(servers, Net::steady())
+    }
+
+    fn send(&mut self, now: u64, to: ServerId, n: Notification) {
+        if self.servers.get(&to).is_none_or(|s| s.dead) {
+            return;
+        }
+        let copies = if self.net.rng.random_bool(self.net.duplicate) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let at = now + self.net.rng.random_range(self.net.delay.clone());
+            self.seq += 1;
+            self.notes.insert(self.seq, n);
+            self.queue.push(Reverse((at, self.seq, to, self.seq)));
+        }
+    }
+
+    fn apply(&mut self, now: u64, id: ServerId, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Broadcast(n) => {
+                    let voters: Vec<ServerId> = self
+                        .servers
+                        .iter()
+                        .filter(|(to, s)| s.voter && **to != id)
+                        .map(|(to, _)| *to)
+                        .collect();
+                    for to in voters {
+                        self.send(now, to, n);
+                    }
+                }
+                Action::SendTo(to, n) => self.send(now, to, n),
+                Action::SetTimer(at) => {
+                    let ms = at.duration_since(*T0).as_millis();
+                    self.timers.insert(id, u64::try_from(ms).unwrap());
+                }
+                Action::Decided(outcome) => {
+                    self.timers.remove(&id);
+                    self.decisions.push((id, outcome));
+                }
+            }
+        }
+    }
+
+    /// Runs until nothing is left to happen or `until` ms have passed.
+    fn run(&mut self, until: u64) {
+        let mut pending: Vec<(u64, ServerId)> = self
+            .servers
+            .iter()
+            .filter(|(_, s)| !s.dead)
+            .map(|(id, s)| (s.starts, *id))
+            .collect();
+        pending.sort();
+        pending.reverse();
+        loop {
+            let next_start = pending.last().map(|(at, _)| *at);
+            let next_msg = self.queue.peek().map(|Reverse((at, ..))| *at);
+            let next_timer = self.timers.iter().map(|(id, at)| (*at, *id)).min();
+            let now = [next_start, next_msg, next_timer.map(|(at, _)| at)]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(now) = now.filter(|&now| now <= until) else {
+                return;
+            };
+            if next_start == Some(now) {
+                let (_, id) = pending.pop().unwrap();
+                let own = self.servers[&id].own;
+                let actions =
+                    self.cores
+                        .get_mut(&id)
+                        .unwrap()
+                        .start(own.zxid, own.peer_epoch, t(now));
+                self.apply(now, id, actions);
+            } else if next_msg == Some(now) {
+                let Reverse((_, _, to, key)) = self.queue.pop().unwrap();
+                let n = self.notes.remove(&key).unwrap();
+                let actions = self.cores.get_mut(&to).unwrap().on_notification(n, t(now));
+                self.apply(now, to, actions);
+            } else if let Some((_, id)) = next_timer {
+                self.timers.remove(&id);
+                let actions = self.cores.get_mut(&id).unwrap().on_timeout(t(now));
+                self.apply(now, id, actions);
+            }
+        }
+    }
+
+    fn live(&self) -> impl Iterator<Item = (&ServerId, &Server)> {
+        self.servers.iter().filter(|(_, s)| !s.dead)
+    }
+
+    /// The best vote among live voters: whom the election must pick.
+    fn best_live_vote(&self) -> Vote {
+        self.live()
+            .filter(|(_, s)| s.voter)
+            .map(|(_, s)| s.own)
+            .max()
+            .unwrap()
+    }
+
+    /// Checks that every live server decided once, all on `expected`, in the
+    /// right role, and that no round saw two leaders.
+    fn assert_elected(&self, expected: Vote, context: &str) {
+        for (id, s) in self.live() {
+            let mine: Vec<&Outcome> = self
+                .decisions
+                .iter()
+                .filter(|(who, _)| who == id)
+                .map(|(_, o)| o)
+                .collect();
+            let role = if !s.voter {
+                Role::Observing
+            } else if *id == expected.leader {
+                Role::Leading
+            } else {
+                Role::Following
+            };
+            assert_eq!(mine.len(), 1, "{context}: server {id} decided {mine:?}");
+            assert_eq!(mine[0].vote, expected, "{context}: server {id}");
+            assert_eq!(mine[0].role, role, "{context}: server {id}");
+            assert_eq!(
+                self.cores[id].state(),
+                PeerState::from(role),
+                "{context}: {id}"
+            );
+        }
+        let mut by_round: BTreeMap<Round, BTreeSet<ServerId>> = BTreeMap::new();
+        for (_, o) in &self.decisions {
+            by_round.entry(o.round).or_default().insert(o.vote.leader);
+        }
+        for (round, leaders) in by_round {
+            assert_eq!(
+                leaders.len(),
+                1,
+                "{context}: round {round} elected {leaders:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn fresh_ensembles_elect_the_highest_epoch_then_zxid_then_server_id() {
+    let cases: &[(&str, &[Vote], u64)] = &[
+        (
+            "all equal: highest sid",
+            &[vote(1, 1, 5), vote(2, 1, 5), vote(3, 1, 5)],
+            3,
+        ),
+        (
+            "zxid beats sid",
+            &[vote(1, 1, 9), vote(2, 1, 5), vote(3, 1, 5)],
+            1,
+        ),
+        (
+            "epoch beats zxid",
+            &[
+                vote(1, 1, 9),
+                Vote {
+                    peer_epoch: Epoch(2),
+                    ..vote(2, 1, 1)
+                },
+                vote(3, 1, 5),
+            ],
+            2,
+        ),
+        (
+            "five nodes, zxid",
+            &[
+                vote(1, 2, 3),
+                vote(2, 2, 8),
+                vote(3, 2, 8),
+                vote(4, 1, 99),
+                vote(5, 2, 7),
+            ],
+            3,
+        ),
+        (
+            "five nodes, all equal",
+            &[
+                vote(1, 2, 3),
+                vote(2, 2, 3),
+                vote(3, 2, 3),
+                vote(4, 2, 3),
+                vote(5, 2, 3),
+            ],
+            5,
+        ),
+    ];
+    for (name, votes, winner) in cases {
+        let mut ensemble = Ensemble::voters(votes);
+        ensemble.run(60_000);
+        let expected = *votes
+            .iter()
+            .find(|v| v.leader == ServerId(*winner))
+            .unwrap();
+        assert_eq!(ensemble.best_live_vote(), expected, "{name}: the oracle");
+        ensemble.assert_elected(expected, name);
+        let rounds: BTreeSet<Round> = ensemble.decisions.iter().map(|(_, o)| o.round).collect();
+        assert_eq!(rounds, BTreeSet::from([Round(1)]), "{name}");
+    }
+}
+
+#[test]
+fn a_late_starter_with_the_best_vote_follows_the_leader_the_others_elected() {
+    let votes = [vote(1, 1, 5), vote(2, 1, 5), vote(3, 1, 5)];
+    let mut ensemble = Ensemble::voters(&votes);
+    ensemble.servers.get_mut(&ServerId(3)).unwrap().starts = 5_000;
+    ensemble.run(60_000);
+    ensemble.assert_elected(votes[1], "late sid 3");
+}
+
+#[test]
+fn observers_never_vote_and_follow_the_voters_choice() {
+    let mut servers: BTreeMap<ServerId, Server> = [vote(1, 1, 5), vote(2, 1, 7), vote(3, 1, 6)]
+        .into_iter()
+        .map(|v| (v.leader, voter_with(v)))
+        .collect();
+    // The observer has logged the most; it still cannot lead.
+    servers.insert(
+        ServerId(4),
+        Server {
+            voter: false,
+            ..voter_with(vote(4, 3, 99))
+        },
+    );
+    let mut ensemble = Ensemble::new(servers.clone(), Net::steady());
+    ensemble.run(60_000);
+    ensemble.assert_elected(vote(2, 1, 7), "3 voters + 1 observer");
+
+    // With two voters down, one voter and an observer are half the servers
+    // but not a majority of voters.
+    for dead in [2, 3] {
+        servers.get_mut(&ServerId(dead)).unwrap().dead = true;
+    }
+    let mut ensemble = Ensemble::new(servers, Net::steady());
+    ensemble.run(600_000);
+    assert_eq!(
+        ensemble.decisions,
+        vec![],
+        "1 voter + 1 observer of 3 voters"
+    );
+}
+
+#[test]
+fn a_minority_never_decides_however_long_it_runs() {
+    for (size, live) in [(3, 1), (5, 2), (7, 3)] {
+        let servers = (1..=size)
+            .map(|s| {
+                let server = Server {
+                    dead: s > live,
+                    ..voter_with(vote(s, 1, 5))
+                };
+                (ServerId(s), server)
+            })
+            .collect();
+        let mut ensemble = Ensemble::new(servers, Net::steady());
+        ensemble.run(3_600_000);
+        assert_eq!(ensemble.decisions, vec![], "{live} of {size}");
+        for s in 1..=live {
+            let e = &ensemble.cores[&ServerId(s)];
+            assert_eq!(e.state(), PeerState::Looking, "{live} of {size}");
+            assert_eq!(
+                e.vote(),
+                vote(live, 1, 5),
+                "{live} of {size}: the best live vote"
+            );
+        }
+    }
+}
+
+fn case_seeds(count: u64) -> Vec<u64> {
+    match std::env::var("DFS_SEED") {
+        Ok(seed) => vec![seed.parse().expect("DFS_SEED is a u64")],
+        Err(_) => (0..count).collect(),
+    }
+}
+
+/// A random ensemble: 1 to 7 voters (a minority of them dead), 0 to 2
+/// observers, few distinct epochs and zxids so ties are common, starts
+/// spread over 50 ms.
+fn random_servers(g: &mut StdRng) -> BTreeMap<ServerId, Server> {
+    let voters = g.random_range(1..=7u64);
+    let observers = g.random_range(0..=2u64);
+    let dead = g.random_range(0..=(voters - 1) / 2);
+    let mut servers = BTreeMap::new();
+    for s in 1..=voters + observers {
+        let epoch = g.random_range(1..=2);
+        let own = Vote {
+            peer_epoch: Epoch(epoch + g.random_range(0..=1)),
+            ..vote(s, epoch, g.random_range(0..=3))
+        };
+        let server = Server {
+            own,
+            voter: s <= voters,
+            dead: (1..=voters)
+                .rev()
+                .take(usize::try_from(dead).unwrap())
+                .any(|d| d == s),
+            starts: g.random_range(0..=50),
+        };
+        servers.insert(ServerId(s), server);
+    }
+    servers
+}
+
+#[test]
+fn seeded_ensembles_with_reordering_and_losses_elect_the_best_live_voter_once() {
+    for seed in case_seeds(300) {
+        let mut g = StdRng::seed_from_u64(seed);
+        let servers = random_servers(&mut g);
+        // Every message is late by up to 100 ms (so they overtake each
+        // other) but inside the finalize wait; some arrive twice; all to
+        // dead servers are lost.
+        let net = Net {
+            rng: StdRng::seed_from_u64(seed ^ 0x5eed),
+            delay: 1..=100,
+            duplicate: 0.1,
+        };
+        let mut ensemble = Ensemble::new(servers, net);
+        ensemble.run(60_000);
+        let expected = ensemble.best_live_vote();
+        ensemble.assert_elected(expected, &format!("seed {seed}: {:?}", ensemble.servers));
+    }
+}
