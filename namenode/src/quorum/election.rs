@@ -231,7 +231,8 @@ pub(crate) struct Election {
     vote: Vote,
     /// What we last logged, for a round we adopt: the vote we start it with.
     own: Vote,
-    /// Votes of voters in our round, ourselves included (ZooKeeper's recvset).
+    /// Votes in our round, ours included (ZooKeeper's recvset). Only voters
+    /// are ever recorded here or in `out_of_election`.
     ballots: BTreeMap<ServerId, Ballot>,
     /// FOLLOWING/LEADING ballots of any round (ZooKeeper's outofelection).
     out_of_election: BTreeMap<ServerId, Ballot>,
@@ -529,12 +530,10 @@ impl Election {
         }
     }
 
-    /// Whether a strict majority of voters in `ballots` agrees with `target`.
+    /// Whether a strict majority of voters in `ballots` (which hold only
+    /// voters) agrees with `target`.
     fn has_quorum(&self, ballots: &BTreeMap<ServerId, Ballot>, target: &Ballot) -> bool {
-        let agreeing = ballots
-            .iter()
-            .filter(|(sid, b)| self.voters.contains(sid) && b.agrees_with(target))
-            .count();
+        let agreeing = ballots.values().filter(|b| b.agrees_with(target)).count();
         agreeing > self.voters.len() / 2
     }
 

@@ -118,19 +118,14 @@ fn votes_order_by_peer_epoch_then_zxid_then_server_id() {
 fn a_looking_voter_follows_the_better_vote_once_the_finalize_wait_passes() {
     let mut e = election(1, &[1, 2, 3], &[]);
     let (v1, v2) = (vote(1, 1, 5), vote(2, 1, 5));
-    run(
-        &mut e,
-        &[
-            (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
-            (
-                10,
-                Recv(looking(2, 1, v2)),
-                vec![bcast(1, 1, v2), timer(210)],
-            ),
-            (210, Timeout, vec![decided(Role::Following, v2, 1)]),
-            (300, Timeout, vec![]),
-        ],
-    );
+    #[rustfmt::skip]
+    let steps = [
+        (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
+        (10, Recv(looking(2, 1, v2)), vec![bcast(1, 1, v2), timer(210)]),
+        (210, Timeout, vec![decided(Role::Following, v2, 1)]),
+        (300, Timeout, vec![]),
+    ];
+    run(&mut e, &steps);
     assert_eq!(e.state(), PeerState::Following);
     let summary = e.round_summary(t(999));
     assert_eq!(summary.elapsed, Duration::from_millis(210));
@@ -141,31 +136,20 @@ fn a_looking_voter_follows_the_better_vote_once_the_finalize_wait_passes() {
 fn a_higher_round_clears_the_box_and_is_adopted() {
     let mut e = election(1, &[1, 2, 3], &[]);
     let (v1, v2, v3) = (vote(1, 1, 5), vote(2, 1, 6), vote(3, 1, 4));
-    run(
-        &mut e,
-        &[
-            (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
-            (
-                10,
-                Recv(looking(2, 1, v2)),
-                vec![bcast(1, 1, v2), timer(210)],
-            ),
-            // Round 5 starts from what we logged: ours beats 3's.
-            (
-                50,
-                Recv(looking(3, 5, v3)),
-                vec![bcast(1, 5, v1), timer(250)],
-            ),
-            // 2's round-1 vote no longer counts: no decision at its deadline.
-            (210, Timeout, vec![timer(250)]),
-            (
-                220,
-                Recv(looking(2, 5, v2)),
-                vec![bcast(1, 5, v2), timer(420)],
-            ),
-            (420, Timeout, vec![decided(Role::Following, v2, 5)]),
-        ],
-    );
+    #[rustfmt::skip]
+    let steps = [
+        (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
+        (10, Recv(looking(2, 1, v2)), vec![bcast(1, 1, v2), timer(210)]),
+        // Round 5 starts from what we logged: ours beats 3's.
+        (50, Recv(looking(3, 5, v3)), vec![bcast(1, 5, v1), timer(250)]),
+        // 2's round-1 vote no longer counts: no decision at its deadline.
+        (210, Timeout, vec![timer(250)]),
+        (220, Recv(looking(2, 5, v2)), vec![bcast(1, 5, v2), timer(420)]),
+        (420, Timeout, vec![decided(Role::Following, v2, 5)]),
+    ];
+    run(&mut e, &steps[..3]);
+    assert_eq!(e.round_summary(t(50)).ballots, 2, "only ours and 3's");
+    run(&mut e, &steps[3..]);
     assert_eq!(e.round(), Round(5));
 }
 
@@ -173,126 +157,84 @@ fn a_higher_round_clears_the_box_and_is_adopted() {
 fn a_lower_round_is_answered_with_our_vote_but_otherwise_ignored() {
     let mut e = election(1, &[1, 2, 3], &[]);
     let (v1, v3) = (vote(1, 1, 5), vote(3, 1, 5));
-    run(
-        &mut e,
-        &[
-            (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
-            (
-                10,
-                Recv(looking(2, 4, vote(2, 1, 1))),
-                vec![bcast(1, 4, v1), timer(210)],
-            ),
-            // Better, and agreeing with a majority: neither adopted nor counted.
-            (
-                20,
-                Recv(looking(3, 2, v3)),
-                vec![answer(3, looking(1, 4, v1))],
-            ),
-            (
-                30,
-                Recv(looking(2, 3, v1)),
-                vec![answer(2, looking(1, 4, v1))],
-            ),
-        ],
-    );
-    assert_eq!((e.round(), e.vote()), (Round(4), v1));
+    #[rustfmt::skip]
+    let steps = [
+        (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
+        (10, Recv(looking(2, 4, vote(2, 1, 1))), vec![bcast(1, 4, v1), timer(210)]),
+        // Better, and agreeing with a majority: neither adopted nor counted.
+        (20, Recv(looking(3, 2, v3)), vec![answer(3, looking(1, 4, v1))]),
+        (30, Recv(looking(2, 3, v1)), vec![answer(2, looking(1, 4, v1))]),
+        (40, Recv(looking(3, 4, v1)), vec![timer(240)]),
+        // A late message of 3's from an older round leaves its vote standing.
+        (50, Recv(looking(3, 3, v3)), vec![answer(3, looking(1, 4, v1))]),
+        (240, Timeout, vec![decided(Role::Leading, v1, 4)]),
+    ];
+    run(&mut e, &steps);
 }
 
 #[test]
 fn a_changed_vote_is_rebroadcast_and_an_unchanged_one_is_not() {
     let mut e = election(3, &[1, 2, 3, 4, 5], &[]);
     let (v3, v4) = (vote(3, 1, 5), vote(4, 1, 5));
-    run(
-        &mut e,
-        &[
-            (0, Start(v3), vec![bcast(3, 1, v3), timer(200)]),
-            (10, Recv(looking(1, 1, vote(1, 1, 5))), vec![]),
-            (
-                20,
-                Recv(looking(4, 1, v4)),
-                vec![bcast(3, 1, v4), timer(220)],
-            ),
-            (30, Recv(looking(2, 1, vote(2, 1, 5))), vec![]),
-            // Agrees with us: counted (3 of 5), not re-broadcast.
-            (40, Recv(looking(5, 1, v4)), vec![timer(240)]),
-        ],
-    );
+    #[rustfmt::skip]
+    let steps = [
+        (0, Start(v3), vec![bcast(3, 1, v3), timer(200)]),
+        (10, Recv(looking(1, 1, vote(1, 1, 5))), vec![]),
+        (20, Recv(looking(4, 1, v4)), vec![bcast(3, 1, v4), timer(220)]),
+        (30, Recv(looking(2, 1, vote(2, 1, 5))), vec![]),
+        // Agrees with us: counted (3 of 5), not re-broadcast.
+        (40, Recv(looking(5, 1, v4)), vec![timer(240)]),
+    ];
+    run(&mut e, &steps);
 }
 
 #[test]
 fn an_overtaken_older_vote_does_not_replace_the_newer_one() {
     let mut e = election(1, &[1, 2, 3, 4, 5], &[]);
     let (v1, v2, v3) = (vote(1, 1, 5), vote(2, 1, 5), vote(3, 1, 5));
-    run(
-        &mut e,
-        &[
-            (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
-            (
-                5,
-                Recv(looking(3, 1, v3)),
-                vec![bcast(1, 1, v3), timer(205)],
-            ),
-            (10, Recv(looking(2, 1, v3)), vec![timer(210)]),
-            // 2 voted for itself before it heard of 3: late, and worse.
-            (20, Recv(looking(2, 1, v2)), vec![]),
-            (210, Timeout, vec![decided(Role::Following, v3, 1)]),
-        ],
-    );
+    #[rustfmt::skip]
+    let steps = [
+        (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
+        (5, Recv(looking(3, 1, v3)), vec![bcast(1, 1, v3), timer(205)]),
+        (10, Recv(looking(2, 1, v3)), vec![timer(210)]),
+        // 2 voted for itself before it heard of 3: late, and worse.
+        (20, Recv(looking(2, 1, v2)), vec![]),
+        (210, Timeout, vec![decided(Role::Following, v3, 1)]),
+    ];
+    run(&mut e, &steps);
 }
 
 #[test]
 fn a_majority_waits_the_finalize_interval_and_a_better_vote_inside_it_restarts_the_count() {
     let mut e = election(1, &[1, 2, 3], &[]);
     let (v1, v2, v3) = (vote(1, 1, 5), vote(2, 1, 5), vote(3, 1, 5));
-    run(
-        &mut e,
-        &[
-            (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
-            (
-                10,
-                Recv(looking(2, 1, v2)),
-                vec![bcast(1, 1, v2), timer(210)],
-            ),
-            // A timer that fires early decides nothing.
-            (100, Timeout, vec![timer(210)]),
-            (
-                150,
-                Recv(looking(3, 1, v3)),
-                vec![bcast(1, 1, v3), timer(350)],
-            ),
-            (210, Timeout, vec![timer(350)]),
-            (350, Timeout, vec![decided(Role::Following, v3, 1)]),
-        ],
-    );
+    #[rustfmt::skip]
+    let steps = [
+        (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
+        (10, Recv(looking(2, 1, v2)), vec![bcast(1, 1, v2), timer(210)]),
+        // A timer that fires early decides nothing.
+        (100, Timeout, vec![timer(210)]),
+        (150, Recv(looking(3, 1, v3)), vec![bcast(1, 1, v3), timer(350)]),
+        (210, Timeout, vec![timer(350)]),
+        (350, Timeout, vec![decided(Role::Following, v3, 1)]),
+    ];
+    run(&mut e, &steps);
 }
 
 #[test]
 fn a_better_vote_without_a_majority_cancels_the_finalize_wait() {
     let mut e = election(1, &[1, 2, 3, 4, 5], &[]);
     let (v3, v5) = (vote(3, 1, 5), vote(5, 1, 5));
-    run(
-        &mut e,
-        &[
-            (
-                0,
-                Start(vote(1, 1, 5)),
-                vec![bcast(1, 1, vote(1, 1, 5)), timer(200)],
-            ),
-            (
-                10,
-                Recv(looking(3, 1, v3)),
-                vec![bcast(1, 1, v3), timer(210)],
-            ),
-            (20, Recv(looking(2, 1, v3)), vec![timer(220)]),
-            (
-                100,
-                Recv(looking(5, 1, v5)),
-                vec![bcast(1, 1, v5), timer(300)],
-            ),
-            (220, Timeout, vec![timer(300)]),
-            (300, Timeout, vec![bcast(1, 1, v5), timer(700)]),
-        ],
-    );
+    #[rustfmt::skip]
+    let steps = [
+        (0, Start(vote(1, 1, 5)), vec![bcast(1, 1, vote(1, 1, 5)), timer(200)]),
+        (10, Recv(looking(3, 1, v3)), vec![bcast(1, 1, v3), timer(210)]),
+        (20, Recv(looking(2, 1, v3)), vec![timer(220)]),
+        (100, Recv(looking(5, 1, v5)), vec![bcast(1, 1, v5), timer(300)]),
+        (220, Timeout, vec![timer(300)]),
+        (300, Timeout, vec![bcast(1, 1, v5), timer(700)]),
+    ];
+    run(&mut e, &steps);
     assert_eq!(e.state(), PeerState::Looking);
 }
 
@@ -315,25 +257,16 @@ fn a_lone_voter_resends_with_a_doubling_interval_up_to_the_cap() {
 fn a_late_joiner_with_the_best_vote_follows_the_established_leader() {
     let mut e = election(3, &[1, 2, 3], &[]);
     let (v2, v3) = (vote(2, 1, 10), vote(3, 1, 10));
-    run(
-        &mut e,
-        &[
-            (0, Start(v3), vec![bcast(3, 1, v3), timer(200)]),
-            (10, Recv(following(1, 4, v2)), vec![]),
-            (
-                20,
-                Recv(leading(2, 4, v2)),
-                vec![decided(Role::Following, v2, 4)],
-            ),
-            // Now it tells looking voters whom it follows, in the leader's round.
-            (
-                30,
-                Recv(looking(1, 5, vote(1, 1, 10))),
-                vec![answer(1, following(3, 4, v2))],
-            ),
-            (40, Timeout, vec![]),
-        ],
-    );
+    #[rustfmt::skip]
+    let steps = [
+        (0, Start(v3), vec![bcast(3, 1, v3), timer(200)]),
+        (10, Recv(following(1, 4, v2)), vec![]),
+        (20, Recv(leading(2, 4, v2)), vec![decided(Role::Following, v2, 4)]),
+        // Now it tells looking voters whom it follows, in the leader's round.
+        (30, Recv(looking(1, 5, vote(1, 1, 10))), vec![answer(1, following(3, 4, v2))]),
+        (40, Timeout, vec![]),
+    ];
+    run(&mut e, &steps);
     assert_eq!((e.state(), e.round()), (PeerState::Following, Round(4)));
 }
 
@@ -341,99 +274,84 @@ fn a_late_joiner_with_the_best_vote_follows_the_established_leader() {
 fn a_looking_voter_in_the_leaders_round_follows_with_a_majority_that_counts_itself() {
     let mut e = election(4, &[1, 2, 3, 4, 5], &[]);
     let v5 = vote(5, 1, 10);
-    run(
-        &mut e,
-        &[
-            (
-                0,
-                Start(vote(4, 1, 10)),
-                vec![bcast(4, 1, vote(4, 1, 10)), timer(200)],
-            ),
-            (
-                10,
-                Recv(looking(5, 2, v5)),
-                vec![bcast(4, 2, v5), timer(210)],
-            ),
-            // Out of election only 3 and 5 (2 of 5); with our own vote, 3 of 5,
-            // which only 5's claim turns from a finalize wait into a decision.
-            (20, Recv(following(3, 2, v5)), vec![timer(220)]),
-            (
-                30,
-                Recv(leading(5, 2, v5)),
-                vec![decided(Role::Following, v5, 2)],
-            ),
-        ],
-    );
+    #[rustfmt::skip]
+    let steps = [
+        (0, Start(vote(4, 1, 10)), vec![bcast(4, 1, vote(4, 1, 10)), timer(200)]),
+        (10, Recv(looking(5, 2, v5)), vec![bcast(4, 2, v5), timer(210)]),
+        // Out of election only 3 and 5 (2 of 5); with our own vote, 3 of 5,
+        // which only 5's claim turns from a finalize wait into a decision.
+        (20, Recv(following(3, 2, v5)), vec![timer(220)]),
+        (30, Recv(leading(5, 2, v5)), vec![decided(Role::Following, v5, 2)]),
+    ];
+    run(&mut e, &steps);
 }
 
 #[test]
 fn a_leaders_own_leading_notification_is_required_before_following_out_of_election() {
     let mut e = election(1, &[1, 2, 3, 4, 5], &[]);
     let (v1, v5) = (vote(1, 1, 10), vote(5, 1, 10));
-    run(
-        &mut e,
-        &[
-            (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
-            (10, Recv(following(2, 7, v5)), vec![]),
-            (20, Recv(following(3, 7, v5)), vec![]),
-            (30, Recv(following(4, 7, v5)), vec![]),
-            // A majority of followers is not enough, nor a non-leader claiming.
-            (40, Recv(leading(4, 7, v5)), vec![]),
-            (200, Timeout, vec![bcast(1, 1, v1), timer(600)]),
-            (
-                300,
-                Recv(leading(5, 7, v5)),
-                vec![decided(Role::Following, v5, 7)],
-            ),
-        ],
-    );
+    #[rustfmt::skip]
+    let steps = [
+        (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
+        (10, Recv(following(2, 7, v5)), vec![]),
+        (20, Recv(following(3, 7, v5)), vec![]),
+        (30, Recv(following(4, 7, v5)), vec![]),
+        // A majority of followers is not enough, nor a non-leader claiming.
+        (40, Recv(leading(4, 7, v5)), vec![]),
+        (200, Timeout, vec![bcast(1, 1, v1), timer(600)]),
+        (300, Recv(leading(5, 7, v5)), vec![decided(Role::Following, v5, 7)]),
+    ];
+    run(&mut e, &steps);
+}
+
+#[test]
+fn a_new_round_forgets_who_was_following_whom() {
+    let mut e = election(1, &[1, 2, 3], &[]);
+    let (v1, v3) = (vote(1, 1, 10), vote(3, 1, 10));
+    #[rustfmt::skip]
+    let steps = [
+        (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
+        (10, Recv(following(2, 4, v3)), vec![]),
+        (20, Recv(leading(3, 4, v3)), vec![decided(Role::Following, v3, 4)]),
+        // The leader is gone; 2 has not noticed yet. 3's old claim is void.
+        (900, Start(v1), vec![bcast(1, 5, v1), timer(1100)]),
+        (910, Recv(following(2, 4, v3)), vec![]),
+        (920, Recv(leading(3, 4, v3)), vec![decided(Role::Following, v3, 4)]),
+    ];
+    run(&mut e, &steps);
 }
 
 #[test]
 fn a_single_leading_claim_without_a_majority_is_not_followed() {
     let mut e = election(1, &[1, 2, 3, 4, 5], &[]);
     let (v1, v5) = (vote(1, 1, 10), vote(5, 1, 10));
-    run(
-        &mut e,
-        &[
-            (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
-            (10, Recv(leading(5, 7, v5)), vec![]),
-            (20, Recv(following(2, 7, v5)), vec![]),
-            // A follower of an older epoch's leader backs a different outcome.
-            (30, Recv(following(3, 6, vote(5, 0, 10))), vec![]),
-            (
-                40,
-                Recv(following(4, 7, v5)),
-                vec![decided(Role::Following, v5, 7)],
-            ),
-        ],
-    );
+    #[rustfmt::skip]
+    let steps = [
+        (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
+        (10, Recv(leading(5, 7, v5)), vec![]),
+        (20, Recv(following(2, 7, v5)), vec![]),
+        // A follower of an older epoch's leader backs a different outcome.
+        (30, Recv(following(3, 6, vote(5, 0, 10))), vec![]),
+        (40, Recv(following(4, 7, v5)), vec![decided(Role::Following, v5, 7)]),
+    ];
+    run(&mut e, &steps);
 }
 
 #[test]
 fn an_established_leader_answers_looking_voters_and_observers_only() {
     let mut e = election(2, &[1, 2, 3], &[9]);
     let v2 = vote(2, 1, 10);
-    run(
-        &mut e,
-        &[
-            (0, Start(v2), vec![bcast(2, 1, v2), timer(200)]),
-            (10, Recv(looking(1, 1, v2)), vec![timer(210)]),
-            (210, Timeout, vec![decided(Role::Leading, v2, 1)]),
-            (
-                220,
-                Recv(looking(3, 1, vote(3, 1, 1))),
-                vec![answer(3, leading(2, 1, v2))],
-            ),
-            (
-                230,
-                Recv(looking(9, 1, vote(9, 1, 99))),
-                vec![answer(9, leading(2, 1, v2))],
-            ),
-            (240, Recv(looking(7, 1, vote(7, 1, 1))), vec![]),
-            (250, Recv(following(1, 1, v2)), vec![]),
-        ],
-    );
+    #[rustfmt::skip]
+    let steps = [
+        (0, Start(v2), vec![bcast(2, 1, v2), timer(200)]),
+        (10, Recv(looking(1, 1, v2)), vec![timer(210)]),
+        (210, Timeout, vec![decided(Role::Leading, v2, 1)]),
+        (220, Recv(looking(3, 1, vote(3, 1, 1))), vec![answer(3, leading(2, 1, v2))]),
+        (230, Recv(looking(9, 1, vote(9, 1, 99))), vec![answer(9, leading(2, 1, v2))]),
+        (240, Recv(looking(7, 1, vote(7, 1, 1))), vec![]),
+        (250, Recv(following(1, 1, v2)), vec![]),
+    ];
+    run(&mut e, &steps);
 }
 
 #[test]
@@ -441,19 +359,18 @@ fn voters_ignore_observers_and_votes_for_them() {
     let mut e = election(1, &[1, 2, 3], &[4]);
     let v1 = vote(1, 1, 5);
     let v4 = vote(4, 9, 99);
-    run(
-        &mut e,
-        &[
-            (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
-            // An observer's vote is neither adopted, nor counted, nor answered.
-            (10, Recv(looking(4, 1, v1)), vec![]),
-            (20, Recv(looking(4, 3, v4)), vec![]),
-            // Nor may a voter propose one.
-            (30, Recv(looking(2, 1, v4)), vec![]),
-            (40, Recv(following(2, 1, v4)), vec![]),
-            (50, Recv(leading(4, 1, v4)), vec![]),
-        ],
-    );
+    #[rustfmt::skip]
+    let steps = [
+        (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
+        // An observer's vote is neither adopted, nor counted, nor answered.
+        (10, Recv(looking(4, 1, v1)), vec![]),
+        (20, Recv(looking(4, 3, v4)), vec![]),
+        // Nor may a voter propose one.
+        (30, Recv(looking(2, 1, v4)), vec![]),
+        (40, Recv(following(2, 1, v4)), vec![]),
+        (50, Recv(leading(4, 1, v4)), vec![]),
+    ];
+    run(&mut e, &steps);
     assert_eq!((e.round(), e.vote()), (Round(1), v1));
 }
 
@@ -461,22 +378,17 @@ fn voters_ignore_observers_and_votes_for_them() {
 fn an_observer_observes_once_a_majority_of_voters_follows_a_claiming_leader() {
     let mut e = election(4, &[1, 2, 3], &[4]);
     let (v3, v4) = (vote(3, 1, 5), vote(4, 1, 99));
-    run(
-        &mut e,
-        &[
-            (0, Start(v4), vec![bcast(4, 1, v4), timer(200)]),
-            // Looking voters cannot tell it anything.
-            (10, Recv(looking(3, 1, v3)), vec![]),
-            (20, Recv(looking(2, 1, v3)), vec![]),
-            (200, Timeout, vec![bcast(4, 1, v4), timer(600)]),
-            (210, Recv(following(2, 1, v3)), vec![]),
-            (
-                220,
-                Recv(leading(3, 1, v3)),
-                vec![decided(Role::Observing, v3, 1)],
-            ),
-        ],
-    );
+    #[rustfmt::skip]
+    let steps = [
+        (0, Start(v4), vec![bcast(4, 1, v4), timer(200)]),
+        // Looking voters cannot tell it anything.
+        (10, Recv(looking(3, 1, v3)), vec![]),
+        (20, Recv(looking(2, 1, v3)), vec![]),
+        (200, Timeout, vec![bcast(4, 1, v4), timer(600)]),
+        (210, Recv(following(2, 1, v3)), vec![]),
+        (220, Recv(leading(3, 1, v3)), vec![decided(Role::Observing, v3, 1)]),
+    ];
+    run(&mut e, &steps);
     assert_eq!(e.state(), PeerState::Observing);
 }
 
@@ -484,27 +396,25 @@ fn an_observer_observes_once_a_majority_of_voters_follows_a_claiming_leader() {
 fn a_one_voter_ensemble_leads_after_the_finalize_wait() {
     let mut e = election(1, &[1], &[2]);
     let v1 = vote(1, 1, 5);
-    run(
-        &mut e,
-        &[
-            (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
-            (200, Timeout, vec![decided(Role::Leading, v1, 1)]),
-        ],
-    );
+    #[rustfmt::skip]
+    let steps = [
+        (0, Start(v1), vec![bcast(1, 1, v1), timer(200)]),
+        (200, Timeout, vec![decided(Role::Leading, v1, 1)]),
+    ];
+    run(&mut e, &steps);
 }
 
 #[test]
 fn restarting_looks_again_in_a_new_round_with_what_was_logged_since() {
     let mut e = election(1, &[1], &[]);
     let (old, new) = (vote(1, 1, 5), vote(1, 2, 7));
-    run(
-        &mut e,
-        &[
-            (0, Start(old), vec![bcast(1, 1, old), timer(200)]),
-            (200, Timeout, vec![decided(Role::Leading, old, 1)]),
-            (900, Start(new), vec![bcast(1, 2, new), timer(1100)]),
-        ],
-    );
+    #[rustfmt::skip]
+    let steps = [
+        (0, Start(old), vec![bcast(1, 1, old), timer(200)]),
+        (200, Timeout, vec![decided(Role::Leading, old, 1)]),
+        (900, Start(new), vec![bcast(1, 2, new), timer(1100)]),
+    ];
+    run(&mut e, &steps);
     assert_eq!(e.state(), PeerState::Looking);
 }
 
