@@ -178,11 +178,13 @@ impl Default for Timing {
     }
 }
 
-/// Why an ensemble cannot run an election.
+/// Why an election cannot run with the given ensemble and timing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum MembershipError {
+pub(crate) enum SetupError {
     #[error("the ensemble has no voters")]
     NoVoters,
+    #[error("the election's resend interval must be above zero")]
+    ZeroResendInterval,
     #[error("server {0} is both a voter and an observer")]
     VoterAndObserver(ServerId),
     #[error("server {0} is neither a voter nor an observer of the ensemble")]
@@ -254,15 +256,18 @@ impl Election {
         voters: BTreeSet<ServerId>,
         observers: BTreeSet<ServerId>,
         timing: Timing,
-    ) -> Result<Self, MembershipError> {
+    ) -> Result<Self, SetupError> {
         if voters.is_empty() {
-            return Err(MembershipError::NoVoters);
+            return Err(SetupError::NoVoters);
+        }
+        if timing.first_resend.is_zero() {
+            return Err(SetupError::ZeroResendInterval);
         }
         if let Some(both) = voters.intersection(&observers).next() {
-            return Err(MembershipError::VoterAndObserver(*both));
+            return Err(SetupError::VoterAndObserver(*both));
         }
         if !voters.contains(&me) && !observers.contains(&me) {
-            return Err(MembershipError::NotAMember(me));
+            return Err(SetupError::NotAMember(me));
         }
         let nothing = Vote {
             leader: me,
@@ -354,11 +359,7 @@ impl Election {
         match self.finalize_at {
             Some(at) if now >= at => {
                 if self.has_quorum(&self.ballots, &self.own_ballot()) {
-                    let role = if self.vote.leader == self.me {
-                        Role::Leading
-                    } else {
-                        Role::Following
-                    };
+                    let role = self.role_under(self.vote.leader);
                     self.decide(role, self.vote, self.round, now, &mut actions);
                     return actions;
                 }
@@ -431,12 +432,9 @@ impl Election {
             }
             Ordering::Equal => {}
         }
-        // Within a round a server's vote only improves, so a worse one from
-        // it is an older message overtaken by a newer.
-        let newer = self
-            .ballots
-            .get(&n.from)
-            .is_none_or(|b| b.round != n.round || b.vote <= n.vote);
+        // Every ballot in the box is of our round, where a server's vote only
+        // improves: a worse one from it is an older message overtaken.
+        let newer = self.ballots.get(&n.from).is_none_or(|b| b.vote <= n.vote);
         if newer {
             self.ballots.insert(n.from, Ballot::of(&n));
         }
