@@ -92,7 +92,11 @@ fn blocks_of_a_dead_datanode_are_re_replicated() {
         assert_eq!(fsck["summary"]["under_replicated_blocks"], 0, "{fsck}");
         assert_eq!(fsck["summary"]["missing_replicas"], 0, "{fsck}");
         let back = cluster.dfs(&su, &["cat", "/f"]);
-        assert!(back.status.success() && back.stdout == bytes, "{:?}", back.status);
+        assert!(
+            back.status.success() && back.stdout == bytes,
+            "{:?}",
+            back.status
+        );
     }
 
     eprintln!("--- new blocks avoid the dead datanode");
