@@ -1,7 +1,8 @@
-//! kill -9 of a datanode in the middle of a block being written: the
-//! writer recovers its pipeline (new generation stamp, survivors only), the
-//! put succeeds and reads back byte for byte, and the dead node's replica,
-//! which missed the recovery, is never handed to a reader.
+//! kill -9 of datanodes in the middle of a block being written (the first
+//! of the pipeline, a later one, two of three): the writer recovers its
+//! pipeline (new generation stamp, survivors, a replacement when one is
+//! left), the put succeeds and reads back byte for byte, and a killed node's
+//! replica, which missed the recovery, is never handed to a reader.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cluster;
@@ -15,10 +16,9 @@ use std::time::Duration;
 use cluster::{MiniCluster, random_bytes, wait_until};
 
 const BLOCK: usize = 1024 * 1024;
-const FILE: usize = 12 * BLOCK;
+const FILE: usize = 8 * BLOCK;
 /// Bytes fed before the kill: block 0 whole, block 1 about a third written.
 const BEFORE_KILL: usize = BLOCK + 320 * 1024;
-const ITERATIONS: u64 = 3;
 
 /// A replica being written (`current/rbw/blk_ID` with `blk_ID_GS.meta`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -103,12 +103,24 @@ fn a_put_survives_kill_9_of_a_pipeline_datanode() {
     // Blocks of earlier iterations (their stale rbw copies may linger).
     let mut seen_blocks = BTreeSet::new();
 
-    for i in 0..ITERATIONS {
+    // The writer runs on a datanode's address, so that datanode is first in
+    // every pipeline (placement puts replica 1 on the writer's node).
+    let plans = [
+        ("dn1", Kill::Writer),
+        ("dn4", Kill::Other(0)),
+        ("dn2", Kill::Other(1)),
+        ("dn5", Kill::BothOthers),
+    ];
+    for (i, (writer, kill)) in plans.into_iter().enumerate() {
         let path = format!("/rec/f{i}");
-        let bytes = random_bytes(100 + i, FILE);
-        eprintln!("--- iteration {i}: feed {BEFORE_KILL} bytes of {FILE} to `dfs put - {path}`");
+        let bytes = random_bytes(100 + i as u64, FILE);
+        eprintln!(
+            "--- iteration {i}: feed {BEFORE_KILL} bytes of {FILE} to `dfs put - {path}` on {writer}"
+        );
+        let config = cluster.client_config_bound_to(cluster.addr(writer).ip());
         let mut put = cluster
             .dfs_command(&su)
+            .env("DFS_CONFIG", &config)
             .args(["put", "-", &path])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -117,7 +129,7 @@ fn a_put_survives_kill_9_of_a_pipeline_datanode() {
             .unwrap();
         assert!(feed(&mut put, &bytes[..BEFORE_KILL]), "put died early");
 
-        eprintln!("--- iteration {i}: find block 1's pipeline on disk and kill -9 one of it");
+        eprintln!("--- iteration {i}: find block 1's pipeline on disk; kill -9 {kill:?}");
         let mut pipeline = Vec::new();
         wait_until(
             "one new block in rbw on 3 datanodes, 256 KiB each",
@@ -132,9 +144,22 @@ fn a_put_survives_kill_9_of_a_pipeline_datanode() {
                 pipeline.len() == 3 && pipeline.iter().all(|(_, r)| r.length >= 256 * 1024)
             },
         );
-        let (victim, old) = pipeline[(i as usize) % pipeline.len()].clone();
-        eprintln!("    pipeline {pipeline:?}; killing {victim}");
-        cluster.kill(&victim);
+        let old = pipeline[0].1.clone();
+        let members: Vec<String> = pipeline.iter().map(|(n, _)| n.clone()).collect();
+        assert!(
+            members.iter().any(|n| n == writer),
+            "{writer} is not in {pipeline:?}"
+        );
+        let others: Vec<String> = members.iter().filter(|n| *n != writer).cloned().collect();
+        let victims: Vec<String> = match kill {
+            Kill::Writer => vec![writer.to_owned()],
+            Kill::Other(k) => vec![others[k].clone()],
+            Kill::BothOthers => others.clone(),
+        };
+        eprintln!("    pipeline {pipeline:?}; killing {victims:?}");
+        for victim in &victims {
+            cluster.kill(victim);
+        }
         seen_blocks.insert(old.block);
 
         eprintln!("--- iteration {i}: feed the rest; the put succeeds");
@@ -144,7 +169,7 @@ fn a_put_survives_kill_9_of_a_pipeline_datanode() {
             let out = put.wait_with_output().unwrap();
             assert!(
                 out.status.success() && fed,
-                "put after killing {victim}: {}",
+                "put after killing {victims:?}: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
@@ -177,21 +202,34 @@ fn a_put_survives_kill_9_of_a_pipeline_datanode() {
                 "block {} kept gen stamp {gs} through a recovery: {recovered}",
                 old.block
             );
-            let victim_addr = cluster.addr(&victim).to_string();
             let holders: Vec<&str> = recovered["locations"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .map(|l| l["address"].as_str().unwrap())
                 .collect();
-            assert!(!holders.contains(&victim_addr.as_str()), "{recovered}");
+            for victim in &victims {
+                let victim_addr = cluster.addr(victim).to_string();
+                assert!(!holders.contains(&victim_addr.as_str()), "{recovered}");
+            }
             assert!(holders.len() >= 2, "{recovered}");
+            if let Kill::BothOthers = kill {
+                // One survivor of three: it copied its prefix to a replacement.
+                let log = std::fs::read_to_string(cluster.log(writer)).unwrap();
+                let copied = format!("transfer_rbw{{block=blk_{}", old.block);
+                assert!(
+                    log.lines()
+                        .any(|l| l.contains(&copied) && l.contains("rbw prefix copied")),
+                    "{writer} copied no rbw prefix of block {} to a replacement",
+                    old.block
+                );
+            }
         }
 
-        eprintln!("--- iteration {i}: restart {victim}; its stale replica is never served");
-        {
-            cluster.start(&victim);
-            let stale: Vec<Rbw> = rbw_replicas(&cluster, &victim)
+        for victim in &victims {
+            eprintln!("--- iteration {i}: restart {victim}; its stale replica is never served");
+            cluster.start(victim);
+            let stale: Vec<Rbw> = rbw_replicas(&cluster, victim)
                 .into_iter()
                 .filter(|r| r.block == old.block)
                 .collect();
@@ -200,12 +238,12 @@ fn a_put_survives_kill_9_of_a_pipeline_datanode() {
                 "{victim} holds {stale:?}"
             );
             // A reader on the victim's own address prefers the victim if listed.
-            let ip: IpAddr = cluster.addr(&victim).ip();
+            let ip: IpAddr = cluster.addr(victim).ip();
             let config = cluster.client_config_bound_to(ip);
-            let reads_before = served(&cluster, &victim, old.block);
-            // Heartbeats and its block report reach the namenode within a few intervals.
-            for round in 0..6 {
-                std::thread::sleep(Duration::from_millis(500));
+            let reads_before = served(&cluster, victim, old.block);
+            // Its block report reaches the namenode at registration.
+            for round in 0..3 {
+                std::thread::sleep(Duration::from_millis(300));
                 let out = cluster
                     .dfs_command(&su)
                     .env("DFS_CONFIG", &config)
@@ -226,14 +264,14 @@ fn a_put_survives_kill_9_of_a_pipeline_datanode() {
                     .as_array()
                     .unwrap()
                     .iter()
-                    .any(|l| l["address"] == cluster.addr(&victim).to_string());
+                    .any(|l| l["address"] == cluster.addr(victim).to_string());
                 // Only a fresh copy (re-replication) may make the victim a holder again.
-                let fresh_copy = cluster.finalized_replica(&victim, old.block).is_some();
+                let fresh_copy = cluster.finalized_replica(victim, old.block).is_some();
                 assert!(
                     !listed || fresh_copy,
                     "round {round}: the namenode lists {victim}'s stale replica: {block}"
                 );
-                let reads = served(&cluster, &victim, old.block);
+                let reads = served(&cluster, victim, old.block);
                 assert!(
                     reads == reads_before || fresh_copy,
                     "{victim} served block {} without a fresh copy",
@@ -242,6 +280,17 @@ fn a_put_survives_kill_9_of_a_pipeline_datanode() {
             }
         }
     }
+}
+
+/// Which members of block 1's pipeline die.
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    /// The first datanode, on the writer's own address.
+    Writer,
+    /// The k-th (by name) of the two others.
+    Other(usize),
+    /// Both others: one survivor, so a replacement joins.
+    BothOthers,
 }
 
 /// Reads of block `id` that `node` served.
