@@ -131,6 +131,16 @@ fn put_then_get_returns_the_same_bytes_at_every_edge() {
         let back = cluster.dfs("alice", &["get", "/rt/stdin", "-"]);
         assert!(back.status.success(), "{back:?}");
         assert_same("put - then get -", &back.stdout, &bytes);
+
+        let out = cluster
+            .dfs_command("alice")
+            .args(["put", "-", "/rt/empty-stdin"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "put - of nothing: {out:?}");
+        let back = cluster.dfs("alice", &["cat", "/rt/empty-stdin"]);
+        assert!(back.status.success() && back.stdout.is_empty(), "{back:?}");
     }
 
     eprintln!("--- checksum: same bytes, other block size, same sum; other bytes, other sum");
