@@ -44,6 +44,22 @@ pub(crate) fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMu
     }
 }
 
+/// `len` bytes of seeded pseudo-random content (splitmix64): the same seed
+/// gives the same bytes, so a failing test can be replayed.
+pub(crate) fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
 /// Shapes a [`MiniCluster`] before it starts.
 #[derive(Debug)]
 pub(crate) struct Builder {
@@ -331,6 +347,74 @@ impl MiniCluster {
         self.cluster
             .wait_datanodes_live()
             .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// `dfs fsck PATH --files --blocks --locations --racks --json` as the
+    /// superuser, parsed (fsck exits 1 on a corrupt path, so any exit status
+    /// with a JSON report on stdout is accepted).
+    pub(crate) fn fsck(&self, path: &str) -> serde_json::Value {
+        let args = [
+            "fsck",
+            path,
+            "--files",
+            "--blocks",
+            "--locations",
+            "--racks",
+            "--json",
+        ];
+        let out = self.dfs(&self.superuser(), &args);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "fsck {path} printed no JSON ({e}; {}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
+    /// The blocks `node` served reads of, one `(blk_ID_GS, client address)`
+    /// per ReadBlock, from the `read block` lines in its log (the datanode
+    /// logs one at info level per request).
+    pub(crate) fn reads_served(&self, node: &str) -> Vec<(String, IpAddr)> {
+        let log = std::fs::read_to_string(self.log(node)).unwrap_or_default();
+        log.lines()
+            .filter(|line| line.contains("read block"))
+            .filter_map(|line| {
+                let field = |name: &str| {
+                    line.split_whitespace()
+                        .find_map(|w| w.strip_prefix(name))
+                        .map(str::to_owned)
+                };
+                let block = format!("{}_{}", field("block=")?, field("gen_stamp=")?);
+                let peer: SocketAddr = field("peer=")?.parse().ok()?;
+                Some((block, peer.ip()))
+            })
+            .collect()
+    }
+
+    /// The block file of `node`'s finalized replica of block `id`, if it has one.
+    pub(crate) fn finalized_replica(&self, node: &str, id: u64) -> Option<PathBuf> {
+        let name = format!("blk_{id}");
+        let mut dirs = vec![self.data_dir(node).join("current").join("finalized")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if entry.file_name().to_string_lossy() == name {
+                    return Some(path);
+                }
+            }
+        }
+        None
+    }
+
+    /// The datanode listening on `address` (`ip:port`, as fsck prints it).
+    pub(crate) fn datanode_at(&self, address: &str) -> String {
+        self.datanodes()
+            .into_iter()
+            .find(|n| self.addr(n).to_string() == address)
+            .unwrap_or_else(|| panic!("no datanode listens on {address}"))
     }
 
     /// SIGKILL: the node dies at once, without any shutdown work.
