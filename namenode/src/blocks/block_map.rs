@@ -272,6 +272,21 @@ impl BlockMap {
         }
     }
 
+    /// Forgets a surplus replica and tells its datanode to delete it.
+    pub(crate) fn remove_excess(&mut self, datanode: &DatanodeId, replica: Reported) {
+        if let Some(blocks) = self.by_datanode.get_mut(datanode) {
+            blocks.remove(&replica.block);
+        }
+        self.forget(replica.block, datanode);
+        self.queue(
+            datanode,
+            Command::Delete {
+                block: replica.block,
+                gen_stamp: replica.gen_stamp,
+            },
+        );
+    }
+
     /// A healthy replica of `block` on `datanode`, if there is one.
     pub(crate) fn replica(&self, block: BlockId, datanode: &DatanodeId) -> Option<Reported> {
         self.blocks.get(&block)?.healthy.get(datanode).copied()

@@ -184,8 +184,9 @@ impl BlockManager {
             .collect()
     }
 
-    /// Periodic upkeep: forgets the replicas of newly dead datanodes and
-    /// schedules copies of complete blocks with too few healthy replicas.
+    /// Periodic upkeep: forgets the replicas of newly dead datanodes,
+    /// schedules copies of complete blocks with too few healthy replicas and
+    /// deletes replicas beyond a block's replication.
     pub(crate) fn check_replication(
         &mut self,
         now: Instant,
@@ -216,6 +217,10 @@ impl BlockManager {
             self.map
                 .invalidate_replaced_corrupt(block, want.replication);
             let (healthy, corrupt) = self.map.holders(block);
+            if healthy.len() > usize::from(want.replication) {
+                self.remove_excess(block, &healthy, usize::from(want.replication));
+                continue;
+            }
             let missing = usize::from(want.replication).saturating_sub(healthy.len());
             if missing == 0 || self.map.is_replicating(block, now) {
                 continue;
@@ -239,6 +244,39 @@ impl BlockManager {
                 }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(%block, error = %e, "no target for re-replication"),
+            }
+        }
+    }
+}
+
+impl BlockManager {
+    /// Deletes replicas beyond `keep`, as HDFS chooses them: from the rack
+    /// holding the most replicas, the node with the least space left, so the
+    /// block stays on as many racks as it was.
+    fn remove_excess(&mut self, block: BlockId, healthy: &[DatanodeId], keep: usize) {
+        let mut holders: Vec<&Datanode> = healthy
+            .iter()
+            .filter_map(|id| self.datanodes.get(id))
+            .collect();
+        while holders.len() > keep {
+            let crowded_rack = holders
+                .iter()
+                .map(|n| &n.rack)
+                .max_by_key(|rack| holders.iter().filter(|n| &n.rack == *rack).count())
+                .cloned();
+            let victim = holders
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| Some(&n.rack) == crowded_rack.as_ref())
+                .min_by_key(|(_, n)| n.storage.remaining)
+                .map(|(i, _)| i);
+            let Some(i) = victim else {
+                return;
+            };
+            let node = holders.remove(i);
+            if let Some(replica) = self.map.replica(block, &node.id) {
+                tracing::info!(%block, datanode = %node.id, "deleting a surplus replica");
+                self.map.remove_excess(&node.id.clone(), replica);
             }
         }
     }
@@ -373,5 +411,38 @@ mod tests {
             m.map.take_commands(&dn("r1n1")).is_empty(),
             "not scheduled twice"
         );
+    }
+
+    #[test]
+    fn surplus_replicas_are_deleted_from_the_crowded_rack() {
+        let now = Instant::now();
+        let mut m = cluster(now);
+        let expected = |_: BlockId| {
+            Some(Expected {
+                gen_stamp: GenStamp(1),
+                length: Some(100),
+                replication: 3,
+            })
+        };
+        let replica = Reported {
+            block: BlockId(9),
+            gen_stamp: GenStamp(1),
+            length: 100,
+        };
+        for id in ["r1n1", "r2n1", "r2n2", "r2n3"] {
+            m.map.received(&dn(id), replica, expected);
+        }
+        m.check_replication(now, expected);
+        let (healthy, _) = m.map.holders(BlockId(9));
+        assert_eq!(healthy.len(), 3);
+        assert!(
+            healthy.contains(&dn("r1n1")),
+            "the only copy on rack 1 stays"
+        );
+        let deleted: usize = ["r2n1", "r2n2", "r2n3"]
+            .iter()
+            .map(|id| m.map.take_commands(&dn(id)).len())
+            .sum();
+        assert_eq!(deleted, 1);
     }
 }
