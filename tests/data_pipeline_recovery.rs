@@ -278,6 +278,17 @@ fn a_put_survives_kill_9_of_a_pipeline_datanode() {
                     old.block
                 );
             }
+            // The full report names the abandoned rbw copy; the block is
+            // complete, so the namenode has it deleted with a heartbeat.
+            wait_until(
+                "the stale rbw replica is deleted",
+                Duration::from_secs(15),
+                || {
+                    rbw_replicas(&cluster, victim)
+                        .iter()
+                        .all(|r| r.block != old.block)
+                },
+            );
         }
     }
 }

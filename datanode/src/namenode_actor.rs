@@ -218,7 +218,8 @@ async fn serve_until_reregister(
     }
 }
 
-/// Sends every finalized replica (plus pending corrupt ones) as a full report.
+/// Sends every finalized replica, abandoned rbw replicas (so the namenode can
+/// have them deleted) and pending corrupt ones as a full report.
 async fn full_report(
     client: &mut DatanodeProtocolClient<Channel>,
     me: &Identity,
@@ -232,6 +233,18 @@ async fn full_report(
         .replicas()
         .into_iter()
         .map(|r| reported(r, false))
+        .chain(
+            link.dp
+                .store
+                .abandoned_rbw()
+                .into_iter()
+                .map(|(block, gen_stamp)| v1::ReportedBlock {
+                    block_id: block.0,
+                    gen_stamp: gen_stamp.0,
+                    under_construction: true,
+                    ..Default::default()
+                }),
+        )
         .collect::<Vec<_>>();
     let corrupt = link
         .corrupt_at_start
@@ -318,6 +331,7 @@ fn reported(r: ReplicaInfo, deleted: bool) -> v1::ReportedBlock {
         gen_stamp: r.gen_stamp.0,
         length: r.length,
         deleted,
+        under_construction: false,
     }
 }
 

@@ -590,6 +590,16 @@ impl BlockStore {
         self.lock().finalized.values().copied().collect()
     }
 
+    /// Unfinalized replicas no writer holds (left by interrupted pipelines).
+    pub(crate) fn abandoned_rbw(&self) -> Vec<(BlockId, GenStamp)> {
+        self.lock()
+            .rbw
+            .iter()
+            .filter(|(_, rbw)| !rbw.has_writer())
+            .map(|(block, rbw)| (*block, rbw.gen_stamp))
+            .collect()
+    }
+
     /// Bytes of data and meta files held, finalized and rbw.
     pub(crate) fn used_bytes(&self) -> u64 {
         let state = self.lock();

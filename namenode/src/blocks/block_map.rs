@@ -143,6 +143,26 @@ impl BlockMap {
             .insert(replica.block);
     }
 
+    /// Judges an unfinalized replica a datanode holds with no writer: it is
+    /// deleted once its block is gone, complete, or at a newer generation
+    /// stamp; a block still being written keeps it (its writer may recover).
+    pub(crate) fn abandoned_rbw(
+        &mut self,
+        datanode: &DatanodeId,
+        block: BlockId,
+        gen_stamp: GenStamp,
+        expected: impl Fn(BlockId) -> Option<Expected>,
+    ) {
+        let useless = match expected(block) {
+            None => true,
+            Some(want) => want.length.is_some() || gen_stamp < want.gen_stamp,
+        };
+        if useless {
+            tracing::info!(%block, %datanode, "deleting an abandoned unfinalized replica");
+            self.queue(datanode, Command::Delete { block, gen_stamp });
+        }
+    }
+
     /// Records that a datanode no longer holds a replica.
     pub(crate) fn deleted(&mut self, datanode: &DatanodeId, block: BlockId) {
         if let Some(blocks) = self.by_datanode.get_mut(datanode) {
@@ -394,6 +414,30 @@ mod tests {
         map.invalidate_replaced_corrupt(BlockId(1), 3);
         assert_eq!(map.take_commands(&dn("a")).len(), 1);
         assert_eq!(map.holders(BlockId(1)).1, Vec::<DatanodeId>::new());
+    }
+
+    #[test]
+    fn abandoned_rbw_replicas_go_once_their_block_is_done() {
+        let mut map = BlockMap::default();
+        let writing = |_: BlockId| {
+            Some(Expected {
+                gen_stamp: GenStamp(5),
+                length: None,
+                replication: 3,
+            })
+        };
+        map.abandoned_rbw(&dn("a"), BlockId(1), GenStamp(5), writing);
+        assert!(
+            map.take_commands(&dn("a")).is_empty(),
+            "its writer may still recover it"
+        );
+        map.abandoned_rbw(&dn("a"), BlockId(1), GenStamp(4), writing);
+        assert_eq!(map.take_commands(&dn("a")).len(), 1, "older generation");
+        map.abandoned_rbw(&dn("a"), BlockId(1), GenStamp(5), known);
+        assert_eq!(map.take_commands(&dn("a")).len(), 1, "block complete");
+        map.abandoned_rbw(&dn("a"), BlockId(500), GenStamp(5), known);
+        assert_eq!(map.take_commands(&dn("a")).len(), 1, "block unknown");
+        assert_eq!(map.blocks().count(), 0, "never counted as a replica");
     }
 
     #[test]

@@ -181,8 +181,10 @@ impl DatanodeProtocol for DatanodeService {
                 format!("more than {MAX_REPORTED} replicas"),
             ));
         }
+        let (abandoned, finalized): (Vec<&v1::ReportedBlock>, Vec<&v1::ReportedBlock>) =
+            r.blocks.iter().partition(|b| b.under_construction);
         let (deleted, received): (Vec<&v1::ReportedBlock>, Vec<&v1::ReportedBlock>) =
-            r.blocks.iter().partition(|b| b.deleted);
+            finalized.into_iter().partition(|b| b.deleted);
         let received: Vec<Reported> = received
             .into_iter()
             .map(|b| Reported {
@@ -202,6 +204,10 @@ impl DatanodeProtocol for DatanodeService {
             }
             for gone in &deleted {
                 blocks.map.deleted(&id, BlockId(gone.block_id));
+            }
+            for rbw in &abandoned {
+                let (block, gen_stamp) = (BlockId(rbw.block_id), GenStamp(rbw.gen_stamp));
+                blocks.map.abandoned_rbw(&id, block, gen_stamp, expected);
             }
         });
         for bad in &r.corrupt {
