@@ -603,10 +603,12 @@ impl Pipeline {
                     self.replica_gen_stamp = self.block.gen_stamp;
                 }
                 Err(e) => {
-                    fault = Fault {
-                        index: 0,
-                        reason: e.to_string(),
+                    // The datanode is named when the fault is reported.
+                    let reason = match e {
+                        Error::Datanode { reason, .. } => reason,
+                        other => other.to_string(),
                     };
+                    fault = Fault { index: 0, reason };
                     continue;
                 }
             }
