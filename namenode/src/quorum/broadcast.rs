@@ -452,12 +452,17 @@ impl Leader {
     }
 
     /// The connection to `sid` is gone (closed, or no ping answered in
-    /// time). Its ACKs so far still count: they were durable. Steps down
-    /// when an established leader loses its quorum. Before the quorum ever
-    /// formed, the runtime's own deadline (ZooKeeper's initLimit) decides.
+    /// time). Its ACKs of outstanding proposals are withdrawn: its re-sync
+    /// may TRUNC them away (they lie beyond our last committed zxid), and
+    /// it will get and ACK them again. Steps down when an established
+    /// leader loses its quorum. Before the quorum ever formed, the runtime's
+    /// own deadline (ZooKeeper's initLimit) decides.
     pub(crate) fn on_peer_lost(&mut self, sid: ServerId) -> Vec<Action> {
         self.forwarding.remove(&sid);
         self.synced.remove(&sid);
+        for proposal in self.outstanding.values_mut() {
+            proposal.acks.remove(&sid);
+        }
         if self.has_stepped_down || !self.was_established || self.has_quorum() {
             return Vec::new();
         }
@@ -660,3 +665,7 @@ impl Learner {
 #[cfg(test)]
 #[path = "broadcast_test.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "broadcast_sim_test.rs"]
+mod sim;
