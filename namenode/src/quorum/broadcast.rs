@@ -162,6 +162,14 @@ pub(crate) enum Ignored {
     /// A message this role never receives (e.g. a PROPOSAL to an observer).
     #[error("unexpected message for this role")]
     WrongRole,
+    /// A learner's sync does not reach the leader's last committed zxid.
+    #[error("sync reaches {synced_to}, the leader committed up to {last_committed}")]
+    SyncBehind {
+        /// Where the learner's sync ends.
+        synced_to: Zxid,
+        /// The leader's last committed zxid.
+        last_committed: Zxid,
+    },
     /// We went LOOKING earlier: the core is finished.
     #[error("no longer in the quorum role")]
     SteppedDown,
@@ -400,7 +408,7 @@ impl Leader {
     /// that no commit falls between the two.
     ///
     /// # Errors
-    /// [`Ignored::Duplicate`] when `sid` is us, [`Ignored::NotProposed`] when
+    /// [`Ignored::WrongRole`] when `sid` is us, [`Ignored::SyncBehind`] when
     /// `synced_to` is not our last committed zxid.
     pub(crate) fn start_forwarding(
         &mut self,
@@ -411,10 +419,13 @@ impl Leader {
             return Err(Ignored::SteppedDown);
         }
         if sid == self.me {
-            return Err(Ignored::Duplicate(synced_to));
+            return Err(Ignored::WrongRole);
         }
         if synced_to != self.last_committed {
-            return Err(Ignored::NotProposed(synced_to));
+            return Err(Ignored::SyncBehind {
+                synced_to,
+                last_committed: self.last_committed,
+            });
         }
         self.forwarding.insert(sid);
         if !self.voters.contains(&sid) {

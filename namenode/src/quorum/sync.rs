@@ -385,7 +385,10 @@ impl SyncPlan {
 /// - before the log's start: SNAP.
 ///
 /// TRUNC relies on discovery: the leader's history extends the initial
-/// history of every established epoch, so the learner holds that point.
+/// history of every established epoch, so the learner holds that point (the
+/// simulation checks it). ZooKeeper sends SNAP instead when the TRUNC would
+/// cross an epoch boundary, because its learner cannot truncate across log
+/// files; our journal will truncate by zxid, so TRUNC is enough.
 pub(crate) fn choose_sync(learner_last: Zxid, leader: &LogView<'_>) -> SyncPlan {
     if learner_last < leader.log_start {
         return SyncPlan::Snap;
