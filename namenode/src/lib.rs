@@ -8,7 +8,7 @@
 //! - `groups`: a caller's groups (config table, then the OS, then the claim).
 //! - `datanodes`: registered datanodes, their racks and liveness.
 //! - `blocks`: block management; so far the rack-aware placement policy.
-//! - `quorum`: namenode HA; so far the pure fast-leader-election core.
+//! - `quorum`: namenode HA; so far the pure election, discovery/sync and broadcast cores.
 //! - `service`: thin gRPC adapters over the above.
 //! - [`config`]: the namenode's TOML configuration.
 //! - `server`: wires it all together; [`run`] is the binary's entry point.
@@ -26,7 +26,7 @@ mod namesystem;
     not(test),
     expect(
         dead_code,
-        reason = "the election runtime (quorum/peer.rs) is not wired in yet"
+        reason = "the quorum runtime (quorum/peer.rs) is not wired in yet"
     )
 )]
 mod quorum;

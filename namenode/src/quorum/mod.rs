@@ -1,12 +1,16 @@
-//! The namenode quorum: leader election among the namenodes, then (in later
-//! slices) discovery, synchronization and the atomic broadcast of metadata
-//! transactions.
+//! The namenode quorum (ZooKeeper's design): fast leader election, then Zab's
+//! discovery, synchronization and atomic broadcast of metadata transactions.
 //!
 //! - [`election`]: fast leader election as a pure vote-box state machine.
+//! - [`sync`]: discovery's epoch choice and the DIFF / TRUNC / SNAP decision.
+//! - [`broadcast`]: the leader's propose / ACK / commit bookkeeping and the
+//!   learner's journal / ACK / apply side.
 //!
 //! Everything here is pure: events and the time come in, actions go out. The
-//! runtime that owns sockets and timers (`peer.rs`, to come) is the only part
-//! that may do I/O; these modules must not touch the journal, the namespace
-//! or the network.
+//! runtime that owns sockets, timers and the journal (`peer.rs`, to come) is
+//! the only part that may do I/O; these modules must not touch the journal,
+//! the namespace or the network.
 
+pub(crate) mod broadcast;
 pub(crate) mod election;
+pub(crate) mod sync;
