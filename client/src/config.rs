@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -20,9 +21,33 @@ pub struct ClientConfig {
     /// User to act as. Default: `--user`, `$DFS_USER`, else the OS user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Milliseconds a call keeps failing over between namenodes (not
+    /// leading, unreachable) before it gives up; 0 = one attempt only.
+    /// Default: 15000.
+    #[serde(default = "default_failover_timeout_ms")]
+    pub failover_timeout_ms: u64,
+}
+
+fn default_failover_timeout_ms() -> u64 {
+    15_000
 }
 
 impl ClientConfig {
+    /// A config for `namenodes` with every other field at its default.
+    pub fn new(namenodes: Vec<String>) -> Self {
+        ClientConfig {
+            namenodes,
+            bind_address: None,
+            user: None,
+            failover_timeout_ms: default_failover_timeout_ms(),
+        }
+    }
+
+    /// How long a call keeps failing over before it gives up.
+    pub fn failover_timeout(&self) -> Duration {
+        Duration::from_millis(self.failover_timeout_ms)
+    }
+
     /// Loads `explicit` if given, else `./dfs.toml`. (`$DFS_CONFIG` reaches
     /// `explicit` through the CLI's env binding.)
     ///

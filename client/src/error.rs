@@ -1,4 +1,5 @@
-//! The client's error type: a server's answer mapped back from `tonic::Status`.
+//! The client's error type: a server's answer mapped back from `tonic::Status`
+//! (after `failover` has retried what another namenode could answer).
 
 use std::path::PathBuf;
 
@@ -16,12 +17,12 @@ pub enum Error {
         /// The server's message.
         message: String,
     },
-    /// No namenode could be reached.
-    #[error("cannot reach namenode {namenode}: {reason}")]
+    /// No namenode that leads could be reached before the failover timeout.
+    #[error("cannot reach a leading namenode (tried {}): {reason}", namenodes.join(", "))]
     Unreachable {
-        /// The address tried last.
-        namenode: String,
-        /// Why.
+        /// Every namenode tried, in the order first tried.
+        namenodes: Vec<String>,
+        /// Why the last attempt failed.
         reason: String,
     },
     /// The client configuration is unusable.
@@ -125,7 +126,7 @@ impl Error {
             ) =>
             {
                 Error::Unreachable {
-                    namenode: namenode.to_owned(),
+                    namenodes: vec![namenode.to_owned()],
                     reason: status.message().to_owned(),
                 }
             }

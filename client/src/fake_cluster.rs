@@ -1,7 +1,7 @@
-//! An in-process fake cluster for the streams' component tests: one fake
-//! namenode (just the block calls) and N fake datanodes on `127.0.0.1:0`,
-//! sharing one [`FakeState`] that tests inspect and steer (write faults,
-//! held acks, corrupt replicas).
+//! An in-process fake cluster for the client's component tests: fake
+//! namenodes (just the block calls, `mkdirs` and `get_file_info`) and N fake
+//! datanodes on `127.0.0.1:0`, sharing one [`FakeState`] that tests inspect
+//! and steer (write faults, held acks, corrupt replicas, which namenode leads).
 //!
 //! The first datanode of a pipeline plays the whole pipeline: it stores each
 //! packet on every node of the pipeline and acks with one status per node.
@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use dfs_proto::checksum::CHUNK_SIZE;
+use dfs_proto::status::{ErrorKind, LEADER_HINT_KEY};
 use dfs_proto::v1;
 use dfs_proto::v1::PipelineStatus;
 use dfs_proto::v1::client_protocol_server::{ClientProtocol, ClientProtocolServer};
@@ -84,6 +85,97 @@ pub(crate) struct FakeState {
     pub(crate) complete_not_yet: u32,
     /// GetBlockLocations returns at most this many blocks.
     pub(crate) blocks_per_reply: Option<usize>,
+    /// Namenodes (by address) that are not the leader, each with the hint it
+    /// sends with `NotLeader`; every other namenode leads.
+    pub(crate) followers: HashMap<String, Option<String>>,
+    /// (namenode, call, call id) of every namenode call, in order.
+    pub(crate) namenode_calls: Vec<(String, String, u64)>,
+    /// One-shot faults: the namenode answers its next call with the fault.
+    pub(crate) namenode_faults: Vec<(String, NamenodeFault)>,
+    /// Paths `get_file_info` and `mkdirs` know.
+    pub(crate) directories: Vec<String>,
+}
+
+/// How a fake namenode fails one call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum NamenodeFault {
+    /// `Unavailable` with no dfs kind, as when a reply is lost in transport.
+    Transport,
+    /// A dfs refusal of this kind.
+    Refuse(ErrorKind),
+}
+
+/// Fake namenodes only (no datanodes), each serving until dropped.
+#[derive(Debug)]
+pub(crate) struct FakeNamenodes {
+    pub(crate) state: Arc<Mutex<FakeState>>,
+    /// Their addresses, in start order.
+    pub(crate) addresses: Vec<String>,
+    _servers: Vec<OwnedTask>,
+}
+
+impl FakeNamenodes {
+    pub(crate) async fn start(count: usize) -> Self {
+        let state = Arc::new(Mutex::new(FakeState::default()));
+        let mut addresses = Vec::new();
+        let mut servers = Vec::new();
+        for _ in 0..count {
+            let (address, server) = spawn_namenode(&state).await;
+            addresses.push(address);
+            servers.push(server);
+        }
+        FakeNamenodes {
+            state,
+            addresses,
+            _servers: servers,
+        }
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, FakeState> {
+        self.state.lock().unwrap()
+    }
+
+    /// A client of `namenodes` (in that order) that fails over for `timeout_ms`.
+    pub(crate) fn client(&self, namenodes: &[&str], timeout_ms: u64) -> DfsClient {
+        let config = ClientConfig {
+            user: Some("tester".into()),
+            failover_timeout_ms: timeout_ms,
+            ..ClientConfig::new(namenodes.iter().map(|n| (*n).to_owned()).collect())
+        };
+        DfsClient::connect(&config, None).unwrap()
+    }
+
+    /// (namenode, call id) of every call named `call`.
+    pub(crate) fn calls_of(&self, call: &str) -> Vec<(String, u64)> {
+        self.state()
+            .namenode_calls
+            .iter()
+            .filter(|(_, c, _)| c == call)
+            .map(|(n, _, id)| (n.clone(), *id))
+            .collect()
+    }
+}
+
+/// An address with nothing listening: connecting to it is refused.
+pub(crate) async fn dead_address() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+async fn spawn_namenode(state: &Arc<Mutex<FakeState>>) -> (String, OwnedTask) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let service = FakeNamenode {
+        address: address.clone(),
+        state: state.clone(),
+    };
+    let server = OwnedTask::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(ClientProtocolServer::new(service))
+            .serve_with_incoming(TcpListenerStream::new(listener))
+            .await;
+    });
+    (address, server)
 }
 
 /// The fakes, serving until dropped.
@@ -126,21 +218,11 @@ impl FakeCluster {
                     .await;
             }));
         }
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let namenode = listener.local_addr().unwrap().to_string();
-        let service = FakeNamenode {
-            state: state.clone(),
-        };
-        servers.push(OwnedTask::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(ClientProtocolServer::new(service))
-                .serve_with_incoming(TcpListenerStream::new(listener))
-                .await;
-        }));
+        let (namenode, server) = spawn_namenode(&state).await;
+        servers.push(server);
         let config = ClientConfig {
-            namenodes: vec![namenode],
-            bind_address: None,
             user: Some("tester".into()),
+            ..ClientConfig::new(vec![namenode])
         };
         let client = DfsClient::connect(&config, None).unwrap();
         FakeCluster {
@@ -225,14 +307,45 @@ fn location(state: &FakeState, id: &str) -> v1::DatanodeLocation {
 
 #[derive(Debug)]
 struct FakeNamenode {
+    address: String,
     state: Arc<Mutex<FakeState>>,
 }
 
 impl FakeNamenode {
-    fn state(&self, call: &str) -> MutexGuard<'_, FakeState> {
+    /// Records the call, then answers `NotLeader` if this namenode follows,
+    /// or its pending fault; else hands the state to the call.
+    fn state(
+        &self,
+        call: &str,
+        caller: Option<&v1::CallerContext>,
+    ) -> Result<MutexGuard<'_, FakeState>, Status> {
         let mut state = self.state.lock().unwrap();
         state.calls.push(call.to_owned());
+        let call_id = caller.map_or(0, |c| c.call_id);
         state
+            .namenode_calls
+            .push((self.address.clone(), call.to_owned(), call_id));
+        if let Some(hint) = state.followers.get(&self.address) {
+            let mut status = ErrorKind::NotLeader.status("not the leader");
+            if let Some(hint) = hint {
+                status
+                    .metadata_mut()
+                    .insert(LEADER_HINT_KEY, hint.parse().unwrap());
+            }
+            return Err(status);
+        }
+        if let Some(i) = state
+            .namenode_faults
+            .iter()
+            .position(|(n, _)| *n == self.address)
+        {
+            let (_, fault) = state.namenode_faults.remove(i);
+            return Err(match fault {
+                NamenodeFault::Transport => Status::unavailable("connection reset"),
+                NamenodeFault::Refuse(kind) => kind.status(format!("refused: {kind}")),
+            });
+        }
+        Ok(state)
     }
 }
 
@@ -244,16 +357,19 @@ fn unimplemented<T>() -> Result<Response<T>, Status> {
 impl ClientProtocol for FakeNamenode {
     async fn mkdirs(
         &self,
-        _: Request<v1::MkdirsRequest>,
+        request: Request<v1::MkdirsRequest>,
     ) -> Result<Response<v1::MkdirsResponse>, Status> {
-        unimplemented()
+        let r = request.into_inner();
+        let mut state = self.state("Mkdirs", r.caller.as_ref())?;
+        state.directories.push(r.path);
+        Ok(Response::new(v1::MkdirsResponse {}))
     }
     async fn create(
         &self,
         request: Request<v1::CreateRequest>,
     ) -> Result<Response<v1::CreateResponse>, Status> {
         let r = request.into_inner();
-        let mut state = self.state("Create");
+        let mut state = self.state("Create", r.caller.as_ref())?;
         let file = FakeFile {
             block_size: if r.block_size == 0 {
                 1024 * 1024
@@ -296,9 +412,20 @@ impl ClientProtocol for FakeNamenode {
     }
     async fn get_file_info(
         &self,
-        _: Request<v1::GetFileInfoRequest>,
+        request: Request<v1::GetFileInfoRequest>,
     ) -> Result<Response<v1::GetFileInfoResponse>, Status> {
-        unimplemented()
+        let r = request.into_inner();
+        let state = self.state("GetFileInfo", r.caller.as_ref())?;
+        if !state.directories.contains(&r.path) {
+            return Err(ErrorKind::NotFound.status(format!("`{}': No such file", r.path)));
+        }
+        Ok(Response::new(v1::GetFileInfoResponse {
+            status: Some(v1::FileStatus {
+                path: r.path,
+                file_type: v1::FileType::Directory as i32,
+                ..Default::default()
+            }),
+        }))
     }
     async fn set_permission(
         &self,
@@ -336,7 +463,7 @@ impl ClientProtocol for FakeNamenode {
         request: Request<v1::AddBlockRequest>,
     ) -> Result<Response<v1::AddBlockResponse>, Status> {
         let r = request.into_inner();
-        let mut state = self.state("AddBlock");
+        let mut state = self.state("AddBlock", r.caller.as_ref())?;
         let block = v1::ExtendedBlock {
             block_id: state.next_block,
             gen_stamp: state.next_gen_stamp,
@@ -382,7 +509,7 @@ impl ClientProtocol for FakeNamenode {
         request: Request<v1::AbandonBlockRequest>,
     ) -> Result<Response<v1::AbandonBlockResponse>, Status> {
         let r = request.into_inner();
-        let mut state = self.state("AbandonBlock");
+        let mut state = self.state("AbandonBlock", r.caller.as_ref())?;
         let file = state.files.get_mut(&r.path).unwrap();
         let id = r.block.unwrap().block_id;
         file.blocks.retain(|(b, _)| b.block_id != id);
@@ -393,7 +520,7 @@ impl ClientProtocol for FakeNamenode {
         request: Request<v1::CompleteRequest>,
     ) -> Result<Response<v1::CompleteResponse>, Status> {
         let r = request.into_inner();
-        let mut state = self.state("Complete");
+        let mut state = self.state("Complete", r.caller.as_ref())?;
         if state.complete_not_yet > 0 {
             state.complete_not_yet -= 1;
             return Ok(Response::new(v1::CompleteResponse { completed: false }));
@@ -411,7 +538,7 @@ impl ClientProtocol for FakeNamenode {
         request: Request<v1::UpdateBlockForPipelineRequest>,
     ) -> Result<Response<v1::UpdateBlockForPipelineResponse>, Status> {
         let r = request.into_inner();
-        let mut state = self.state("UpdateBlockForPipeline");
+        let mut state = self.state("UpdateBlockForPipeline", r.caller.as_ref())?;
         let mut block = r.block.unwrap();
         block.gen_stamp = state.next_gen_stamp;
         state.next_gen_stamp += 1;
@@ -424,7 +551,7 @@ impl ClientProtocol for FakeNamenode {
         request: Request<v1::GetAdditionalDatanodeRequest>,
     ) -> Result<Response<v1::GetAdditionalDatanodeResponse>, Status> {
         let r = request.into_inner();
-        let state = self.state("GetAdditionalDatanode");
+        let state = self.state("GetAdditionalDatanode", r.caller.as_ref())?;
         let datanodes = state
             .datanodes
             .iter()
@@ -443,7 +570,7 @@ impl ClientProtocol for FakeNamenode {
         request: Request<v1::UpdatePipelineRequest>,
     ) -> Result<Response<v1::UpdatePipelineResponse>, Status> {
         let r = request.into_inner();
-        let mut state = self.state("UpdatePipeline");
+        let mut state = self.state("UpdatePipeline", r.caller.as_ref())?;
         let old = r.old_block.unwrap();
         let new = r.new_block.unwrap();
         for file in state.files.values_mut() {
@@ -461,7 +588,7 @@ impl ClientProtocol for FakeNamenode {
         request: Request<v1::GetBlockLocationsRequest>,
     ) -> Result<Response<v1::GetBlockLocationsResponse>, Status> {
         let r = request.into_inner();
-        let state = self.state("GetBlockLocations");
+        let state = self.state("GetBlockLocations", r.caller.as_ref())?;
         let file = state
             .files
             .get(&r.path)
@@ -494,7 +621,7 @@ impl ClientProtocol for FakeNamenode {
         request: Request<v1::ReportBadBlocksRequest>,
     ) -> Result<Response<v1::ReportBadBlocksResponse>, Status> {
         let r = request.into_inner();
-        let mut state = self.state("ReportBadBlocks");
+        let mut state = self.state("ReportBadBlocks", r.caller.as_ref())?;
         for bad in r.replicas {
             state
                 .bad_reports

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dfs_proto::v1;
-use dfs_proto::v1::client_protocol_client::ClientProtocolClient;
 use dfs_proto::v1::data_transfer_client::DataTransferClient;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
@@ -19,12 +18,12 @@ use crate::blocks::{Block, BlockLocations, Datanode, LocatedBlock};
 use crate::checksum::FileChecksum;
 use crate::config::ClientConfig;
 use crate::error::Error;
+use crate::failover::Failover;
 use crate::identity::Identity;
 use crate::input_stream::InputStream;
 use crate::output_stream::OutputStream;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const RPC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Whether an entry is a directory or a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -116,8 +115,8 @@ pub struct DatanodeReport {
 /// share the connections and the call-id counter.
 #[derive(Debug, Clone)]
 pub struct DfsClient {
-    namenode: String,
-    rpc: ClientProtocolClient<Channel>,
+    /// Every namenode RPC goes through here, to whichever namenode leads.
+    namenodes: Failover,
     identity: Arc<Identity>,
     next_call: Arc<AtomicU64>,
     bind_address: Option<IpAddr>,
@@ -145,17 +144,15 @@ impl DfsClient {
     /// (`None` = the config's user, else the OS user).
     ///
     /// # Errors
-    /// A namenode address that is not `host:port`.
+    /// No namenode, or a namenode address that is not `host:port`.
     pub fn connect(config: &ClientConfig, user: Option<String>) -> Result<Self, Error> {
-        let namenode = config
-            .namenodes
-            .first()
-            .ok_or_else(|| Error::Usage("no namenode configured".into()))?
-            .clone();
-        let channel = endpoint(&namenode, config.bind_address)?.connect_lazy();
+        let namenodes = Failover::new(
+            &config.namenodes,
+            config.bind_address,
+            config.failover_timeout(),
+        )?;
         Ok(DfsClient {
-            namenode,
-            rpc: ClientProtocolClient::new(channel),
+            namenodes,
             identity: Arc::new(Identity::resolve(user.or_else(|| config.user.clone()))),
             next_call: Arc::new(AtomicU64::new(1)),
             bind_address: config.bind_address,
@@ -168,13 +165,11 @@ impl DfsClient {
         &self.identity.user
     }
 
+    /// A fresh call id: once per logical call, so every failover attempt of
+    /// the call sends the same one (the namenode's retry cache key).
     fn caller(&self) -> Option<v1::CallerContext> {
         let call_id = self.next_call.fetch_add(1, Ordering::Relaxed);
         Some(self.identity.context(call_id))
-    }
-
-    fn status_error(&self) -> impl Fn(tonic::Status) -> Error + '_ {
-        |status| Error::from_status(status, &self.namenode)
     }
 
     /// Creates a directory (and its missing parents when `create_parent`).
@@ -185,11 +180,12 @@ impl DfsClient {
             permission: None,
             create_parent,
         };
-        self.rpc
-            .clone()
-            .mkdirs(request)
-            .await
-            .map_err(self.status_error())?;
+        self.namenodes
+            .call("mkdirs", |mut rpc| {
+                let request = request.clone();
+                async move { rpc.mkdirs(request).await }
+            })
+            .await?;
         Ok(())
     }
 
@@ -242,12 +238,13 @@ impl DfsClient {
             length,
         };
         let reply = self
-            .rpc
-            .clone()
-            .get_block_locations(request)
-            .await
-            .map_err(self.status_error())?;
-        Ok(BlockLocations::from_wire(reply.into_inner()))
+            .namenodes
+            .call("get_block_locations", |mut rpc| {
+                let request = request.clone();
+                async move { rpc.get_block_locations(request).await }
+            })
+            .await?;
+        Ok(BlockLocations::from_wire(reply))
     }
 
     /// Creates an empty file.
@@ -262,13 +259,13 @@ impl DfsClient {
             block_size: options.block_size.unwrap_or(0),
         };
         let reply = self
-            .rpc
-            .clone()
-            .create(request)
-            .await
-            .map_err(self.status_error())?;
+            .namenodes
+            .call("create", |mut rpc| {
+                let request = request.clone();
+                async move { rpc.create(request).await }
+            })
+            .await?;
         reply
-            .into_inner()
             .status
             .map(FileStatus::from_wire)
             .ok_or_else(|| Error::Refused {
@@ -289,11 +286,12 @@ impl DfsClient {
             path: status.path.clone(),
             last: None,
         };
-        self.rpc
-            .clone()
-            .complete(request)
-            .await
-            .map_err(self.status_error())?;
+        self.namenodes
+            .call("complete", |mut rpc| {
+                let request = request.clone();
+                async move { rpc.complete(request).await }
+            })
+            .await?;
         Ok(status)
     }
 
@@ -304,11 +302,12 @@ impl DfsClient {
             path: path.to_owned(),
             recursive,
         };
-        self.rpc
-            .clone()
-            .delete(request)
-            .await
-            .map_err(self.status_error())?;
+        self.namenodes
+            .call("delete", |mut rpc| {
+                let request = request.clone();
+                async move { rpc.delete(request).await }
+            })
+            .await?;
         Ok(())
     }
 
@@ -319,11 +318,12 @@ impl DfsClient {
             src: src.to_owned(),
             dst: dst.to_owned(),
         };
-        self.rpc
-            .clone()
-            .rename(request)
-            .await
-            .map_err(self.status_error())?;
+        self.namenodes
+            .call("rename", |mut rpc| {
+                let request = request.clone();
+                async move { rpc.rename(request).await }
+            })
+            .await?;
         Ok(())
     }
 
@@ -334,13 +334,13 @@ impl DfsClient {
             path: path.to_owned(),
         };
         let reply = self
-            .rpc
-            .clone()
-            .get_file_info(request)
-            .await
-            .map_err(self.status_error())?;
+            .namenodes
+            .call("get_file_info", |mut rpc| {
+                let request = request.clone();
+                async move { rpc.get_file_info(request).await }
+            })
+            .await?;
         reply
-            .into_inner()
             .status
             .map(FileStatus::from_wire)
             .ok_or_else(|| Error::Refused {
@@ -361,12 +361,12 @@ impl DfsClient {
                 limit: 0,
             };
             let page = self
-                .rpc
-                .clone()
-                .get_listing(request)
-                .await
-                .map_err(self.status_error())?
-                .into_inner();
+                .namenodes
+                .call("get_listing", |mut rpc| {
+                    let request = request.clone();
+                    async move { rpc.get_listing(request).await }
+                })
+                .await?;
             let last = page.entries.last().map(|e| e.path.clone());
             entries.extend(page.entries.into_iter().map(FileStatus::from_wire));
             match (page.has_more, last) {
@@ -385,11 +385,12 @@ impl DfsClient {
             path: path.to_owned(),
             permission: u32::from(mode),
         };
-        self.rpc
-            .clone()
-            .set_permission(request)
-            .await
-            .map_err(self.status_error())?;
+        self.namenodes
+            .call("set_permission", |mut rpc| {
+                let request = request.clone();
+                async move { rpc.set_permission(request).await }
+            })
+            .await?;
         Ok(())
     }
 
@@ -406,11 +407,12 @@ impl DfsClient {
             owner: owner.map(str::to_owned),
             group: group.map(str::to_owned),
         };
-        self.rpc
-            .clone()
-            .set_owner(request)
-            .await
-            .map_err(self.status_error())?;
+        self.namenodes
+            .call("set_owner", |mut rpc| {
+                let request = request.clone();
+                async move { rpc.set_owner(request).await }
+            })
+            .await?;
         Ok(())
     }
 
@@ -421,11 +423,12 @@ impl DfsClient {
             path: path.to_owned(),
             replication: u32::from(replication),
         };
-        self.rpc
-            .clone()
-            .set_replication(request)
-            .await
-            .map_err(self.status_error())?;
+        self.namenodes
+            .call("set_replication", |mut rpc| {
+                let request = request.clone();
+                async move { rpc.set_replication(request).await }
+            })
+            .await?;
         Ok(())
     }
 
@@ -442,11 +445,12 @@ impl DfsClient {
             modification_time_ms: mtime_ms,
             access_time_ms: atime_ms,
         };
-        self.rpc
-            .clone()
-            .set_times(request)
-            .await
-            .map_err(self.status_error())?;
+        self.namenodes
+            .call("set_times", |mut rpc| {
+                let request = request.clone();
+                async move { rpc.set_times(request).await }
+            })
+            .await?;
         Ok(())
     }
 
@@ -456,13 +460,13 @@ impl DfsClient {
             caller: self.caller(),
         };
         let reply = self
-            .rpc
-            .clone()
-            .get_datanode_report(request)
-            .await
-            .map_err(self.status_error())?;
+            .namenodes
+            .call("get_datanode_report", |mut rpc| {
+                let request = request.clone();
+                async move { rpc.get_datanode_report(request).await }
+            })
+            .await?;
         Ok(reply
-            .into_inner()
             .datanodes
             .into_iter()
             .map(|d| {
@@ -543,13 +547,13 @@ impl DfsClient {
             excluded_datanodes: excluded.to_vec(),
         };
         let reply = self
-            .rpc
-            .clone()
-            .add_block(request)
-            .await
-            .map_err(self.status_error())?;
+            .namenodes
+            .call("add_block", |mut rpc| {
+                let request = request.clone();
+                async move { rpc.add_block(request).await }
+            })
+            .await?;
         reply
-            .into_inner()
             .block
             .and_then(LocatedBlock::from_wire)
             .ok_or_else(|| Error::Refused {
@@ -565,11 +569,12 @@ impl DfsClient {
             path: path.to_owned(),
             block: Some(block.to_wire()),
         };
-        self.rpc
-            .clone()
-            .abandon_block(request)
-            .await
-            .map_err(self.status_error())?;
+        self.namenodes
+            .call("abandon_block", |mut rpc| {
+                let request = request.clone();
+                async move { rpc.abandon_block(request).await }
+            })
+            .await?;
         Ok(())
     }
 
@@ -581,12 +586,13 @@ impl DfsClient {
             last: last.map(Block::to_wire),
         };
         let reply = self
-            .rpc
-            .clone()
-            .complete(request)
-            .await
-            .map_err(self.status_error())?;
-        Ok(reply.into_inner().completed)
+            .namenodes
+            .call("complete", |mut rpc| {
+                let request = request.clone();
+                async move { rpc.complete(request).await }
+            })
+            .await?;
+        Ok(reply.completed)
     }
 
     /// A new generation stamp for a block whose pipeline is being recovered.
@@ -601,13 +607,13 @@ impl DfsClient {
             block: Some(block.to_wire()),
         };
         let reply = self
-            .rpc
-            .clone()
-            .update_block_for_pipeline(request)
-            .await
-            .map_err(self.status_error())?;
+            .namenodes
+            .call("update_block_for_pipeline", |mut rpc| {
+                let request = request.clone();
+                async move { rpc.update_block_for_pipeline(request).await }
+            })
+            .await?;
         reply
-            .into_inner()
             .block
             .map(|b| Block::from_wire(&b))
             .ok_or_else(|| Error::Refused {
@@ -634,13 +640,13 @@ impl DfsClient {
             count,
         };
         let reply = self
-            .rpc
-            .clone()
-            .get_additional_datanode(request)
-            .await
-            .map_err(self.status_error())?;
+            .namenodes
+            .call("get_additional_datanode", |mut rpc| {
+                let request = request.clone();
+                async move { rpc.get_additional_datanode(request).await }
+            })
+            .await?;
         Ok(reply
-            .into_inner()
             .datanodes
             .into_iter()
             .map(Datanode::from_wire)
@@ -662,11 +668,12 @@ impl DfsClient {
             new_block: Some(new.to_wire()),
             datanodes: nodes.iter().map(|d| d.id.clone()).collect(),
         };
-        self.rpc
-            .clone()
-            .update_pipeline(request)
-            .await
-            .map_err(self.status_error())?;
+        self.namenodes
+            .call("update_pipeline", |mut rpc| {
+                let request = request.clone();
+                async move { rpc.update_pipeline(request).await }
+            })
+            .await?;
         Ok(())
     }
 
@@ -683,11 +690,12 @@ impl DfsClient {
                 datanode_id: datanode.id.clone(),
             }],
         };
-        self.rpc
-            .clone()
-            .report_bad_blocks(request)
-            .await
-            .map_err(self.status_error())?;
+        self.namenodes
+            .call("report_bad_blocks", |mut rpc| {
+                let request = request.clone();
+                async move { rpc.report_bad_blocks(request).await }
+            })
+            .await?;
         Ok(())
     }
 }
@@ -695,12 +703,3 @@ impl DfsClient {
 /// Largest DataTransfer message: a 64 KiB packet with its checksums and
 /// framing, with room to spare (tonic's default limit is 4 MiB).
 const MAX_TRANSFER_MESSAGE: usize = 16 * 1024 * 1024;
-
-fn endpoint(namenode: &str, bind: Option<IpAddr>) -> Result<Endpoint, Error> {
-    let endpoint = Endpoint::from_shared(format!("http://{namenode}"))
-        .map_err(|e| Error::Usage(format!("bad namenode address {namenode:?}: {e}")))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(RPC_TIMEOUT)
-        .tcp_nodelay(true);
-    Ok(endpoint.local_address(bind))
-}

@@ -1,6 +1,7 @@
 //! `dfs_client`: the library a program uses to talk to dfs, and the `dfs` command set.
 //!
 //! - [`config`]: the client configuration (`dfs.toml`).
+//! - `failover`: routes every namenode RPC to the leader, retrying across failover.
 //! - `identity`: who the caller is (user, groups, client id).
 //! - [`fs`]: [`DfsClient`], the façade: namespace operations and the entry
 //!   points of the data path.
@@ -17,6 +18,7 @@ pub mod checksum;
 pub mod cli;
 pub mod config;
 pub mod error;
+mod failover;
 pub mod fs;
 mod identity;
 pub mod input_stream;
