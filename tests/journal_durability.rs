@@ -19,10 +19,11 @@ fn acknowledged_mkdirs_survive_kill_9() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // The lazy channel spawns its connection task on the current runtime.
     let _entered = runtime.enter();
+    // One attempt per call: a mkdir during the kill fails at once instead of
+    // waiting out the failover timeout for the only namenode to come back.
     let config = ClientConfig {
-        namenodes: vec![cluster.namenode_addr().to_string()],
-        bind_address: None,
-        user: None,
+        failover_timeout_ms: 0,
+        ..ClientConfig::new(vec![cluster.namenode_addr().to_string()])
     };
     let client = Arc::new(DfsClient::connect(&config, None).unwrap());
     runtime.block_on(client.mkdirs("/load", false)).unwrap();
