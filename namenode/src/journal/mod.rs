@@ -166,6 +166,8 @@ struct Shared {
     poisoned: OnceLock<String>,
     /// Every fsync the writer issued (files and directory).
     fsyncs: AtomicU64,
+    /// The durable log's zxids, for [`Journal::log_view`].
+    index: Mutex<LogIndex>,
     /// Fault injection and pacing for tests.
     #[cfg(test)]
     hooks: TestHooks,
@@ -186,6 +188,21 @@ impl Shared {
     fn count_fsync(&self) {
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Changes the published index under its lock.
+    fn update_index(&self, change: impl FnOnce(&mut LogIndex)) {
+        change(&mut self.index.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+}
+
+/// The zxids of the durable log, as the writer publishes them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct LogIndex {
+    /// The last zxid before the log: the oldest kept segment's `prev_zxid`,
+    /// or the last durable zxid when no segment is left.
+    log_start: Zxid,
+    /// Every durable frame's zxid, ascending, all above `log_start`.
+    zxids: Vec<Zxid>,
 }
 
 /// Opens (creating if needed) the journal directory, recovers it, and starts
@@ -320,6 +337,117 @@ impl Journal {
             self.submit(&queue, Command::Checkpoint { zxid, image, done });
         }
         receiver.await.unwrap_or_else(|_| Err(writer_gone()))
+    }
+
+    /// Durably removes every record after `zxid` (a Zab TRUNC), in queue
+    /// order with appends: a restart then recovers exactly up to `zxid`,
+    /// [`Journal::last_zxid`] is `zxid`, and the next append (which must
+    /// follow `zxid`) opens a new segment.
+    ///
+    /// Cancel-safe: once called, the truncation runs even if this future is dropped.
+    ///
+    /// # Errors
+    /// `JournalFailed` when the journal is poisoned or fails now (it is then
+    /// poisoned), or, without poisoning, when `zxid` is older than the newest
+    /// snapshot (the history before it is gone: a SNAP case) or the log
+    /// start, is after the last durable zxid, or is not in the log and is
+    /// neither the newest snapshot's zxid nor the log start.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "used by the quorum runtime (quorum/peer.rs)")
+    )]
+    pub(crate) async fn truncate_after(&self, zxid: Zxid) -> Result<(), Error> {
+        let (done, receiver) = oneshot::channel();
+        {
+            let mut queue = self.lock_queue();
+            // Lowered before the outcome is known: the writer re-checks every
+            // append against what is durable, so a refused truncation cannot
+            // let a stale append through.
+            if self.submit(&queue, Command::TruncateAfter { zxid, done }) {
+                queue.last_queued = queue.last_queued.min(zxid);
+            }
+        }
+        receiver.await.unwrap_or_else(|_| Err(writer_gone()))
+    }
+
+    /// Replaces the whole journal with the leader's snapshot (a Zab SNAP), in
+    /// queue order with appends: the snapshot is made durable as a
+    /// checkpoint's is, then every segment and every other snapshot is
+    /// deleted, so a restart recovers this snapshot and an empty log.
+    /// [`Journal::last_zxid`] is `zxid` afterwards; appends continue after it.
+    ///
+    /// Cancel-safe: once called, the install runs even if this future is dropped.
+    ///
+    /// # Errors
+    /// `JournalFailed` when the journal is poisoned or fails now (it is then poisoned).
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "used by the quorum runtime (quorum/peer.rs)")
+    )]
+    pub(crate) async fn install_snapshot(&self, zxid: Zxid, image: Vec<u8>) -> Result<(), Error> {
+        let (done, receiver) = oneshot::channel();
+        {
+            let mut queue = self.lock_queue();
+            if self.submit(&queue, Command::InstallSnapshot { zxid, image, done }) {
+                queue.last_queued = zxid;
+            }
+        }
+        receiver.await.unwrap_or_else(|_| Err(writer_gone()))
+    }
+
+    /// The durable records after `zxid`, ascending, read from the segment
+    /// files (a Zab DIFF): the first one, then more while their payloads
+    /// total at most `max_bytes`. Page by calling again after the last zxid
+    /// returned; an empty answer means the log ends at or before `zxid`.
+    ///
+    /// Runs on the writer thread in queue order, after the appends queued
+    /// before it are durable; appends queued meanwhile wait for the read.
+    ///
+    /// # Errors
+    /// `JournalFailed` when `zxid` is older than the log start (a SNAP case)
+    /// or the journal is poisoned; `JournalCorrupt` when a frame no longer
+    /// verifies; `Io` when a segment cannot be read.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "used by the quorum runtime (quorum/peer.rs)")
+    )]
+    pub(crate) async fn read_after(
+        &self,
+        zxid: Zxid,
+        max_bytes: usize,
+    ) -> Result<Vec<(Zxid, Vec<u8>)>, Error> {
+        let (done, receiver) = oneshot::channel();
+        {
+            let queue = self.lock_queue();
+            self.submit(
+                &queue,
+                Command::ReadAfter {
+                    zxid,
+                    max_bytes,
+                    done,
+                },
+            );
+        }
+        receiver.await.unwrap_or_else(|_| Err(writer_gone()))
+    }
+
+    /// The durable log for `quorum::sync::LogView`: the log start (the oldest
+    /// kept segment's `prev_zxid`, or the last durable zxid when no segment
+    /// is left) and every durable record's zxid, ascending. Copies the index
+    /// (8 bytes a record); records still being appended are not in it, and
+    /// the caller leaves out those not yet committed.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "used by the quorum runtime (quorum/peer.rs)")
+    )]
+    pub(crate) fn log_view(&self) -> (Zxid, Vec<Zxid>) {
+        let index = self
+            .inner
+            .shared
+            .index
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        (index.log_start, index.zxids.clone())
     }
 
     /// The last zxid made durable.
