@@ -24,6 +24,10 @@
 //!                                     }
 //!  checkpoint(z, image) ----> queue:  commit what is staged, write the
 //!                                     snapshot, roll the log, truncate
+//!  truncate_after(z) -------> queue:  commit, then cut the log after z (TRUNC)
+//!  install_snapshot(z, img) > queue:  commit, then replace everything (SNAP)
+//!  read_after(z, max) ------> queue:  commit, then read frames > z from the
+//!                                     segment files (DIFF)
 //! ```
 //!
 //! After any write or fsync failure the journal is poisoned: the failed
@@ -51,7 +55,8 @@
 //! `prev_zxid` is the last zxid logged before the segment (0 for the first
 //! segment ever), so recovery detects a missing segment or a log truncated
 //! behind a snapshot it cannot read. A segment is opened by the first append
-//! after `open` or after a checkpoint, so a crashed tail is never appended to.
+//! after `open`, a checkpoint, a truncation or a snapshot install, so a
+//! crashed or cut tail is never appended to.
 //!
 //! # Recovery
 //!
@@ -68,6 +73,24 @@
 //! A checkpoint keeps the newest `snapshots_to_keep` snapshots and deletes
 //! the segments wholly covered by the *oldest* of them, so the log needed to
 //! fall back to an older snapshot is still there.
+//!
+//! # Zab synchronization
+//!
+//! The writer keeps every durable frame's zxid and offset, and publishes the
+//! zxids with the log start (the oldest kept segment's `prev_zxid`, or the
+//! last durable zxid when no segment is left) for [`Journal::log_view`].
+//!
+//! - TRUNC, [`Journal::truncate_after`]: the segments after the one holding
+//!   `z` are deleted newest first (a directory fsync after each, so a crash
+//!   leaves a prefix of the log), then that one is cut right after `z`'s
+//!   frame (`set_len` + fsync). A `z` no frame carries (the newest snapshot's,
+//!   or the log start) empties the log and keeps only that snapshot.
+//! - DIFF, [`Journal::read_after`]: frames are read back from the segment
+//!   files and verified, one page of at most `max_bytes` at a time.
+//! - SNAP, [`Journal::install_snapshot`]: the image is fsynced as a tmp file,
+//!   the segments and newer snapshots are deleted (each step leaves an older
+//!   state of our own), then the snapshot is renamed into place and the older
+//!   snapshots deleted.
 
 mod recovery;
 mod segment;
