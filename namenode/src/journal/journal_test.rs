@@ -654,3 +654,502 @@ async fn an_unfinished_snapshot_is_removed_on_open() {
     assert_eq!(recovered.snapshot, None);
     assert_eq!(files(dir), vec!["unrelated".to_owned()]);
 }
+
+// --- Zab synchronization: TRUNC, DIFF, SNAP, and the log view ---
+
+/// A payload unlike `payload(n)`: what a new leader sends after a truncation.
+fn other_payload(n: u64) -> Vec<u8> {
+    format!("leader-{n}").into_bytes()
+}
+
+/// Appends `other_payload(n)` for every `n`, then awaits durability of all.
+async fn append_other(journal: &Journal, range: std::ops::RangeInclusive<u64>) {
+    let receivers: Vec<_> = range
+        .map(|n| journal.append(z(n), other_payload(n)))
+        .collect();
+    for receiver in receivers {
+        receiver.await.unwrap().unwrap();
+    }
+}
+
+/// The records `append_other` writes for `range`.
+fn other_records(range: std::ops::RangeInclusive<u64>) -> Vec<(Zxid, Vec<u8>)> {
+    range.map(|n| (z(n), other_payload(n))).collect()
+}
+
+/// Zxids `first..=last`.
+fn zxids(range: std::ops::RangeInclusive<u64>) -> Vec<Zxid> {
+    range.map(z).collect()
+}
+
+/// Three segments: 1..=4, 5..=8 and 9..=12 (each reopen starts one).
+async fn three_segments(dir: &Path) -> Journal {
+    for range in [1..=4, 5..=8] {
+        let (journal, _) = open_default(dir);
+        append_all(&journal, range).await;
+    }
+    let (journal, _) = open_default(dir);
+    append_all(&journal, 9..=12).await;
+    assert_eq!(
+        files(dir),
+        vec![
+            segment::file_name(z(1)),
+            segment::file_name(z(5)),
+            segment::file_name(z(9)),
+        ]
+    );
+    journal
+}
+
+/// Reads every record after `zxid` in pages of `max_bytes`; returns the pages.
+async fn read_pages(
+    journal: &Journal,
+    mut zxid: Zxid,
+    max_bytes: usize,
+) -> Vec<Vec<(Zxid, Vec<u8>)>> {
+    let mut pages = Vec::new();
+    loop {
+        let page = journal.read_after(zxid, max_bytes).await.unwrap();
+        let Some(&(last, _)) = page.last() else {
+            return pages;
+        };
+        zxid = last;
+        pages.push(page);
+    }
+}
+
+#[tokio::test]
+async fn a_truncation_mid_segment_recovers_exactly_the_prefix_and_appends_continue() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    {
+        let (journal, _) = open_default(dir);
+        append_all(&journal, 1..=10).await;
+        journal.truncate_after(z(6)).await.unwrap();
+        assert_eq!(journal.last_zxid(), z(6));
+        assert_eq!(journal.log_view(), (Zxid::ZERO, zxids(1..=6)));
+        let len = std::fs::metadata(segment_path(dir, 1)).unwrap().len();
+        assert_eq!(len, frame_offset(1, 7) as u64, "cut right after zxid 6");
+    }
+    {
+        let (journal, recovered) = open_default(dir);
+        assert_eq!(recovered.txns, records(1..=6));
+        assert_eq!(journal.last_zxid(), z(6));
+        append_other(&journal, 7..=8).await;
+        assert_eq!(
+            files(dir),
+            vec![segment::file_name(z(1)), segment::file_name(z(7))]
+        );
+    }
+    let (journal, recovered) = open_default(dir);
+    let mut expected = records(1..=6);
+    expected.extend(other_records(7..=8));
+    assert_eq!(recovered.txns, expected);
+    assert_eq!(journal.log_view(), (Zxid::ZERO, zxids(1..=8)));
+}
+
+#[tokio::test]
+async fn appends_after_a_truncation_open_a_new_segment_without_a_reopen() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    {
+        let (journal, _) = open_default(dir);
+        append_all(&journal, 1..=10).await;
+        journal.truncate_after(z(4)).await.unwrap();
+        append_other(&journal, 5..=6).await;
+        assert_eq!(
+            files(dir),
+            vec![segment::file_name(z(1)), segment::file_name(z(5))]
+        );
+        assert_eq!(journal.last_zxid(), z(6));
+    }
+    let (journal, recovered) = open_default(dir);
+    let mut expected = records(1..=4);
+    expected.extend(other_records(5..=6));
+    assert_eq!(recovered.txns, expected);
+    append_other(&journal, 7..=7).await;
+    drop(journal);
+    expected.extend(other_records(7..=7));
+    assert_eq!(open_default(dir).1.txns, expected);
+}
+
+#[tokio::test]
+async fn a_truncation_across_segments_deletes_the_later_ones() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    {
+        let journal = three_segments(dir).await;
+        journal.truncate_after(z(8)).await.unwrap();
+        assert_eq!(
+            files(dir),
+            vec![segment::file_name(z(1)), segment::file_name(z(5))],
+            "a cut at a segment's end deletes only the later segments"
+        );
+        journal.truncate_after(z(3)).await.unwrap();
+        assert_eq!(files(dir), vec![segment::file_name(z(1))]);
+        assert_eq!(journal.last_zxid(), z(3));
+        assert_eq!(journal.log_view(), (Zxid::ZERO, zxids(1..=3)));
+    }
+    {
+        let (journal, recovered) = open_default(dir);
+        assert_eq!(recovered.txns, records(1..=3));
+        append_other(&journal, 4..=5).await;
+    }
+    let (_, recovered) = open_default(dir);
+    let mut expected = records(1..=3);
+    expected.extend(other_records(4..=5));
+    assert_eq!(recovered.txns, expected);
+}
+
+#[tokio::test]
+async fn a_truncation_to_the_log_start_empties_the_log() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    {
+        let journal = three_segments(dir).await;
+        journal.truncate_after(Zxid::ZERO).await.unwrap();
+        assert!(files(dir).is_empty());
+        assert_eq!(journal.last_zxid(), Zxid::ZERO);
+        append_other(&journal, 1..=2).await;
+    }
+    assert_eq!(open_default(dir).1.txns, other_records(1..=2));
+}
+
+#[tokio::test]
+async fn a_truncation_to_a_logged_snapshot_zxid_keeps_the_snapshots() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    {
+        let (journal, _) = open_default(dir);
+        append_all(&journal, 1..=5).await;
+        journal.checkpoint(z(5), b"image@5".to_vec()).await.unwrap();
+        append_all(&journal, 6..=10).await;
+        journal.checkpoint(z(8), b"image@8".to_vec()).await.unwrap();
+        append_all(&journal, 11..=12).await;
+        journal.truncate_after(z(8)).await.unwrap();
+        assert_eq!(journal.last_zxid(), z(8));
+        assert_eq!(journal.log_view(), (z(5), zxids(6..=8)));
+    }
+    let (journal, recovered) = open_default(dir);
+    assert_eq!(recovered.snapshot, Some((z(8), b"image@8".to_vec())));
+    assert!(recovered.txns.is_empty());
+    assert_eq!(journal.last_zxid(), z(8));
+    append_other(&journal, 9..=9).await;
+    drop(journal);
+    // The older snapshot still has the log it needs.
+    flip_byte(&snapshot_path(dir, 8), snapshot::HEADER_LEN + 1);
+    let (_, recovered) = open_default(dir);
+    assert_eq!(recovered.snapshot, Some((z(5), b"image@5".to_vec())));
+    let mut expected = records(6..=8);
+    expected.extend(other_records(9..=9));
+    assert_eq!(recovered.txns, expected);
+}
+
+#[tokio::test]
+async fn a_truncation_to_an_unlogged_snapshot_zxid_leaves_only_that_snapshot() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    let epoch2 = |c| Zxid::new(Epoch(2), c).0;
+    {
+        let (journal, _) = open_default(dir);
+        append_all(&journal, 1..=3).await;
+        append_all(&journal, epoch2(1)..=epoch2(2)).await;
+        // The image at 4 reflects 1..=3: no record carries zxid 4.
+        journal.checkpoint(z(4), b"image@4".to_vec()).await.unwrap();
+        journal.truncate_after(z(4)).await.unwrap();
+        assert_eq!(files(dir), vec![snapshot::file_name(z(4))]);
+        assert_eq!(journal.last_zxid(), z(4));
+        assert_eq!(journal.log_view(), (z(4), vec![]));
+        append_other(&journal, 5..=5).await;
+    }
+    let (journal, recovered) = open_default(dir);
+    assert_eq!(recovered.snapshot, Some((z(4), b"image@4".to_vec())));
+    assert_eq!(recovered.txns, other_records(5..=5));
+    assert_eq!(journal.log_view(), (z(4), zxids(5..=5)));
+}
+
+#[tokio::test]
+async fn truncations_the_log_cannot_honour_are_refused_without_poisoning() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    let (journal, _) = open_default(dir);
+    append_all(&journal, 1..=3).await;
+    append_all(&journal, 7..=10).await;
+    journal.checkpoint(z(8), b"image@8".to_vec()).await.unwrap();
+    let refused = |result: Result<(), Error>| match result {
+        Err(Error::JournalFailed { reason }) => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let below = refused(journal.truncate_after(z(7)).await);
+    assert!(below.contains("snapshot at"), "{below}");
+    let absent = refused(journal.truncate_after(z(5)).await);
+    assert!(absent.contains("snapshot at"), "{absent}");
+    let ahead = refused(journal.truncate_after(z(11)).await);
+    assert!(ahead.contains("ends at"), "{ahead}");
+    assert_eq!(journal.last_zxid(), z(10));
+    append_all(&journal, 11..=11).await;
+    assert_eq!(journal.last_zxid(), z(11));
+    drop(journal);
+    let (journal, recovered) = open_default(dir);
+    assert_eq!(recovered.txns, records(9..=11));
+    // A zxid between logged ones is no prefix of the log.
+    drop(journal);
+    let tmp = TempDir::new().unwrap();
+    let (journal, _) = open_default(tmp.path());
+    append_all(&journal, 1..=3).await;
+    append_all(&journal, 7..=8).await;
+    let gap = refused(journal.truncate_after(z(5)).await);
+    assert!(gap.contains("not in the log"), "{gap}");
+    append_all(&journal, 9..=9).await;
+}
+
+#[tokio::test]
+async fn a_refused_truncation_does_not_let_a_stale_append_through() {
+    let tmp = TempDir::new().unwrap();
+    let (journal, _) = open_default(tmp.path());
+    append_all(&journal, 1..=10).await;
+    journal.checkpoint(z(8), vec![]).await.unwrap();
+    assert!(is_journal_failed(journal.truncate_after(z(5)).await));
+    assert!(is_journal_failed(
+        journal.append(z(6), payload(6)).await.unwrap()
+    ));
+    append_all(&journal, 11..=11).await;
+}
+
+#[tokio::test]
+async fn a_torn_tail_after_a_truncation_is_cut_off() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    {
+        let (journal, _) = open_default(dir);
+        append_all(&journal, 1..=10).await;
+        journal.truncate_after(z(6)).await.unwrap();
+    }
+    let torn = |path: &Path| {
+        let mut bytes = std::fs::read(path).unwrap();
+        let len = bytes.len();
+        segment::encode_frame(&mut bytes, z(99), b"never acknowledged");
+        bytes.truncate(len + FRAME_HEADER_LEN + 3);
+        std::fs::write(path, bytes).unwrap();
+    };
+    torn(&segment_path(dir, 1));
+    {
+        let (journal, recovered) = open_default(dir);
+        assert_eq!(recovered.txns, records(1..=6));
+        append_other(&journal, 7..=8).await;
+    }
+    torn(&segment_path(dir, 7));
+    let (journal, recovered) = open_default(dir);
+    let mut expected = records(1..=6);
+    expected.extend(other_records(7..=8));
+    assert_eq!(recovered.txns, expected);
+    assert_eq!(journal.last_zxid(), z(8));
+}
+
+#[tokio::test]
+async fn read_after_returns_later_records_across_segments_in_pages() {
+    let tmp = TempDir::new().unwrap();
+    let journal = three_segments(tmp.path()).await;
+    assert_eq!(
+        journal.read_after(z(2), usize::MAX).await.unwrap(),
+        records(3..=12)
+    );
+    assert_eq!(
+        journal.read_after(Zxid::ZERO, 0).await.unwrap(),
+        records(1..=1),
+        "a page holds at least one record"
+    );
+    assert!(
+        journal
+            .read_after(z(12), usize::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let max_bytes = 30;
+    let pages = read_pages(&journal, z(2), max_bytes).await;
+    assert!(pages.len() > 2, "{} pages", pages.len());
+    for page in &pages {
+        let bytes: usize = page.iter().map(|(_, p)| p.len()).sum();
+        assert!(page.len() == 1 || bytes <= max_bytes, "{bytes} bytes");
+    }
+    assert_eq!(pages.concat(), records(3..=12));
+}
+
+#[tokio::test]
+async fn read_after_sees_appends_queued_before_it() {
+    let tmp = TempDir::new().unwrap();
+    let (journal, _) = open_default(tmp.path());
+    let pending: Vec<_> = (1..=3).map(|n| journal.append(z(n), payload(n))).collect();
+    assert_eq!(
+        journal.read_after(Zxid::ZERO, usize::MAX).await.unwrap(),
+        records(1..=3)
+    );
+    for receiver in pending {
+        receiver.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn read_after_reads_the_segment_files() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    let journal = three_segments(dir).await;
+    flip_byte(&segment_path(dir, 5), frame_offset(5, 7) + FRAME_HEADER_LEN);
+    assert_eq!(
+        journal
+            .read_after(z(2), usize::MAX)
+            .await
+            .unwrap_err()
+            .to_string(),
+        Error::JournalCorrupt {
+            file: segment_path(dir, 5),
+            offset: frame_offset(5, 7) as u64,
+            reason: "frame CRC32C mismatch".to_owned(),
+        }
+        .to_string()
+    );
+    assert_eq!(
+        journal.read_after(z(7), usize::MAX).await.unwrap(),
+        records(8..=12)
+    );
+}
+
+#[tokio::test]
+async fn read_after_refuses_a_zxid_before_the_log_start() {
+    let tmp = TempDir::new().unwrap();
+    let options = JournalOptions {
+        snapshots_to_keep: 1,
+        ..JournalOptions::default()
+    };
+    let (journal, _) = open_with(tmp.path(), options);
+    append_all(&journal, 1..=5).await;
+    journal.checkpoint(z(5), b"five".to_vec()).await.unwrap();
+    append_all(&journal, 6..=8).await;
+    assert_eq!(journal.log_view(), (z(5), zxids(6..=8)));
+    match journal.read_after(z(4), usize::MAX).await {
+        Err(Error::JournalFailed { reason }) => assert!(reason.contains("SNAP"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(
+        journal.read_after(z(5), usize::MAX).await.unwrap(),
+        records(6..=8)
+    );
+}
+
+#[tokio::test]
+async fn the_log_view_follows_checkpoints_and_reopens() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    {
+        let (journal, _) = open_default(dir);
+        assert_eq!(journal.log_view(), (Zxid::ZERO, vec![]));
+        append_all(&journal, 1..=10).await;
+        assert_eq!(journal.log_view(), (Zxid::ZERO, zxids(1..=10)));
+        for round in 1..4u64 {
+            let (first, last) = (round * 10 + 1, round * 10 + 10);
+            journal.checkpoint(z(first - 1), vec![]).await.unwrap();
+            append_all(&journal, first..=last).await;
+        }
+        // Snapshots 20 and 30 are kept, and the log after the older one.
+        assert_eq!(journal.log_view(), (z(20), zxids(21..=40)));
+        journal.checkpoint(z(40), vec![]).await.unwrap();
+        assert_eq!(journal.log_view(), (z(30), zxids(31..=40)));
+    }
+    let (journal, _) = open_default(dir);
+    assert_eq!(journal.log_view(), (z(30), zxids(31..=40)));
+    let options = JournalOptions {
+        snapshots_to_keep: 1,
+        ..JournalOptions::default()
+    };
+    drop(journal);
+    let (journal, _) = open_with(dir, options);
+    journal.checkpoint(z(40), vec![]).await.unwrap();
+    assert_eq!(journal.log_view(), (z(40), vec![]));
+}
+
+#[tokio::test]
+async fn an_installed_snapshot_replaces_the_whole_journal() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    {
+        let (journal, _) = open_default(dir);
+        append_all(&journal, 1..=10).await;
+        journal.checkpoint(z(5), b"image@5".to_vec()).await.unwrap();
+        append_all(&journal, 11..=12).await;
+        journal
+            .install_snapshot(z(100), b"leader@100".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(files(dir), vec![snapshot::file_name(z(100))]);
+        assert_eq!(journal.last_zxid(), z(100));
+        assert_eq!(journal.log_view(), (z(100), vec![]));
+        assert!(
+            journal
+                .read_after(z(100), usize::MAX)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(is_journal_failed(
+            journal.append(z(100), payload(100)).await.unwrap()
+        ));
+    }
+    {
+        let (journal, recovered) = open_default(dir);
+        assert_eq!(recovered.snapshot, Some((z(100), b"leader@100".to_vec())));
+        assert!(recovered.txns.is_empty());
+        assert_eq!(journal.last_zxid(), z(100));
+        append_other(&journal, 101..=102).await;
+    }
+    let (journal, recovered) = open_default(dir);
+    assert_eq!(recovered.snapshot, Some((z(100), b"leader@100".to_vec())));
+    assert_eq!(recovered.txns, other_records(101..=102));
+    assert_eq!(journal.log_view(), (z(100), zxids(101..=102)));
+}
+
+#[tokio::test]
+async fn an_installed_snapshot_older_than_ours_removes_the_newer_ones() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    {
+        let (journal, _) = open_default(dir);
+        append_all(&journal, 1..=10).await;
+        journal
+            .checkpoint(z(10), b"ours@10".to_vec())
+            .await
+            .unwrap();
+        // A newer snapshot recovery would skip as invalid still goes.
+        std::fs::write(snapshot_path(dir, 50), b"garbage").unwrap();
+        journal
+            .install_snapshot(z(4), b"leader@4".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(files(dir), vec![snapshot::file_name(z(4))]);
+        assert_eq!(journal.last_zxid(), z(4));
+        append_other(&journal, 5..=6).await;
+    }
+    let (_, recovered) = open_default(dir);
+    assert_eq!(recovered.snapshot, Some((z(4), b"leader@4".to_vec())));
+    assert_eq!(recovered.txns, other_records(5..=6));
+}
+
+#[tokio::test]
+async fn sync_commands_on_a_poisoned_journal_fail() {
+    let tmp = TempDir::new().unwrap();
+    let (journal, _) = open_default(tmp.path());
+    append_all(&journal, 1..=2).await;
+    journal.fail_next(FailPoint::Write);
+    assert!(is_journal_failed(
+        journal.append(z(3), payload(3)).await.unwrap()
+    ));
+    assert!(is_journal_failed(journal.truncate_after(z(1)).await));
+    assert!(is_journal_failed(
+        journal.install_snapshot(z(9), vec![]).await
+    ));
+    assert!(matches!(
+        journal.read_after(Zxid::ZERO, usize::MAX).await,
+        Err(Error::JournalFailed { .. })
+    ));
+}

@@ -24,6 +24,10 @@
 //!                                     }
 //!  checkpoint(z, image) ----> queue:  commit what is staged, write the
 //!                                     snapshot, roll the log, truncate
+//!  truncate_after(z) -------> queue:  commit, then cut the log after z (TRUNC)
+//!  install_snapshot(z, img) > queue:  commit, then replace everything (SNAP)
+//!  read_after(z, max) ------> queue:  commit, then read frames > z from the
+//!                                     segment files (DIFF)
 //! ```
 //!
 //! After any write or fsync failure the journal is poisoned: the failed
@@ -51,7 +55,8 @@
 //! `prev_zxid` is the last zxid logged before the segment (0 for the first
 //! segment ever), so recovery detects a missing segment or a log truncated
 //! behind a snapshot it cannot read. A segment is opened by the first append
-//! after `open` or after a checkpoint, so a crashed tail is never appended to.
+//! after `open`, a checkpoint, a truncation or a snapshot install, so a
+//! crashed or cut tail is never appended to.
 //!
 //! # Recovery
 //!
@@ -68,6 +73,24 @@
 //! A checkpoint keeps the newest `snapshots_to_keep` snapshots and deletes
 //! the segments wholly covered by the *oldest* of them, so the log needed to
 //! fall back to an older snapshot is still there.
+//!
+//! # Zab synchronization
+//!
+//! The writer keeps every durable frame's zxid and offset, and publishes the
+//! zxids with the log start (the oldest kept segment's `prev_zxid`, or the
+//! last durable zxid when no segment is left) for [`Journal::log_view`].
+//!
+//! - TRUNC, [`Journal::truncate_after`]: the segments after the one holding
+//!   `z` are deleted newest first (a directory fsync after each, so a crash
+//!   leaves a prefix of the log), then that one is cut right after `z`'s
+//!   frame (`set_len` + fsync). A `z` no frame carries (the newest snapshot's,
+//!   or the log start) empties the log and keeps only that snapshot.
+//! - DIFF, [`Journal::read_after`]: frames are read back from the segment
+//!   files and verified, one page of at most `max_bytes` at a time.
+//! - SNAP, [`Journal::install_snapshot`]: the image is fsynced as a tmp file,
+//!   the segments and newer snapshots are deleted (each step leaves an older
+//!   state of our own), then the snapshot is renamed into place and the older
+//!   snapshots deleted.
 
 mod recovery;
 mod segment;
@@ -166,6 +189,8 @@ struct Shared {
     poisoned: OnceLock<String>,
     /// Every fsync the writer issued (files and directory).
     fsyncs: AtomicU64,
+    /// The durable log's zxids, for [`Journal::log_view`].
+    index: Mutex<LogIndex>,
     /// Fault injection and pacing for tests.
     #[cfg(test)]
     hooks: TestHooks,
@@ -186,6 +211,21 @@ impl Shared {
     fn count_fsync(&self) {
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Changes the published index under its lock.
+    fn update_index(&self, change: impl FnOnce(&mut LogIndex)) {
+        change(&mut self.index.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+}
+
+/// The zxids of the durable log, as the writer publishes them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct LogIndex {
+    /// The last zxid before the log: the oldest kept segment's `prev_zxid`,
+    /// or the last durable zxid when no segment is left.
+    log_start: Zxid,
+    /// Every durable frame's zxid, ascending, all above `log_start`.
+    zxids: Vec<Zxid>,
 }
 
 /// Opens (creating if needed) the journal directory, recovers it, and starts
@@ -320,6 +360,117 @@ impl Journal {
             self.submit(&queue, Command::Checkpoint { zxid, image, done });
         }
         receiver.await.unwrap_or_else(|_| Err(writer_gone()))
+    }
+
+    /// Durably removes every record after `zxid` (a Zab TRUNC), in queue
+    /// order with appends: a restart then recovers exactly up to `zxid`,
+    /// [`Journal::last_zxid`] is `zxid`, and the next append (which must
+    /// follow `zxid`) opens a new segment.
+    ///
+    /// Cancel-safe: once called, the truncation runs even if this future is dropped.
+    ///
+    /// # Errors
+    /// `JournalFailed` when the journal is poisoned or fails now (it is then
+    /// poisoned), or, without poisoning, when `zxid` is older than the newest
+    /// snapshot (the history before it is gone: a SNAP case) or the log
+    /// start, is after the last durable zxid, or is not in the log and is
+    /// neither the newest snapshot's zxid nor the log start.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "used by the quorum runtime (quorum/peer.rs)")
+    )]
+    pub(crate) async fn truncate_after(&self, zxid: Zxid) -> Result<(), Error> {
+        let (done, receiver) = oneshot::channel();
+        {
+            let mut queue = self.lock_queue();
+            // Lowered before the outcome is known: the writer re-checks every
+            // append against what is durable, so a refused truncation cannot
+            // let a stale append through.
+            if self.submit(&queue, Command::TruncateAfter { zxid, done }) {
+                queue.last_queued = queue.last_queued.min(zxid);
+            }
+        }
+        receiver.await.unwrap_or_else(|_| Err(writer_gone()))
+    }
+
+    /// Replaces the whole journal with the leader's snapshot (a Zab SNAP), in
+    /// queue order with appends: the snapshot is made durable as a
+    /// checkpoint's is, then every segment and every other snapshot is
+    /// deleted, so a restart recovers this snapshot and an empty log.
+    /// [`Journal::last_zxid`] is `zxid` afterwards; appends continue after it.
+    ///
+    /// Cancel-safe: once called, the install runs even if this future is dropped.
+    ///
+    /// # Errors
+    /// `JournalFailed` when the journal is poisoned or fails now (it is then poisoned).
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "used by the quorum runtime (quorum/peer.rs)")
+    )]
+    pub(crate) async fn install_snapshot(&self, zxid: Zxid, image: Vec<u8>) -> Result<(), Error> {
+        let (done, receiver) = oneshot::channel();
+        {
+            let mut queue = self.lock_queue();
+            if self.submit(&queue, Command::InstallSnapshot { zxid, image, done }) {
+                queue.last_queued = zxid;
+            }
+        }
+        receiver.await.unwrap_or_else(|_| Err(writer_gone()))
+    }
+
+    /// The durable records after `zxid`, ascending, read from the segment
+    /// files (a Zab DIFF): the first one, then more while their payloads
+    /// total at most `max_bytes`. Page by calling again after the last zxid
+    /// returned; an empty answer means the log ends at or before `zxid`.
+    ///
+    /// Runs on the writer thread in queue order, after the appends queued
+    /// before it are durable; appends queued meanwhile wait for the read.
+    ///
+    /// # Errors
+    /// `JournalFailed` when `zxid` is older than the log start (a SNAP case)
+    /// or the journal is poisoned; `JournalCorrupt` when a frame no longer
+    /// verifies; `Io` when a segment cannot be read.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "used by the quorum runtime (quorum/peer.rs)")
+    )]
+    pub(crate) async fn read_after(
+        &self,
+        zxid: Zxid,
+        max_bytes: usize,
+    ) -> Result<Vec<(Zxid, Vec<u8>)>, Error> {
+        let (done, receiver) = oneshot::channel();
+        {
+            let queue = self.lock_queue();
+            self.submit(
+                &queue,
+                Command::ReadAfter {
+                    zxid,
+                    max_bytes,
+                    done,
+                },
+            );
+        }
+        receiver.await.unwrap_or_else(|_| Err(writer_gone()))
+    }
+
+    /// The durable log for `quorum::sync::LogView`: the log start (the oldest
+    /// kept segment's `prev_zxid`, or the last durable zxid when no segment
+    /// is left) and every durable record's zxid, ascending. Copies the index
+    /// (8 bytes a record); records still being appended are not in it, and
+    /// the caller leaves out those not yet committed.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "used by the quorum runtime (quorum/peer.rs)")
+    )]
+    pub(crate) fn log_view(&self) -> (Zxid, Vec<Zxid>) {
+        let index = self
+            .inner
+            .shared
+            .index
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        (index.log_start, index.zxids.clone())
     }
 
     /// The last zxid made durable.

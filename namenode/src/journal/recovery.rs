@@ -19,8 +19,14 @@ pub(super) struct SegmentInfo {
     pub(super) path: PathBuf,
     /// The zxid in its name: its first record's.
     pub(super) first: Zxid,
+    /// The zxid logged before this segment, from its header.
+    pub(super) prev: Zxid,
     /// The last zxid logged in or before this segment (its header's `prev` when empty).
     pub(super) end: Zxid,
+    /// Bytes of header and valid frames: where the next frame goes.
+    pub(super) len: u64,
+    /// Every frame's zxid and byte offset (of its frame header), ascending.
+    pub(super) frames: Vec<(Zxid, u64)>,
 }
 
 /// What the writer needs to continue after recovery.
@@ -174,6 +180,7 @@ pub(super) fn recover(dir: &Path) -> Result<(Recovered, LogState), Error> {
             _ => {}
         }
         let mut end = prev;
+        let mut frames = Vec::new();
 
         let scan = segment::scan(&bytes, prev);
         for (n, frame) in scan.frames.iter().enumerate() {
@@ -196,12 +203,14 @@ pub(super) fn recover(dir: &Path) -> Result<(Recovered, LogState), Error> {
                 ));
             }
             end = frame.zxid;
+            frames.push((frame.zxid, offset as u64));
             if frame.zxid > base_zxid {
                 txns.push((frame.zxid, frame.payload(&bytes).to_vec()));
             }
         }
 
         let has_frames = !scan.frames.is_empty();
+        let len = scan.bad.map_or(bytes.len(), |(offset, _)| offset) as u64;
         let deleted = match scan.bad {
             Some((offset, e)) if is_last && !segment::has_valid_frame_after(&bytes, offset) => {
                 warn!(
@@ -228,7 +237,14 @@ pub(super) fn recover(dir: &Path) -> Result<(Recovered, LogState), Error> {
         dir_changed |= deleted;
         last = Some(end);
         if !deleted {
-            segments.push(SegmentInfo { path, first, end });
+            segments.push(SegmentInfo {
+                path,
+                first,
+                prev,
+                end,
+                len,
+                frames,
+            });
         }
     }
     if dir_changed {
