@@ -139,6 +139,7 @@ pub(crate) async fn serve_transfers(
         })
     });
     let served = tonic::transport::Server::builder()
+        .max_frame_size(crate::data_path::MAX_FRAME)
         .add_service(DataTransferService::server(dp))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
         .await;
