@@ -10,7 +10,7 @@
 //! - `liveness` – asking the namenodes whether every datanode is live.
 //! - [`cluster`] – [`Cluster`], a directory plus the processes running it.
 //! - [`cli`] – the `dfs-cluster` subcommands.
-//! - [`bench`] – `dfs-cluster bench`: put, get and pipeline throughput against same-run baselines.
+//! - [`bench`](mod@bench) – `dfs-cluster bench`: put, get and pipeline throughput against same-run baselines.
 //! - [`error`] – [`Error`].
 
 pub mod bench;
