@@ -28,6 +28,13 @@ pub struct DatanodeConfig {
     /// registration). Default 21 600 000 (6 h).
     #[serde(default = "default_block_report_interval_ms")]
     pub block_report_interval_ms: u64,
+    /// Benchmark only (`dfs-cluster bench`): accept, checksum, forward, ack
+    /// and finalize replicas as usual but write none of their data or
+    /// checksums to disk, so a put measures the pipeline without the disk.
+    /// Replicas written this way cannot be read back (the start-up scan
+    /// calls them corrupt). Default false.
+    #[serde(default)]
+    pub discard_data: bool,
 }
 
 fn default_listen() -> SocketAddr {

@@ -21,6 +21,10 @@ use crate::reports::ReportHub;
 /// 512 B of checksums; reads send at most 64 KiB per message too.
 pub(crate) const MAX_MESSAGE: usize = 4 * 1024 * 1024;
 
+/// Largest HTTP/2 DATA frame this node accepts (and asks peers for) on the
+/// data path: a whole 64 KiB packet in one frame instead of five 16 KiB ones.
+pub(crate) const MAX_FRAME: u32 = 256 * 1024;
+
 /// Timeouts and addresses of the data path.
 #[derive(Debug, Clone)]
 pub(crate) struct TransferSettings {
@@ -90,7 +94,8 @@ impl DataPath {
                 tonic::Status::invalid_argument(format!("bad datanode address {address:?}: {e}"))
             })?
             .connect_timeout(self.settings.connect_timeout)
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            .max_frame_size(MAX_FRAME);
         let endpoint = if self.settings.local_ip.is_unspecified() {
             endpoint
         } else {

@@ -33,7 +33,7 @@ pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<
     std::fs::create_dir_all(&config.data_dir)?;
     let id = identity::load_or_create(&config.data_dir)?;
     let data_dir = config.data_dir.clone();
-    let (store, scan) = tokio::task::spawn_blocking(move || BlockStore::open(&data_dir))
+    let (mut store, scan) = tokio::task::spawn_blocking(move || BlockStore::open(&data_dir))
         .await
         .map_err(|e| Error::BlockStore {
             data_dir: config.data_dir.clone(),
@@ -43,6 +43,12 @@ pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<
             data_dir: config.data_dir.clone(),
             reason: e.to_string(),
         })?;
+    if config.discard_data {
+        tracing::warn!(
+            "discard_data is set: replicas written from now on keep no data (benchmark only)"
+        );
+        store.set_discard_data(true);
+    }
     let corrupt_at_start: Arc<[ReplicaInfo]> = scan
         .corrupt
         .iter()
@@ -133,6 +139,7 @@ pub(crate) async fn serve_transfers(
         })
     });
     let served = tonic::transport::Server::builder()
+        .max_frame_size(crate::data_path::MAX_FRAME)
         .add_service(DataTransferService::server(dp))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
         .await;

@@ -1,4 +1,4 @@
-//! The `dfs-cluster` command line: `up`, `status`, `down`, `stop`, `start`.
+//! The `dfs-cluster` command line: `up`, `status`, `down`, `stop`, `start`, `bench`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -37,6 +37,32 @@ pub enum Command {
     Stop(NodeArg),
     /// Start one stopped node again, on its old address with its old data.
     Start(NodeArg),
+    /// Measure put, get and the write pipeline on a fresh local cluster,
+    /// each against a baseline taken in the same run (disk ceiling, cold
+    /// `cat`, raw 3-hop TCP relay); needs release binaries for real numbers.
+    Bench(BenchArgs),
+}
+
+/// What `bench` measures and where.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Bytes of the file put and read: plain bytes or a binary unit (64MiB, 1GiB).
+    #[arg(long, env = "DFS_BENCH_SIZE", default_value = "1GiB", value_parser = crate::bench::parse_size)]
+    pub size: u64,
+    /// Runs of each figure; the report gives the median.
+    #[arg(long, env = "DFS_BENCH_RUNS", default_value_t = 5)]
+    pub runs: usize,
+    /// Datanodes of the cluster (at least 3; every file has 3 replicas).
+    #[arg(long, env = "DFS_BENCH_DATANODES", default_value_t = 3)]
+    pub datanodes: usize,
+    /// Working directory, empty or missing: the cluster and the baselines'
+    /// files go there, so it decides which disk is measured
+    /// [default: a new directory under the system temp dir].
+    #[arg(long, env = "DFS_BENCH_DIR")]
+    pub dir: Option<PathBuf>,
+    /// Keep the working directory (cluster data and logs) after a successful run.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// The cluster directory.
@@ -144,6 +170,16 @@ pub fn run(args: Args, out: &mut impl Write) -> Result<(), Error> {
             } else {
                 say(out, format_args!("{node} was not running"))
             }
+        }
+        Command::Bench(b) => {
+            let options = crate::bench::Options {
+                size: b.size,
+                runs: b.runs,
+                datanodes: b.datanodes,
+                dir: b.dir,
+                keep: b.keep,
+            };
+            crate::bench::run(&options, binaries, out)
         }
         Command::Start(NodeArg { dir, node }) => {
             let mut cluster = Cluster::open(&dir.dir, binaries, SpawnMode::Detached)?;

@@ -72,6 +72,25 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A command the benchmark runs could not be started.
+    #[error("running `{command}`: {source}")]
+    RunCommand {
+        /// The command line.
+        command: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A command the benchmark runs failed.
+    #[error("`{command}` failed ({status}):\n{stderr}")]
+    CommandFailed {
+        /// The command line.
+        command: String,
+        /// How it exited.
+        status: String,
+        /// What it wrote to stderr.
+        stderr: String,
+    },
     /// `start` was asked for a node that already runs.
     #[error("{node} is already running (pid {pid})")]
     NodeRunning {

@@ -10,8 +10,10 @@
 //! - `liveness` – asking the namenodes whether every datanode is live.
 //! - [`cluster`] – [`Cluster`], a directory plus the processes running it.
 //! - [`cli`] – the `dfs-cluster` subcommands.
+//! - [`bench`](mod@bench) – `dfs-cluster bench`: put, get and pipeline throughput against same-run baselines.
 //! - [`error`] – [`Error`].
 
+pub mod bench;
 pub mod binaries;
 pub mod cli;
 pub mod cluster;

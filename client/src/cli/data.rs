@@ -8,15 +8,18 @@ use std::io::ErrorKind as IoKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bytes::Bytes;
 use clap::Args;
 use dfs_proto::status::ErrorKind;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
 
 use super::Outcome;
 use crate::checksum::FileChecksum;
 use crate::error::Error;
 use crate::fs::{CreateOptions, DfsClient, FileStatus};
+use crate::input_stream::InputStream;
 
 /// Suffix of a file being copied, renamed away once complete.
 const COPYING_SUFFIX: &str = "._COPYING_";
@@ -200,8 +203,10 @@ impl Get {
         }
         if local == "-" {
             let mut input = client.open(src).await?;
-            input.read_all_to(&mut tokio::io::stdout()).await?;
-            return Ok(());
+            let mut stdout = StdoutWriter::start()?;
+            let copied = stdout.copy_from(&mut input).await;
+            let flushed = stdout.stop().await;
+            return copied.and(flushed);
         }
         let mut target = PathBuf::from(local);
         if target.is_dir() {
@@ -259,20 +264,99 @@ pub(super) struct Cat {
 
 impl Cat {
     pub(super) async fn run(self, client: &DfsClient, outcome: &mut Outcome) {
-        let mut stdout = tokio::io::stdout();
+        let mut stdout = match StdoutWriter::start() {
+            Ok(stdout) => stdout,
+            Err(e) => {
+                outcome.check::<()>(Err(e.into()));
+                return;
+            }
+        };
         for path in &self.paths {
             let printed = match client.open(path).await {
-                Ok(mut input) => input.read_all_to(&mut stdout).await.map(drop),
+                Ok(mut input) => stdout.copy_from(&mut input).await,
                 Err(e) => Err(e),
             };
-            // A reader that stopped early (`dfs cat f | head`) is not an error.
-            if let Err(Error::Io(e)) = &printed
-                && e.kind() == IoKind::BrokenPipe
-            {
+            if is_broken_pipe(&printed) {
                 return;
             }
             outcome.check(printed);
         }
+        let flushed = stdout.stop().await;
+        if !is_broken_pipe(&flushed) {
+            outcome.check(flushed);
+        }
+    }
+}
+
+/// Stdout for file contents: one thread writes each chunk to fd 1 with a
+/// plain blocking `write_all`. `tokio::io::stdout` would copy every 64 KiB
+/// chunk into its own buffer and hand it to the blocking pool one at a time.
+#[derive(Debug)]
+struct StdoutWriter {
+    /// `None` once stopped.
+    chunks: Option<mpsc::Sender<Bytes>>,
+    /// Ends with the first write error, or once `chunks` closes.
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl StdoutWriter {
+    /// Chunks queued for the writer thread.
+    const QUEUE: usize = 8;
+
+    fn start() -> std::io::Result<Self> {
+        use std::io::Write;
+        use std::os::fd::AsFd;
+        // A dup of fd 1: unbuffered, unlike std's line-buffered `Stdout`.
+        let mut out = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
+        let (chunks, mut rx) = mpsc::channel::<Bytes>(Self::QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("stdout".into())
+            .spawn(move || {
+                while let Some(chunk) = rx.blocking_recv() {
+                    out.write_all(&chunk)?;
+                }
+                Ok(())
+            })?;
+        Ok(StdoutWriter {
+            chunks: Some(chunks),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues the rest of `input` for stdout.
+    ///
+    /// # Errors
+    /// Reading failed, or an earlier write did ([`Error::Io`]; `BrokenPipe`
+    /// when the reader went away).
+    async fn copy_from(&mut self, input: &mut InputStream) -> Result<(), Error> {
+        while let Some(chunk) = input.next_chunk().await? {
+            let sent = match &self.chunks {
+                Some(chunks) => chunks.send(chunk).await.is_ok(),
+                None => false,
+            };
+            if !sent {
+                self.stop().await?;
+                return Err(Error::Io(std::io::Error::new(
+                    IoKind::BrokenPipe,
+                    "stdout is closed",
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until everything queued is written; returns the write error
+    /// that stopped the thread, if any.
+    async fn stop(&mut self) -> Result<(), Error> {
+        self.chunks = None;
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?
+            .map_err(|_| Error::Io(std::io::Error::other("the stdout writer panicked")))?
+            .map_err(Error::Io)
     }
 }
 
@@ -291,6 +375,11 @@ impl Checksum {
             }
         }
     }
+}
+
+/// A reader that stopped early (`dfs cat f | head`): not an error.
+fn is_broken_pipe(result: &Result<(), Error>) -> bool {
+    matches!(result, Err(Error::Io(e)) if e.kind() == IoKind::BrokenPipe)
 }
 
 /// `PATH<TAB>COMPOSITE-CRC32C<TAB>hex`, as `hdfs dfs -checksum` prints it.

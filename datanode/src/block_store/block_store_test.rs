@@ -897,3 +897,18 @@ fn open_prefix_reads_an_rbw_prefix_with_a_recomputed_tail_checksum() {
         Err(Error::GenStampMismatch { .. })
     ));
 }
+
+#[test]
+fn a_discarding_store_finalizes_the_full_length_but_keeps_no_data() {
+    let (dir, mut store) = open_store();
+    store.set_discard_data(true);
+    let data = pattern(3 * PACKET + 100, 7);
+    let info = write_block(&store, B, GS, &data);
+    assert_eq!(info.length, data.len() as u64);
+    let l = layout(&dir);
+    assert_eq!(file_len(&l.finalized_block(B)), 0);
+    assert!(
+        store.open_finalized(B, GS).is_err(),
+        "a replica without its data cannot be read back"
+    );
+}

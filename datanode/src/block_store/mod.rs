@@ -135,6 +135,9 @@ pub(crate) struct ScanReport {
 pub(crate) struct BlockStore {
     layout: Layout,
     state: Mutex<State>,
+    /// New writers keep no data or checksums (benchmark only, see
+    /// `DatanodeConfig::discard_data`).
+    discard_data: bool,
 }
 
 /// The in-memory replica map.
@@ -213,8 +216,16 @@ impl BlockStore {
         let store = BlockStore {
             layout,
             state: Mutex::new(state),
+            discard_data: false,
         };
         Ok((store, report))
+    }
+
+    /// Makes every writer opened from now on skip its data and checksum
+    /// writes while keeping its length, so replicas finalize with the length
+    /// they were sent but hold nothing (benchmark only: they read back as corrupt).
+    pub(crate) fn set_discard_data(&mut self, discard: bool) {
+        self.discard_data = discard;
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -269,7 +280,15 @@ impl BlockStore {
                 layout::remove_if_present(&self.layout.rbw_meta(block, old))
             })
             .map_err(Error::from)
-            .and_then(|()| RbwWriter::create(&self.layout, block, gs, Arc::clone(&shared)));
+            .and_then(|()| {
+                RbwWriter::create(
+                    &self.layout,
+                    block,
+                    gs,
+                    Arc::clone(&shared),
+                    self.discard_data,
+                )
+            });
         if created.is_err() {
             let mut state = self.lock();
             if state
@@ -455,7 +474,7 @@ impl BlockStore {
             }
         }
         tracing::debug!(%block, gen_stamp = %new, length, "replica reopened for recovery");
-        RbwWriter::reopen(&self.layout, block, new, shared, length)
+        RbwWriter::reopen(&self.layout, block, new, shared, length, self.discard_data)
     }
 
     /// Opens the first `length` bytes of a block's replica, rbw (without a

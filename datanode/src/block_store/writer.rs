@@ -46,6 +46,8 @@ pub(crate) struct RbwWriter {
     /// and must be cut back before anything else touches them.
     is_torn: bool,
     shared: Arc<RbwShared>,
+    /// Keep the length but write no data or checksums (benchmark only).
+    discard: bool,
 }
 
 impl RbwWriter {
@@ -55,6 +57,7 @@ impl RbwWriter {
         block: BlockId,
         gs: GenStamp,
         shared: Arc<RbwShared>,
+        discard: bool,
     ) -> Result<RbwWriter, Error> {
         let open = |path| {
             OpenOptions::new()
@@ -76,6 +79,7 @@ impl RbwWriter {
             len: 0,
             is_torn: false,
             shared,
+            discard,
         })
     }
 
@@ -92,6 +96,7 @@ impl RbwWriter {
         gs: GenStamp,
         shared: Arc<RbwShared>,
         length: u64,
+        discard: bool,
     ) -> Result<RbwWriter, Error> {
         let open = |path| OpenOptions::new().read(true).write(true).open(path);
         let data = open(layout.rbw_block(block))?;
@@ -125,6 +130,7 @@ impl RbwWriter {
             len: length,
             is_torn: false,
             shared,
+            discard,
         })
     }
 
@@ -198,6 +204,9 @@ impl RbwWriter {
     }
 
     fn append(&mut self, data: &[u8], checksums: &[u32]) -> Result<(), Error> {
+        if self.discard {
+            return Ok(());
+        }
         self.data.append(data)?;
         for sum in checksums {
             self.meta.append(&sum.to_be_bytes())?;
@@ -207,6 +216,11 @@ impl RbwWriter {
 
     /// Truncates both files to `len` bytes of data, dropping anything buffered.
     fn cut_back(&mut self, len: u64) -> Result<(), Error> {
+        if self.discard {
+            self.len = len;
+            self.account();
+            return Ok(());
+        }
         self.is_torn = true;
         self.data.truncate(len)?;
         self.meta.truncate(layout::meta_len_for(len))?;
@@ -229,6 +243,9 @@ impl RbwWriter {
     /// Makes everything written so far durable (hsync): flushes both files and
     /// `fdatasync`s them.
     pub(crate) fn sync(&mut self) -> Result<(), Error> {
+        if self.discard {
+            return Ok(());
+        }
         if self.is_torn {
             self.cut_back(self.len)?;
         }

@@ -1,0 +1,434 @@
+//! `dfs-cluster bench`: the data path's throughput on a local cluster, each
+//! figure against a baseline measured in the same run on the same machine
+//! (other work on the machine moves both, the ratio less).
+//!
+//! ```text
+//! source file (size bytes, written once, cached)
+//! cluster: 1 namenode, N datanodes (replication 3), the real binaries
+//! phase put:      per run: disk ceiling (3 writers + fsync, in the cluster's dir)
+//!                          then `dfs put -f source /bench/file`
+//! phase get:      one untimed round (a VM host's cache stays warm), then
+//!                 per run: drop caches, `cat source > /dev/null`
+//!                          drop caches, `dfs cat /bench/file > /dev/null`
+//! phase pipeline: datanodes restarted with `discard_data = true`
+//!                 per run: raw 3-hop TCP relay with CRC32C (relay.rs)
+//!                          then `dfs put -f source /bench/discarded`
+//! report: median MiB/s of each, the ratio of medians, datanode VmHWM per phase
+//! ```
+//!
+//! The files put with `discard_data` cannot be read back: their replicas
+//! keep no data.
+
+mod disk;
+mod relay;
+mod report;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use report::parse_size;
+
+use crate::Error;
+use crate::binaries::Binaries;
+use crate::cluster::Cluster;
+use crate::layout::Layout;
+use crate::node::{NodeName, Role};
+use crate::process::SpawnMode;
+use crate::spec::ClusterSpec;
+use disk::CacheDrop;
+use report::{Comparison, fmt_size, mib_per_sec};
+
+/// Replicas of every file the benchmark writes.
+const REPLICATION: u32 = 3;
+/// Hops of the raw relay: one per replica.
+const RELAY_HOPS: usize = 3;
+/// Targets from the issue, as ratios to the baselines.
+const PUT_TARGET: f64 = 0.60;
+const GET_TARGET: f64 = 0.70;
+const PIPELINE_TARGET: f64 = 0.45;
+
+/// What to measure and where.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Bytes of the file put and read (and of each baseline).
+    pub size: u64,
+    /// Runs of each figure; the median is reported.
+    pub runs: usize,
+    /// Datanodes (at least 3).
+    pub datanodes: usize,
+    /// Working directory (must be empty or missing); a fresh one under the
+    /// system temp dir if `None`.
+    pub dir: Option<PathBuf>,
+    /// Keep the working directory (cluster, logs) afterwards.
+    pub keep: bool,
+}
+
+/// Runs the benchmark and writes progress and the report to `out`.
+///
+/// # Errors
+/// The cluster does not start, a command fails, or a baseline's I/O fails;
+/// the working directory is then kept for its logs.
+pub fn run(options: &Options, binaries: Binaries, out: &mut impl Write) -> Result<(), Error> {
+    if options.runs == 0 || options.size == 0 {
+        return Err(Error::BadSpec("bench needs --runs ≥ 1 and --size > 0"));
+    }
+    if options.datanodes < REPLICATION as usize {
+        return Err(Error::BadSpec("bench needs at least 3 datanodes"));
+    }
+    binaries.check()?;
+    let dir = options
+        .dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("dfs-bench-{}", std::process::id())));
+    let layout = Layout::new(&dir)?;
+    if !layout.is_empty()? {
+        return Err(Error::DirNotEmpty {
+            dir: layout.dir().to_owned(),
+        });
+    }
+    let work = layout.dir().to_owned();
+    fs::create_dir_all(&work).map_err(Error::io("creating directory", &work))?;
+    let result = Bench::set_up(options, binaries, &work, out).and_then(|mut b| b.run(out));
+    match &result {
+        Ok(()) if !options.keep => {
+            fs::remove_dir_all(&work).map_err(Error::io("removing", &work))?;
+        }
+        _ => say(out, &format!("working directory kept: {}", work.display()))?,
+    }
+    result
+}
+
+struct Bench {
+    options: Options,
+    cluster: Cluster,
+    work: PathBuf,
+    source: PathBuf,
+    cache: CacheDrop,
+    write_pattern: Vec<u8>,
+}
+
+/// Peak RSS (VmHWM, KiB) of each datanode during one phase.
+type Peaks = Vec<(NodeName, Option<u64>)>;
+
+impl Bench {
+    fn set_up(
+        options: &Options,
+        binaries: Binaries,
+        work: &Path,
+        out: &mut impl Write,
+    ) -> Result<Bench, Error> {
+        let write_pattern = disk::write_pattern();
+        let source = work.join("source.bin");
+        say(
+            out,
+            &format!(
+                "writing the {} source file {}",
+                fmt_size(options.size),
+                source.display()
+            ),
+        )?;
+        disk::write_file(&source, options.size, &write_pattern)
+            .map_err(Error::io("writing", &source))?;
+        let spec = ClusterSpec {
+            racks: ClusterSpec::spread(options.datanodes, 2),
+            replication: Some(REPLICATION),
+            heartbeat_interval: Duration::from_secs(1),
+            stale_after: Duration::from_secs(30),
+            ..ClusterSpec::default()
+        };
+        let mut cluster =
+            Cluster::create(&work.join("cluster"), &spec, binaries, SpawnMode::Child)?;
+        say(
+            out,
+            &format!(
+                "starting 1 namenode and {} datanodes in {}",
+                options.datanodes,
+                cluster.layout().dir().display()
+            ),
+        )?;
+        cluster.start_all()?;
+        let cache = CacheDrop::detect();
+        Ok(Bench {
+            options: options.clone(),
+            cluster,
+            work: work.to_owned(),
+            source,
+            cache,
+            write_pattern,
+        })
+    }
+
+    fn run(&mut self, out: &mut impl Write) -> Result<(), Error> {
+        let (size, runs) = (self.options.size, self.options.runs);
+        self.dfs(&["mkdir", "-p", "/bench"])?;
+        let client_source = self.source.clone().into_os_string();
+
+        say(out, "phase put: disk ceiling, then put, per run")?;
+        self.reset_peaks();
+        let (mut ceiling, mut put) = (Vec::new(), Vec::new());
+        for run in 1..=runs {
+            let elapsed = disk::write_ceiling(&self.work, size, &self.write_pattern)
+                .map_err(Error::io("measuring the disk ceiling in", &self.work))?;
+            ceiling.push(mib_per_sec(size, elapsed));
+            let elapsed = self.put(&client_source, "/bench/file")?;
+            put.push(mib_per_sec(size, elapsed));
+            self.progress(out, run, &[("disk ceiling", &ceiling), ("put", &put)])?;
+        }
+        let put_peaks = self.peaks();
+
+        say(
+            out,
+            "phase get: cold cat of the source, then cold dfs cat, per run",
+        )?;
+        // drop_caches empties this kernel's cache only: under a VM the host
+        // may still cache the disk. One untimed round puts every timed run
+        // in the same state (whatever the host keeps of these files).
+        self.drop_caches()?;
+        disk::time_cat(&self.source).map_err(Error::io("reading", &self.source))?;
+        self.drop_caches()?;
+        self.dfs(&["cat", "/bench/file"])?;
+        self.reset_peaks();
+        let (mut cat, mut get) = (Vec::new(), Vec::new());
+        for run in 1..=runs {
+            self.drop_caches()?;
+            let elapsed =
+                disk::time_cat(&self.source).map_err(Error::io("reading", &self.source))?;
+            cat.push(mib_per_sec(size, elapsed));
+            self.drop_caches()?;
+            let elapsed = self.dfs(&["cat", "/bench/file"])?;
+            get.push(mib_per_sec(size, elapsed));
+            self.progress(out, run, &[("local cat", &cat), ("get", &get)])?;
+        }
+        let get_peaks = self.peaks();
+
+        say(
+            out,
+            "phase pipeline: datanodes restarted with discard_data = true; relay, then put, per run",
+        )?;
+        self.restart_datanodes_discarding()?;
+        // The get phase dropped the source from the cache; the put phase had it cached.
+        disk::time_cat(&self.source).map_err(Error::io("reading", &self.source))?;
+        self.reset_peaks();
+        let (mut raw, mut pipeline) = (Vec::new(), Vec::new());
+        for run in 1..=runs {
+            let relayed = relay::relay(size, RELAY_HOPS).map_err(|e| Error::Io {
+                action: "relaying over loopback TCP",
+                path: PathBuf::from("127.0.0.1"),
+                source: e,
+            })?;
+            raw.push(mib_per_sec(size, relayed.elapsed));
+            let elapsed = self.put(&client_source, "/bench/discarded")?;
+            pipeline.push(mib_per_sec(size, elapsed));
+            self.progress(
+                out,
+                run,
+                &[("raw relay", &raw), ("put, no disk", &pipeline)],
+            )?;
+        }
+        let pipeline_peaks = self.peaks();
+
+        let size_text = fmt_size(size);
+        let comparisons = [
+            Comparison {
+                name: format!("put {size_text}, 3 replicas"),
+                runs: put,
+                baseline_name: format!("disk ceiling: 3 writers × {size_text} + fsync, agg/3"),
+                baseline_runs: ceiling,
+                target: PUT_TARGET,
+            },
+            Comparison {
+                name: format!("get {size_text} (dfs cat > /dev/null), cold"),
+                runs: get,
+                baseline_name: format!("cat {size_text} local file > /dev/null, cold"),
+                baseline_runs: cat,
+                target: GET_TARGET,
+            },
+            Comparison {
+                name: format!("put {size_text}, 3 replicas, discard_data"),
+                runs: pipeline,
+                baseline_name: "raw 3-hop TCP relay, CRC32C at each hop".to_owned(),
+                baseline_runs: raw,
+                target: PIPELINE_TARGET,
+            },
+        ];
+        let mut text = format!(
+            "\ndfs-cluster bench: {size_text}, median of {runs} run(s), {} datanodes, \
+             replication {REPLICATION}, block size {}\n{}\n\n",
+            self.options.datanodes,
+            fmt_size(ClusterSpec::default().block_size),
+            self.cache.describe()
+        );
+        for (i, c) in comparisons.iter().enumerate() {
+            text.push_str(&format!("{}. {}\n", i + 1, c.name));
+            text.push_str(&c.render());
+            text.push('\n');
+        }
+        text.push_str("datanode peak RSS (VmHWM, reset at the start of each phase):\n");
+        for (phase, peaks) in [
+            ("put", &put_peaks),
+            ("get", &get_peaks),
+            ("put, discard_data", &pipeline_peaks),
+        ] {
+            let list: Vec<String> = peaks
+                .iter()
+                .map(|(name, kib)| match kib {
+                    Some(k) => format!("{name} {:.1} MiB", *k as f64 / 1024.0),
+                    None => format!("{name} ?"),
+                })
+                .collect();
+            text.push_str(&format!("  {phase:<18} {}\n", list.join(", ")));
+        }
+        say(out, &text)
+    }
+
+    /// `dfs put -f SOURCE TARGET`, timed.
+    fn put(&self, source: &OsStr, target: &str) -> Result<Duration, Error> {
+        self.dfs_os(&[
+            OsStr::new("put"),
+            OsStr::new("-f"),
+            source,
+            OsStr::new(target),
+        ])
+    }
+
+    fn dfs(&self, args: &[&str]) -> Result<Duration, Error> {
+        let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        self.dfs_os(&args)
+    }
+
+    /// Runs `dfs ARGS` against the cluster, stdout to /dev/null; timed from
+    /// spawn to exit.
+    fn dfs_os(&self, args: &[&OsStr]) -> Result<Duration, Error> {
+        let command = format!(
+            "dfs {}",
+            args.iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let binary = &self.cluster.binaries().dfs;
+        let started = Instant::now();
+        let output = Command::new(binary)
+            .arg("--config")
+            .arg(self.cluster.layout().client_config())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|source| Error::RunCommand {
+                command: command.clone(),
+                source,
+            })?;
+        let elapsed = started.elapsed();
+        if !output.status.success() {
+            return Err(Error::CommandFailed {
+                command,
+                status: output.status.to_string(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            });
+        }
+        Ok(elapsed)
+    }
+
+    fn drop_caches(&self) -> Result<(), Error> {
+        let mut files = vec![self.source.clone()];
+        if self.cache == CacheDrop::Fadvise {
+            for node in self.datanodes() {
+                let data = self.cluster.layout().node_data(&node);
+                files.extend(disk::files_below(&data).map_err(Error::io("listing", &data))?);
+            }
+        }
+        self.cache
+            .drop_pages(&files)
+            .map_err(Error::io("dropping cached pages of", &self.work))
+    }
+
+    fn datanodes(&self) -> Vec<NodeName> {
+        self.cluster
+            .nodes()
+            .iter()
+            .filter(|n| n.role == Role::Datanode)
+            .map(|n| n.name.clone())
+            .collect()
+    }
+
+    /// Stops every datanode, adds `discard_data = true` to its config and
+    /// starts it again; waits until the namenode sees them all live.
+    fn restart_datanodes_discarding(&mut self) -> Result<(), Error> {
+        for name in self.datanodes() {
+            self.cluster.stop_node(name.as_str())?;
+            let config = self.cluster.node(name.as_str())?.config.clone();
+            let text = fs::read_to_string(&config).map_err(Error::io("reading", &config))?;
+            let mut table: toml::Table = toml::from_str(&text).map_err(|e| Error::Io {
+                action: "parsing",
+                path: config.clone(),
+                source: std::io::Error::other(e),
+            })?;
+            table.insert("discard_data".to_owned(), toml::Value::Boolean(true));
+            fs::write(&config, table.to_string()).map_err(Error::io("writing", &config))?;
+            self.cluster.start_node(name.as_str())?;
+        }
+        self.cluster.wait_datanodes_live()
+    }
+
+    /// Resets every datanode's VmHWM (`/proc/PID/clear_refs` = 5).
+    fn reset_peaks(&self) {
+        for name in self.datanodes() {
+            if let Ok(Some(pid)) = self.cluster.running_pid(name.as_str()) {
+                let _ = fs::write(format!("/proc/{pid}/clear_refs"), "5");
+            }
+        }
+    }
+
+    fn peaks(&self) -> Peaks {
+        self.datanodes()
+            .into_iter()
+            .map(|name| {
+                let kib = self
+                    .cluster
+                    .running_pid(name.as_str())
+                    .ok()
+                    .flatten()
+                    .and_then(peak_rss_kib);
+                (name, kib)
+            })
+            .collect()
+    }
+
+    fn progress(
+        &self,
+        out: &mut impl Write,
+        run: usize,
+        series: &[(&str, &[f64])],
+    ) -> Result<(), Error> {
+        let figures: Vec<String> = series
+            .iter()
+            .map(|(name, values)| {
+                let last = values.last().copied().unwrap_or_default();
+                format!("{name} {last:.1} MiB/s")
+            })
+            .collect();
+        say(
+            out,
+            &format!("  run {run}/{}: {}", self.options.runs, figures.join(", ")),
+        )
+    }
+}
+
+/// VmHWM of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn say(out: &mut impl Write, text: &str) -> Result<(), Error> {
+    writeln!(out, "{text}")
+        .and_then(|()| out.flush())
+        .map_err(Error::io("writing", "stdout"))
+}
