@@ -390,7 +390,7 @@ fn checksum_line(path: &str, sum: &FileChecksum) -> String {
 /// Parses a size: plain bytes, or a number with a binary unit (`k`, `m`,
 /// `g`, `t`, `p`, optionally followed by `b` or `ib`, any case), as HDFS
 /// reads `-Ddfs.blocksize=128m`: `1M` = `1MiB` = 1048576.
-pub(super) fn parse_size(text: &str) -> Result<u64, String> {
+pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let digits = text
         .find(|c: char| !c.is_ascii_digit())

@@ -9,6 +9,8 @@ mod format;
 mod fsck;
 mod namespace;
 
+pub use data::parse_size;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

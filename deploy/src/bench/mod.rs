@@ -30,7 +30,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub use report::parse_size;
+/// Sizes read as `dfs put --block-size` reads them (`64MiB`, `1G`, plain bytes).
+pub use dfs_client::cli::parse_size;
 
 use crate::Error;
 use crate::binaries::Binaries;

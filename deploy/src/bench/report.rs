@@ -99,34 +99,6 @@ pub(crate) fn fmt_size(bytes: u64) -> String {
     format!("{bytes} B")
 }
 
-/// Parses a size: plain bytes or a binary unit (`64MiB`, `1G`, `512k`).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("'{text}': not a size (e.g. 64MiB, 1GiB)"))?;
-    let unit = unit.trim().to_ascii_lowercase();
-    let unit = unit
-        .strip_suffix("ib")
-        .or_else(|| unit.strip_suffix('b'))
-        .unwrap_or(&unit);
-    let shift = match unit {
-        "" => 0,
-        "k" => 10,
-        "m" => 20,
-        "g" => 30,
-        _ => return Err(format!("'{text}': unknown size unit")),
-    };
-    number
-        .checked_mul(1 << shift)
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("'{text}': size out of range"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,10 +117,6 @@ mod tests {
         assert_eq!(fmt_size(1 << 30), "1 GiB");
         assert_eq!(fmt_size(64 << 20), "64 MiB");
         assert_eq!(fmt_size(1000), "1000 B");
-        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_size("1g"), Ok(1 << 30));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("1T").is_err());
     }
 
     #[test]
