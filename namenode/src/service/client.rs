@@ -378,10 +378,7 @@ impl ClientProtocol for ClientService {
     ) -> Result<Response<v1::AbandonBlockResponse>, Status> {
         let r = request.into_inner();
         let (caller, client) = self.writer(r.caller)?;
-        let block = r
-            .block
-            .map(block_record)
-            .ok_or_else(|| invalid("block", "missing"))?;
+        let block = required_block("block", r.block)?;
         let op = Op::AbandonBlock {
             path: r.path,
             client,
@@ -433,10 +430,7 @@ impl ClientProtocol for ClientService {
     ) -> Result<Response<v1::UpdateBlockForPipelineResponse>, Status> {
         let r = request.into_inner();
         let (caller, client) = self.writer(r.caller)?;
-        let block = r
-            .block
-            .map(block_record)
-            .ok_or_else(|| invalid("block", "missing"))?;
+        let block = required_block("block", r.block)?;
         let op = Op::BumpGenStamp {
             path: r.path.clone(),
             client,
@@ -490,10 +484,7 @@ impl ClientProtocol for ClientService {
     ) -> Result<Response<v1::UpdatePipelineResponse>, Status> {
         let r = request.into_inner();
         let (_caller, _client) = self.writer(r.caller)?;
-        let new = r
-            .new_block
-            .map(block_record)
-            .ok_or_else(|| invalid("new_block", "missing"))?;
+        let new = required_block("new_block", r.new_block)?;
         // The new generation stamp was journaled by UpdateBlockForPipeline;
         // the pipeline's members report their replicas when they finalize.
         let (last, _) = self.last_block(&r.path)?;
@@ -638,6 +629,16 @@ fn datanode_ids(field: &'static str, ids: &[String]) -> Result<Vec<DatanodeId>, 
                 .ok_or_else(|| invalid(field, format!("bad datanode id {id:.40?}")))
         })
         .collect()
+}
+
+/// A block field the request must carry.
+fn required_block(
+    field: &'static str,
+    block: Option<v1::ExtendedBlock>,
+) -> Result<BlockRecord, Status> {
+    block
+        .map(block_record)
+        .ok_or_else(|| invalid(field, "missing"))
 }
 
 fn block_record(b: v1::ExtendedBlock) -> BlockRecord {
