@@ -1,11 +1,12 @@
 //! The namenode's configuration: a TOML file (serde defaults), then
 //! `NamenodeConfig::validate` into typed values.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use dfs_proto::ids::ServerId;
 use dfs_proto::topology::TopologyTable;
 use serde::Deserialize;
 
@@ -52,6 +53,39 @@ pub struct NamenodeConfig {
     /// host's OS, and only for users the OS does not know, from the request.
     #[serde(default)]
     pub groups: BTreeMap<String, Vec<String>>,
+    /// This namenode's server id (sid) in the ensemble. Default 1.
+    #[serde(default = "default_server_id")]
+    pub server_id: u64,
+    /// Every namenode of the ensemble, this one included, as `[[ensemble]]`
+    /// tables. Empty (the default): a single namenode at `listen`.
+    #[serde(default)]
+    pub ensemble: Vec<EnsembleMember>,
+    /// Milliseconds an election waits for a better vote once a quorum agrees. Default 200.
+    #[serde(default = "default_election_finalize_ms")]
+    pub election_finalize_ms: u64,
+    /// Milliseconds between the leader's pings to its learners. Default 250.
+    #[serde(default = "default_ping_interval_ms")]
+    pub ping_interval_ms: u64,
+    /// Milliseconds of silence after which the leader drops a learner, or a
+    /// learner gives up on its leader and elects again. Default 2 000.
+    #[serde(default = "default_sync_timeout_ms")]
+    pub sync_timeout_ms: u64,
+    /// Milliseconds a new leader waits for a quorum to join it. Default 5 000.
+    #[serde(default = "default_init_timeout_ms")]
+    pub init_timeout_ms: u64,
+}
+
+/// One namenode of the ensemble.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnsembleMember {
+    /// Its server id: unique, above 0.
+    pub sid: u64,
+    /// Its gRPC address (clients, datanodes and the quorum all use it).
+    pub address: SocketAddr,
+    /// Whether it only listens (never votes, never counts toward a quorum).
+    #[serde(default)]
+    pub observer: bool,
 }
 
 fn default_listen() -> SocketAddr {
@@ -80,6 +114,21 @@ fn default_replication_check_interval_ms() -> u64 {
 }
 fn default_checkpoint_txns() -> u64 {
     100_000
+}
+fn default_server_id() -> u64 {
+    1
+}
+fn default_election_finalize_ms() -> u64 {
+    200
+}
+fn default_ping_interval_ms() -> u64 {
+    250
+}
+fn default_sync_timeout_ms() -> u64 {
+    2_000
+}
+fn default_init_timeout_ms() -> u64 {
+    5_000
 }
 
 /// A configuration that does not make sense.
@@ -127,6 +176,24 @@ pub(crate) struct Settings {
     pub(crate) replication_check_interval: Duration,
     pub(crate) checkpoint_txns: u64,
     pub(crate) groups: BTreeMap<String, Vec<String>>,
+    pub(crate) quorum: QuorumSettings,
+}
+
+/// The ensemble and its timeouts, validated.
+#[derive(Debug, Clone)]
+pub(crate) struct QuorumSettings {
+    /// Our server id.
+    pub(crate) me: ServerId,
+    /// Every member's address, us included.
+    pub(crate) members: BTreeMap<ServerId, SocketAddr>,
+    /// Members that vote.
+    pub(crate) voters: BTreeSet<ServerId>,
+    /// Members that only listen.
+    pub(crate) observers: BTreeSet<ServerId>,
+    pub(crate) finalize_wait: Duration,
+    pub(crate) ping_interval: Duration,
+    pub(crate) sync_timeout: Duration,
+    pub(crate) init_timeout: Duration,
 }
 
 impl NamenodeConfig {
@@ -205,7 +272,63 @@ impl NamenodeConfig {
             ),
             checkpoint_txns: self.checkpoint_txns.max(1),
             groups: self.groups.clone(),
+            quorum: self.quorum()?,
         })
+    }
+
+    /// The ensemble: the configured one, or this namenode alone.
+    fn quorum(&self) -> Result<QuorumSettings, ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            field: "ensemble",
+            reason,
+        };
+        if self.server_id == 0 {
+            return Err(ConfigError::Invalid {
+                field: "server_id",
+                reason: "must be above 0".into(),
+            });
+        }
+        let me = ServerId(self.server_id);
+        let members = if self.ensemble.is_empty() {
+            vec![EnsembleMember {
+                sid: self.server_id,
+                address: self.listen,
+                observer: false,
+            }]
+        } else {
+            self.ensemble.clone()
+        };
+        let mut quorum = QuorumSettings {
+            me,
+            members: BTreeMap::new(),
+            voters: BTreeSet::new(),
+            observers: BTreeSet::new(),
+            finalize_wait: Duration::from_millis(self.election_finalize_ms),
+            ping_interval: Duration::from_millis(self.ping_interval_ms.max(10)),
+            sync_timeout: Duration::from_millis(self.sync_timeout_ms.max(100)),
+            init_timeout: Duration::from_millis(self.init_timeout_ms.max(100)),
+        };
+        for member in members {
+            let sid = ServerId(member.sid);
+            if member.sid == 0 {
+                return Err(invalid("a member has sid 0; sids start at 1".into()));
+            }
+            if quorum.members.insert(sid, member.address).is_some() {
+                return Err(invalid(format!("sid {sid} is listed twice")));
+            }
+            if member.observer {
+                quorum.observers.insert(sid);
+            } else {
+                quorum.voters.insert(sid);
+            }
+        }
+        if !quorum.members.contains_key(&me) {
+            return Err(invalid(format!("server_id {me} is not one of its members")));
+        }
+        if quorum.voters.is_empty() {
+            return Err(invalid("every member is an observer".into()));
+        }
+        Ok(quorum)
     }
 }
 
@@ -244,5 +367,47 @@ mod tests {
             assert!(config.validate().is_err(), "{bad}");
         }
         assert!(toml::from_str::<NamenodeConfig>("data_dir = \"/x\"\nbogus = 1").is_err());
+    }
+
+    #[test]
+    fn without_an_ensemble_the_namenode_is_alone() {
+        let config: NamenodeConfig = toml::from_str("data_dir = \"/x\"").unwrap();
+        let quorum = config.validate().unwrap().quorum;
+        assert_eq!(quorum.me, ServerId(1));
+        assert_eq!(quorum.voters, BTreeSet::from([ServerId(1)]));
+        assert_eq!(quorum.members[&ServerId(1)], config.listen);
+    }
+
+    #[test]
+    fn an_ensemble_lists_voters_and_observers() {
+        let text = r#"
+            data_dir = "/x"
+            server_id = 2
+            [[ensemble]]
+            sid = 1
+            address = "127.0.0.1:9001"
+            [[ensemble]]
+            sid = 2
+            address = "127.0.0.1:9002"
+            [[ensemble]]
+            sid = 3
+            address = "127.0.0.1:9003"
+            observer = true
+        "#;
+        let config: NamenodeConfig = toml::from_str(text).unwrap();
+        let quorum = config.validate().unwrap().quorum;
+        assert_eq!(quorum.voters, BTreeSet::from([ServerId(1), ServerId(2)]));
+        assert_eq!(quorum.observers, BTreeSet::from([ServerId(3)]));
+        for bad in [
+            // We are not a member.
+            "data_dir = \"/x\"\nserver_id = 9\n[[ensemble]]\nsid = 1\naddress = \"127.0.0.1:1\"",
+            // A sid twice.
+            "data_dir = \"/x\"\n[[ensemble]]\nsid = 1\naddress = \"127.0.0.1:1\"\n[[ensemble]]\nsid = 1\naddress = \"127.0.0.1:2\"",
+            // Nobody votes.
+            "data_dir = \"/x\"\n[[ensemble]]\nsid = 1\naddress = \"127.0.0.1:1\"\nobserver = true",
+        ] {
+            let config: NamenodeConfig = toml::from_str(bad).unwrap();
+            assert!(config.validate().is_err(), "{bad}");
+        }
     }
 }
