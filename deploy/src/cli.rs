@@ -264,6 +264,7 @@ fn run_up(up: &UpArgs, binaries: Binaries, out: &mut impl Write) -> Result<(), E
            export DFS_CONFIG={}\n  \
            dfs mkdir -p /user/$USER && dfs ls /\n  \
            dfs admin report\n  \
+           dfs admin ha-status\n  \
            dfs-cluster status --dir {dir}\n  \
            dfs-cluster stop --dir {dir} dn1   # and `start` to bring it back\n  \
            dfs-cluster down --dir {dir}",
