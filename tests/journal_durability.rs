@@ -66,7 +66,10 @@ fn acknowledged_mkdirs_survive_kill_9() {
     eprintln!("--- restart: every acknowledged mkdir is there");
     {
         cluster.start("nn1");
-        let listed = runtime.block_on(client.list("/load")).unwrap();
+        // A client that waits for the restarted namenode to lead again.
+        let config = ClientConfig::new(vec![cluster.namenode_addr().to_string()]);
+        let patient = DfsClient::connect(&config, None).unwrap();
+        let listed = runtime.block_on(patient.list("/load")).unwrap();
         let present: std::collections::HashSet<String> =
             listed.into_iter().map(|s| s.path).collect();
         let lost: Vec<&String> = succeeded.iter().filter(|p| !present.contains(*p)).collect();

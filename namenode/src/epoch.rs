@@ -13,8 +13,9 @@
 //! fsynced. Neither epoch ever goes backwards, and the current epoch never
 //! passes the accepted one.
 //!
-//! A single namenode (no quorum) begins a new epoch at every start with
-//! [`bump`], so zxids never repeat even if the log's tail was lost.
+//! A journal that holds an epoch newer than the files (they were lost or
+//! restored from an older copy) raises them at start-up ([`at_least`]), so
+//! a new epoch is always above every zxid already logged.
 
 use std::fs;
 use std::io::Write;
@@ -82,27 +83,20 @@ pub(crate) fn persist_current(dir: &Path, epoch: Epoch) -> Result<(), Error> {
     write_one(dir, CURRENT_FILE, epoch)
 }
 
-/// Starts a new epoch for a single namenode: one above both persisted epochs
-/// and `at_least`, persisted as accepted and then as current before it is
-/// returned.
+/// Raises both persisted epochs to `logged` (the epoch of the journal's
+/// last zxid) when they are below it, and returns `(accepted, current)`.
 ///
 /// # Errors
-/// `JournalFailed` when the epoch counter is exhausted; the errors of
-/// [`persist_accepted`] and [`persist_current`].
-pub(crate) fn bump(dir: &Path, at_least: Epoch) -> Result<Epoch, Error> {
+/// The errors of [`read_epochs`], [`persist_accepted`] and [`persist_current`].
+pub(crate) fn at_least(dir: &Path, logged: Epoch) -> Result<(Epoch, Epoch), Error> {
     let (accepted, current) = read_epochs(dir)?;
-    let next = accepted
-        .max(current)
-        .max(at_least)
-        .0
-        .checked_add(1)
-        .map(Epoch)
-        .ok_or_else(|| Error::JournalFailed {
-            reason: "epoch counter exhausted".into(),
-        })?;
-    persist_accepted(dir, next)?;
-    persist_current(dir, next)?;
-    Ok(next)
+    if accepted < logged {
+        persist_accepted(dir, logged)?;
+    }
+    if current < logged {
+        persist_current(dir, logged)?;
+    }
+    read_epochs(dir)
 }
 
 /// Reads one epoch file; 0 when it does not exist.
@@ -229,29 +223,25 @@ mod tests {
         fs::write(dir.path().join(CURRENT_FILE), "5\n").unwrap();
         assert_eq!(read_epochs(dir.path()).unwrap(), (Epoch(5), Epoch(5)));
         assert!(persist_accepted(dir.path(), Epoch(4)).is_err());
-        assert_eq!(bump(dir.path(), Epoch(0)).unwrap(), Epoch(6));
-        assert_eq!(read_epochs(dir.path()).unwrap(), (Epoch(6), Epoch(6)));
     }
 
     #[test]
-    fn each_bump_is_above_the_stored_epochs_and_the_log() {
+    fn epochs_below_the_journal_are_raised_to_it() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(bump(dir.path(), Epoch(0)).unwrap(), Epoch(1));
-        assert_eq!(bump(dir.path(), Epoch(0)).unwrap(), Epoch(2));
-        assert_eq!(bump(dir.path(), Epoch(9)).unwrap(), Epoch(10));
-        assert_eq!(read_epochs(dir.path()).unwrap(), (Epoch(10), Epoch(10)));
-        persist_accepted(dir.path(), Epoch(12)).unwrap();
-        assert_eq!(bump(dir.path(), Epoch(0)).unwrap(), Epoch(13));
-    }
-
-    #[test]
-    fn an_exhausted_epoch_counter_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        persist_accepted(dir.path(), Epoch(u32::MAX)).unwrap();
-        assert!(matches!(
-            bump(dir.path(), Epoch(0)),
-            Err(Error::JournalFailed { .. })
-        ));
+        assert_eq!(
+            at_least(dir.path(), Epoch(0)).unwrap(),
+            (Epoch(0), Epoch(0))
+        );
+        persist_accepted(dir.path(), Epoch(3)).unwrap();
+        assert_eq!(
+            at_least(dir.path(), Epoch(2)).unwrap(),
+            (Epoch(3), Epoch(2))
+        );
+        assert_eq!(
+            at_least(dir.path(), Epoch(9)).unwrap(),
+            (Epoch(9), Epoch(9))
+        );
+        assert_eq!(read_epochs(dir.path()).unwrap(), (Epoch(9), Epoch(9)));
     }
 
     #[test]
@@ -267,7 +257,7 @@ mod tests {
                 }
                 other => panic!("expected SnapshotCorrupt, got {other:?}"),
             }
-            assert!(bump(dir.path(), Epoch(0)).is_err());
+            assert!(at_least(dir.path(), Epoch(1)).is_err());
             assert!(persist_accepted(dir.path(), Epoch(9)).is_err());
             assert!(persist_current(dir.path(), Epoch(0)).is_err());
             assert_eq!(

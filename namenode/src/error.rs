@@ -189,6 +189,13 @@ pub enum Error {
         /// The underlying failure.
         reason: String,
     },
+    /// This namenode cannot serve the request: it is not the leader, or it
+    /// leads without a quorum. The client retries at `leader` if known.
+    #[error("{}", not_leader(leader.as_ref()))]
+    NotLeader {
+        /// The leader's client address, when one is known.
+        leader: Option<std::net::SocketAddr>,
+    },
     /// A logged transaction does not apply to the recovered namespace.
     #[error("replaying txn {zxid}: {reason}")]
     Replay {
@@ -224,6 +231,7 @@ impl Error {
             | Error::BlockMismatch { .. }
             | Error::NotLastBlock { .. } => ErrorKind::InvalidArgument,
             Error::JournalFailed { .. } => ErrorKind::Unavailable,
+            Error::NotLeader { .. } => ErrorKind::NotLeader,
             Error::JournalCorrupt { .. }
             | Error::SnapshotCorrupt { .. }
             | Error::Replay { .. }
@@ -232,6 +240,15 @@ impl Error {
                 return None;
             }
         })
+    }
+}
+
+fn not_leader(leader: Option<&std::net::SocketAddr>) -> String {
+    match leader {
+        Some(leader) => format!("this namenode is not the leader; the leader is {leader}"),
+        None => {
+            "no leader: an election is under way or no quorum of namenodes is reachable".to_owned()
+        }
     }
 }
 
@@ -252,9 +269,19 @@ fn block_id_or_none(block: Option<&BlockId>) -> String {
 
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
-        match e.kind() {
+        let mut status = match e.kind() {
             Some(kind) => kind.status(e.to_string()),
             None => tonic::Status::internal(format!("namenode: {e}")),
+        };
+        if let Error::NotLeader {
+            leader: Some(leader),
+        } = &e
+            && let Ok(hint) = leader.to_string().parse()
+        {
+            status
+                .metadata_mut()
+                .insert(dfs_proto::status::LEADER_HINT_KEY, hint);
         }
+        status
     }
 }

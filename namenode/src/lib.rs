@@ -3,12 +3,14 @@
 //! - [`txn`]: metadata transactions, the only way the namespace changes.
 //! - `namespace`: the in-memory inode tree, permission checks and `apply`.
 //! - `journal`: CRC-framed, group-committed log segments and snapshots.
-//! - `namesystem`: the single writer task: check, zxid, apply, journal.
+//! - `namesystem`: the namespace and its journal (`Replica`), and the handle RPCs use.
 //! - `epoch`: the persisted current epoch.
 //! - `groups`: a caller's groups (config table, then the OS, then the claim).
 //! - `datanodes`: registered datanodes, their racks and liveness.
 //! - `blocks`: block management; so far the rack-aware placement policy.
-//! - `quorum`: namenode HA; so far the pure election, discovery/sync and broadcast cores.
+//! - `quorum`: namenode HA: election, discovery/sync and broadcast cores and
+//!   the peer task that runs them (the namespace's only writer).
+//! - `retry_cache`: writes retried after a failover apply at most once.
 //! - `service`: thin gRPC adapters over the above.
 //! - [`config`]: the namenode's TOML configuration.
 //! - `server`: wires it all together; [`run`] is the binary's entry point.
@@ -22,14 +24,8 @@ mod groups;
 mod journal;
 mod namespace;
 mod namesystem;
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the quorum runtime (quorum/peer.rs) is not wired in yet"
-    )
-)]
 mod quorum;
+mod retry_cache;
 mod server;
 mod service;
 pub mod txn;

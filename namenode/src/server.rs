@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use dfs_proto::v1::client_protocol_server::ClientProtocolServer;
 use dfs_proto::v1::datanode_protocol_server::DatanodeProtocolServer;
+use dfs_proto::v1::quorum_protocol_server::QuorumProtocolServer;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -14,13 +16,19 @@ use tokio_util::task::TaskTracker;
 use crate::blocks::manager::BlockManager;
 use crate::config::NamenodeConfig;
 use crate::datanodes::Registry;
+use crate::epoch;
 use crate::error::Error;
 use crate::groups::GroupMapping;
 use crate::journal::{self, JournalOptions};
 use crate::namespace::PermissionPolicy;
-use crate::namesystem::Namesystem;
+use crate::namesystem::{Namesystem, Replica, WRITE_QUEUE};
+use crate::quorum::RoleStatus;
+use crate::quorum::peer::{Peer, PeerSetup};
+use crate::quorum::transport::{MAX_MESSAGE, QuorumService};
 use crate::service::{ClientService, DatanodeService};
 
+/// Quorum events queued for the peer task.
+const EVENT_QUEUE: usize = 16 * 1024;
 /// How long shutdown waits for in-flight work before giving up.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(8);
 
@@ -37,7 +45,7 @@ pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<
         &settings.data_dir.join("journal"),
         JournalOptions::default(),
     )?;
-    let epoch = crate::epoch::bump(&settings.data_dir, journal.last_zxid().epoch())?;
+    epoch::at_least(&settings.data_dir, journal.last_zxid().epoch())?;
     let policy = PermissionPolicy {
         superuser: settings.superuser.clone(),
         supergroup: settings.supergroup.clone(),
@@ -50,17 +58,30 @@ pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<
         settings.topology.clone(),
         rand::random(),
     )));
-    let (namesystem, writer) = Namesystem::recover(
+    let replica = Replica::recover(
         policy,
         recovered,
         journal,
-        epoch,
         settings.checkpoint_txns,
         blocks.clone(),
-        fatal.clone(),
     )?;
+    let (_, current) = epoch::read_epochs(&settings.data_dir)?;
+    let (role_tx, role) = watch::channel(RoleStatus::looking(current));
+    let (writes_tx, writes) = mpsc::channel(WRITE_QUEUE);
+    let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+    let namesystem = Namesystem::new(&replica, writes_tx, role.clone());
+    let peer = Peer::new(PeerSetup {
+        settings: settings.quorum.clone(),
+        data_dir: settings.data_dir.clone(),
+        replica,
+        role: role_tx,
+        events_tx: events_tx.clone(),
+        events,
+        writes,
+        fatal: fatal.clone(),
+    })?;
     let tasks = TaskTracker::new();
-    tasks.spawn(writer.run(fatal.child_token()));
+    tasks.spawn(peer.run(fatal.child_token()));
 
     tasks.spawn(monitor_replication(
         namesystem.clone(),
@@ -74,19 +95,27 @@ pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<
         settings: settings.clone(),
         groups: Arc::new(GroupMapping::new(settings.groups.clone())),
     };
-    let datanode = DatanodeService {
-        blocks,
-        namesystem,
-        epoch,
+    let datanode = DatanodeService { blocks, namesystem };
+    let quorum = QuorumService {
+        events: events_tx,
+        next_conn: Arc::default(),
     };
     let listener = TcpListener::bind(settings.listen).await?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, %epoch, superuser = %settings.superuser, "namenode serving");
+    tracing::info!(%addr, sid = %settings.quorum.me, superuser = %settings.superuser, "namenode serving");
     println!("ready {addr}");
 
     let served = tonic::transport::Server::builder()
-        .add_service(ClientProtocolServer::new(client))
+        .add_service(ClientProtocolServer::with_interceptor(
+            client,
+            only_the_leader(role),
+        ))
         .add_service(DatanodeProtocolServer::new(datanode))
+        .add_service(
+            QuorumProtocolServer::new(quorum)
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), fatal.cancelled())
         .await;
     fatal.cancel();
@@ -107,7 +136,24 @@ pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<
     Ok(())
 }
 
-/// Every `interval`: forget dead datanodes' replicas and schedule copies of
+/// Lets client RPCs through only while this namenode leads with a quorum;
+/// others get `NotLeader`, with the leader's address when it is known.
+fn only_the_leader(
+    role: watch::Receiver<RoleStatus>,
+) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
+    move |request| {
+        let role = role.borrow();
+        if role.serving {
+            return Ok(request);
+        }
+        Err(Error::NotLeader {
+            leader: role.leader,
+        }
+        .into())
+    }
+}
+
+/// Every `interval` while leading: forget dead datanodes' replicas and schedule copies of
 /// under-replicated blocks. Cancel-safe: each pass runs under the locks
 /// without awaiting.
 async fn monitor_replication(
@@ -122,6 +168,10 @@ async fn monitor_replication(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
+        }
+        // Only the leader sends datanodes commands.
+        if !namesystem.role().serving {
+            continue;
         }
         namesystem.with_expected_blocks(|expected| {
             let mut blocks = blocks.lock().unwrap_or_else(PoisonError::into_inner);

@@ -375,10 +375,6 @@ impl Journal {
     /// snapshot (the history before it is gone: a SNAP case) or the log
     /// start, is after the last durable zxid, or is not in the log and is
     /// neither the newest snapshot's zxid nor the log start.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "used by the quorum runtime (quorum/peer.rs)")
-    )]
     pub(crate) async fn truncate_after(&self, zxid: Zxid) -> Result<(), Error> {
         let (done, receiver) = oneshot::channel();
         {
@@ -403,10 +399,6 @@ impl Journal {
     ///
     /// # Errors
     /// `JournalFailed` when the journal is poisoned or fails now (it is then poisoned).
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "used by the quorum runtime (quorum/peer.rs)")
-    )]
     pub(crate) async fn install_snapshot(&self, zxid: Zxid, image: Vec<u8>) -> Result<(), Error> {
         let (done, receiver) = oneshot::channel();
         {
@@ -430,10 +422,6 @@ impl Journal {
     /// `JournalFailed` when `zxid` is older than the log start (a SNAP case)
     /// or the journal is poisoned; `JournalCorrupt` when a frame no longer
     /// verifies; `Io` when a segment cannot be read.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "used by the quorum runtime (quorum/peer.rs)")
-    )]
     pub(crate) async fn read_after(
         &self,
         zxid: Zxid,
@@ -454,15 +442,36 @@ impl Journal {
         receiver.await.unwrap_or_else(|_| Err(writer_gone()))
     }
 
+    /// What recovery would rebuild from now: the newest snapshot and every
+    /// durable record after it (run in queue order, after the appends queued
+    /// before it are durable). A namenode whose namespace ran ahead of its
+    /// journal's agreed history (a TRUNC) rebuilds it from this.
+    ///
+    /// # Errors
+    /// `JournalFailed` when the journal is poisoned; `SnapshotCorrupt`,
+    /// `JournalCorrupt` or `Io` when the files no longer read back.
+    pub(crate) async fn load(&self) -> Result<Recovered, Error> {
+        let (done, receiver) = oneshot::channel();
+        {
+            let queue = self.lock_queue();
+            self.submit(&queue, Command::Load { done });
+        }
+        receiver.await.unwrap_or_else(|_| Err(writer_gone()))
+    }
+
+    /// Resolves once everything appended before the call is durable.
+    ///
+    /// # Errors
+    /// `JournalFailed` when the journal is poisoned.
+    pub(crate) async fn barrier(&self) -> Result<(), Error> {
+        self.read_after(Zxid(u64::MAX), 0).await.map(drop)
+    }
+
     /// The durable log for `quorum::sync::LogView`: the log start (the oldest
     /// kept segment's `prev_zxid`, or the last durable zxid when no segment
     /// is left) and every durable record's zxid, ascending. Copies the index
     /// (8 bytes a record); records still being appended are not in it, and
     /// the caller leaves out those not yet committed.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "used by the quorum runtime (quorum/peer.rs)")
-    )]
     pub(crate) fn log_view(&self) -> (Zxid, Vec<Zxid>) {
         let index = self
             .inner

@@ -19,7 +19,7 @@ use crate::txn::Zxid;
 
 use super::recovery::{LogState, SegmentInfo};
 use super::segment::FRAME_HEADER_LEN;
-use super::{LogIndex, Shared, segment, snapshot, sync_dir};
+use super::{LogIndex, Recovered, Shared, segment, snapshot, sync_dir};
 
 /// Where the submitter of a command learns its outcome.
 pub(super) type Done = oneshot::Sender<Result<(), Error>>;
@@ -73,6 +73,11 @@ pub(super) enum Command {
         /// Gets the records.
         done: oneshot::Sender<Result<Records, Error>>,
     },
+    /// Read back what recovery would: the newest snapshot and the log after it.
+    Load {
+        /// Gets the snapshot and the records.
+        done: oneshot::Sender<Result<Recovered, Error>>,
+    },
 }
 
 impl Command {
@@ -88,6 +93,9 @@ impl Command {
                 let _ = done.send(Err(error));
             }
             Command::ReadAfter { done, .. } => {
+                let _ = done.send(Err(error));
+            }
+            Command::Load { done } => {
                 let _ = done.send(Err(error));
             }
         }
@@ -222,6 +230,10 @@ impl Writer {
             } => {
                 self.commit();
                 let _ = done.send(self.read_after(zxid, max_bytes));
+            }
+            Command::Load { done } => {
+                self.commit();
+                let _ = done.send(self.load());
             }
         }
     }
@@ -623,6 +635,24 @@ impl Writer {
             }
         }
         Ok(records)
+    }
+
+    /// The newest snapshot and every durable record after it, as recovery
+    /// would find them now.
+    fn load(&self) -> Result<Recovered, Error> {
+        self.check_healthy()?;
+        let snapshot = match self.snapshots.last() {
+            Some(&zxid) => Some((
+                zxid,
+                snapshot::read(&self.dir.join(snapshot::file_name(zxid)), zxid)?,
+            )),
+            None => None,
+        };
+        let from = snapshot
+            .as_ref()
+            .map_or_else(|| self.log_start(), |(zxid, _)| *zxid);
+        let txns = self.read_after(from, usize::MAX)?;
+        Ok(Recovered { snapshot, txns })
     }
 
     /// Marks the journal failed for good and returns the reason handed to callers.

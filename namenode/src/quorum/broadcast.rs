@@ -668,6 +668,7 @@ impl Learner {
     }
 
     /// The last zxid handed to the journal.
+    #[cfg(test)]
     pub(crate) fn last_queued(&self) -> Zxid {
         self.last_queued
     }

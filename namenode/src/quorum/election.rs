@@ -379,6 +379,7 @@ impl Election {
     }
 
     /// Our state.
+    #[cfg(test)]
     pub(crate) fn state(&self) -> PeerState {
         self.state
     }
@@ -389,6 +390,7 @@ impl Election {
     }
 
     /// Our current vote; once decided, the winning one.
+    #[cfg(test)]
     pub(crate) fn vote(&self) -> Vote {
         self.vote
     }

@@ -6,11 +6,45 @@
 //! - [`broadcast`]: the leader's propose / ACK / commit bookkeeping and the
 //!   learner's journal / ACK / apply side.
 //!
-//! Everything here is pure: events and the time come in, actions go out. The
-//! runtime that owns sockets, timers and the journal (`peer.rs`, to come) is
-//! the only part that may do I/O; these modules must not touch the journal,
-//! the namespace or the network.
+//! - [`peer`]: the runtime: one task that runs the cores against the
+//!   network, the clock, the epoch files and the journal, and is the only
+//!   writer of the namespace.
+//! - [`transport`]: the `QuorumProtocol` gRPC server and clients.
+//!
+//! The three cores are pure: events and the time come in, actions go out.
+//! Only `peer` and `transport` do I/O.
+
+use std::net::SocketAddr;
+
+use dfs_proto::ids::Epoch;
 
 pub(crate) mod broadcast;
 pub(crate) mod election;
+pub(crate) mod peer;
 pub(crate) mod sync;
+pub(crate) mod transport;
+
+/// Where this namenode stands in the quorum, as the RPC services see it.
+#[derive(Debug, Clone)]
+pub(crate) struct RoleStatus {
+    /// LOOKING, FOLLOWING, LEADING or OBSERVING.
+    pub(crate) state: election::PeerState,
+    /// Whether it leads with a quorum synced: the only state that serves clients.
+    pub(crate) serving: bool,
+    /// Its current epoch (the one datanode commands carry).
+    pub(crate) epoch: Epoch,
+    /// The leader's client address, once known.
+    pub(crate) leader: Option<SocketAddr>,
+}
+
+impl RoleStatus {
+    /// Before the first election.
+    pub(crate) fn looking(epoch: Epoch) -> Self {
+        RoleStatus {
+            state: election::PeerState::Looking,
+            serving: false,
+            epoch,
+            leader: None,
+        }
+    }
+}

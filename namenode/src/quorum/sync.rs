@@ -270,11 +270,13 @@ impl Discovery {
     }
 
     /// The new epoch, once a quorum reported.
+    #[cfg(test)]
     pub(crate) fn new_epoch(&self) -> Option<Epoch> {
         self.new_epoch
     }
 
     /// Whether a quorum acknowledged the new epoch.
+    #[cfg(test)]
     pub(crate) fn is_established(&self) -> bool {
         self.is_established
     }
@@ -323,6 +325,7 @@ pub(crate) struct LogView<'a> {
 
 impl LogView<'_> {
     /// The leader's last committed zxid.
+    #[cfg(test)]
     pub(crate) fn last_committed(&self) -> Zxid {
         self.log.last().copied().unwrap_or(self.log_start)
     }

@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::groups::GroupMapping;
 use crate::namespace::{Caller, FileKind, FileStatus, Op};
 use crate::namesystem::Namesystem;
+use crate::retry_cache::CallId;
 use crate::txn::{BlockId, BlockRecord, GenStamp, Txn};
 
 /// Entries per listing page when the client asks for none.
@@ -56,8 +57,9 @@ impl ClientService {
     }
 
     async fn write(&self, caller: Option<v1::CallerContext>, op: Op) -> Result<(), Status> {
+        let call = call_id(caller.as_ref());
         let caller = self.caller(caller)?;
-        self.namesystem.write(op, caller).await?;
+        self.namesystem.write(op, caller, call).await?;
         Ok(())
     }
 }
@@ -126,7 +128,7 @@ impl ClientProtocol for ClientService {
         request: Request<v1::CreateRequest>,
     ) -> Result<Response<v1::CreateResponse>, Status> {
         let r = request.into_inner();
-        let (caller, client) = self.writer(r.caller)?;
+        let (caller, client, call) = self.writer(r.caller)?;
         let op = Op::Create {
             path: r.path.clone(),
             mode: r.permission.map(|m| mode("permission", m)).transpose()?,
@@ -139,7 +141,7 @@ impl ClientProtocol for ClientService {
             },
             client,
         };
-        self.namesystem.write(op, caller.clone()).await?;
+        self.namesystem.write(op, caller.clone(), call).await?;
         let status = self.namesystem.read(|ns| ns.file_info(&r.path, &caller))?;
         Ok(Response::new(v1::CreateResponse {
             status: Some(to_wire(status)),
@@ -319,7 +321,7 @@ impl ClientProtocol for ClientService {
     ) -> Result<Response<v1::AddBlockResponse>, Status> {
         let writer_ip = request.remote_addr().map(|a| a.ip().to_canonical());
         let r = request.into_inner();
-        let (caller, client) = self.writer(r.caller)?;
+        let (caller, client, call) = self.writer(r.caller)?;
         let excluded = datanode_ids("excluded_datanodes", &r.excluded_datanodes)?;
         let op = Op::AddBlock {
             path: r.path.clone(),
@@ -327,7 +329,7 @@ impl ClientProtocol for ClientService {
             previous: r.previous.map(block_record),
         };
         // A retried AddBlock changes nothing and answers with the block it made.
-        let block = match self.namesystem.write(op, caller.clone()).await? {
+        let block = match self.namesystem.write(op, caller.clone(), call).await? {
             Some(Txn::AddBlock { block, .. }) => block,
             _ => self.last_block(&r.path)?.0,
         };
@@ -350,7 +352,8 @@ impl ClientProtocol for ClientService {
                     client,
                     block: block.id,
                 };
-                self.namesystem.write(abandon, caller).await?;
+                // Not the client's call: the retry cache must not answer it with the AddBlock.
+                self.namesystem.write(abandon, caller, None).await?;
                 let reason = match outcome {
                     Err(e) => e.to_string(),
                     Ok(_) => "no datanode is available".to_owned(),
@@ -377,14 +380,14 @@ impl ClientProtocol for ClientService {
         request: Request<v1::AbandonBlockRequest>,
     ) -> Result<Response<v1::AbandonBlockResponse>, Status> {
         let r = request.into_inner();
-        let (caller, client) = self.writer(r.caller)?;
+        let (caller, client, call) = self.writer(r.caller)?;
         let block = required_block("block", r.block)?;
         let op = Op::AbandonBlock {
             path: r.path,
             client,
             block: block.id,
         };
-        self.namesystem.write(op, caller).await?;
+        self.namesystem.write(op, caller, call).await?;
         Ok(Response::new(v1::AbandonBlockResponse {}))
     }
 
@@ -394,7 +397,7 @@ impl ClientProtocol for ClientService {
         request: Request<v1::CompleteRequest>,
     ) -> Result<Response<v1::CompleteResponse>, Status> {
         let r = request.into_inner();
-        let (caller, client) = self.writer(r.caller)?;
+        let (caller, client, call) = self.writer(r.caller)?;
         let last = r.last.map(block_record);
         // Every block needs a finalized replica before the file is complete
         // (HDFS's minimum replication of 1); until then the client retries.
@@ -419,7 +422,7 @@ impl ClientProtocol for ClientService {
             client,
             last,
         };
-        self.namesystem.write(op, caller).await?;
+        self.namesystem.write(op, caller, call).await?;
         Ok(Response::new(v1::CompleteResponse { completed: true }))
     }
 
@@ -429,14 +432,14 @@ impl ClientProtocol for ClientService {
         request: Request<v1::UpdateBlockForPipelineRequest>,
     ) -> Result<Response<v1::UpdateBlockForPipelineResponse>, Status> {
         let r = request.into_inner();
-        let (caller, client) = self.writer(r.caller)?;
+        let (caller, client, call) = self.writer(r.caller)?;
         let block = required_block("block", r.block)?;
         let op = Op::BumpGenStamp {
             path: r.path.clone(),
             client,
             block: block.id,
         };
-        let gen_stamp = match self.namesystem.write(op, caller).await? {
+        let gen_stamp = match self.namesystem.write(op, caller, call).await? {
             Some(Txn::BumpGenStamp { gen_stamp, .. }) => gen_stamp,
             _ => self.last_block(&r.path)?.0.gen_stamp,
         };
@@ -453,7 +456,7 @@ impl ClientProtocol for ClientService {
     ) -> Result<Response<v1::GetAdditionalDatanodeResponse>, Status> {
         let writer_ip = request.remote_addr().map(|a| a.ip().to_canonical());
         let r = request.into_inner();
-        let (_caller, _client) = self.writer(r.caller)?;
+        let (_caller, _client, _call) = self.writer(r.caller)?;
         let existing = datanode_ids("existing", &r.existing)?;
         let excluded = datanode_ids("excluded", &r.excluded)?;
         let count = usize::try_from(r.count)
@@ -483,7 +486,7 @@ impl ClientProtocol for ClientService {
         request: Request<v1::UpdatePipelineRequest>,
     ) -> Result<Response<v1::UpdatePipelineResponse>, Status> {
         let r = request.into_inner();
-        let (_caller, _client) = self.writer(r.caller)?;
+        let (_caller, _client, _call) = self.writer(r.caller)?;
         let new = required_block("new_block", r.new_block)?;
         // The new generation stamp was journaled by UpdateBlockForPipeline;
         // the pipeline's members report their replicas when they finalize.
@@ -579,8 +582,12 @@ impl ClientService {
         self.blocks.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The caller and its client name (the lease holder: hex of its client id).
-    fn writer(&self, context: Option<v1::CallerContext>) -> Result<(Caller, String), Status> {
+    /// The caller, its client name (the lease holder: hex of its client id)
+    /// and its call, for the retry cache.
+    fn writer(
+        &self,
+        context: Option<v1::CallerContext>,
+    ) -> Result<(Caller, String, Option<CallId>), Status> {
         let client = context
             .as_ref()
             .map(|c| client_name(&c.client_id))
@@ -588,7 +595,8 @@ impl ClientService {
         if client.is_empty() || client.len() > 64 {
             return Err(invalid("caller.client_id", "1 to 32 bytes needed"));
         }
-        Ok((self.caller(context)?, client))
+        let call = call_id(context.as_ref());
+        Ok((self.caller(context)?, client, call))
     }
 
     /// The file's last block and its offset.
@@ -612,6 +620,17 @@ impl ClientService {
             .read(|ns| ns.block_owner(block))
             .map_or(self.settings.default_replication, |o| o.replication)
     }
+}
+
+/// The call a request is, for the retry cache; `None` without a client id
+/// (or with one too long to be ours).
+fn call_id(context: Option<&v1::CallerContext>) -> Option<CallId> {
+    context
+        .filter(|c| !c.client_id.is_empty() && c.client_id.len() <= 32)
+        .map(|c| CallId {
+            client: c.client_id.to_vec(),
+            call: c.call_id,
+        })
 }
 
 /// Hex of a client id: the lease holder's name.

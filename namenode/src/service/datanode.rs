@@ -14,7 +14,6 @@ use crate::blocks::manager::BlockManager;
 use crate::datanodes::Storage;
 use crate::error::Error;
 use crate::namesystem::Namesystem;
-use crate::txn::Epoch;
 use crate::txn::{BlockId, GenStamp};
 
 /// Most replicas one report may carry (a full report of a big datanode fits).
@@ -25,7 +24,6 @@ const MAX_REPORTED: usize = 10_000_000;
 pub(crate) struct DatanodeService {
     pub(crate) blocks: Arc<Mutex<BlockManager>>,
     pub(crate) namesystem: Namesystem,
-    pub(crate) epoch: Epoch,
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> Status {
@@ -136,7 +134,7 @@ impl DatanodeProtocol for DatanodeService {
         );
         tracing::info!(datanode = %id, %transfer_addr, %rack, "datanode registered");
         Ok(Response::new(v1::RegisterDatanodeResponse {
-            epoch: u64::from(self.epoch.0),
+            epoch: u64::from(self.namesystem.role().epoch.0),
             rack: rack.to_string(),
         }))
     }
@@ -151,14 +149,17 @@ impl DatanodeProtocol for DatanodeService {
         let queued =
             self.blocks()
                 .heartbeat(&id, storage(r.storage), r.active_transfers, Instant::now());
+        // Every namenode tracks the datanodes; only the leader commands them.
+        let role = self.namesystem.role();
         let commands = match queued {
+            Some(_) if !role.serving => Vec::new(),
             Some(commands) => self.to_wire(commands),
             None => vec![v1::DatanodeCommand {
                 command: Some(v1::datanode_command::Command::Reregister(v1::ReRegister {})),
             }],
         };
         Ok(Response::new(v1::HeartbeatResponse {
-            epoch: u64::from(self.epoch.0),
+            epoch: u64::from(role.epoch.0),
             commands,
         }))
     }
