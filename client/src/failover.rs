@@ -266,16 +266,21 @@ fn classify(status: &tonic::Status) -> Verdict {
             }
         }
         Some(_) => Verdict::Return,
-        // No dfs kind: the status came from the transport (refused, reset,
-        // timed out), not from a namenode's answer.
-        None if matches!(
-            status.code(),
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
-        ) =>
-        {
-            Verdict::Next
-        }
+        None if is_transport_failure(status) => Verdict::Next,
         None => Verdict::Return,
+    }
+}
+
+/// Whether a status without a dfs error kind came from the transport
+/// (refused, reset, timed out, or the connection broke mid-call) rather than
+/// from a namenode's answer. A connection that dies under a call (a namenode
+/// killed) gives tonic's `Unknown` "transport error", built locally with the
+/// cause as its source; a status a server sent has no source.
+pub(crate) fn is_transport_failure(status: &tonic::Status) -> bool {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => true,
+        tonic::Code::Unknown => std::error::Error::source(status).is_some(),
+        _ => false,
     }
 }
 
