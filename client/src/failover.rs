@@ -132,6 +132,8 @@ impl Failover {
         let mut backoff = FIRST_BACKOFF;
         let mut failed_in_round = 0;
         let mut tried: Vec<String> = Vec::new();
+        // A namenode's own words beat a transport error in the final message.
+        let mut answered: Option<String> = None;
         loop {
             let (index, address, client) = self.active_client()?;
             if !tried.contains(&address) {
@@ -151,10 +153,16 @@ impl Failover {
                 Verdict::Next => {
                     let to = self.advance(index);
                     let reason = reason_of(&status, &address);
-                    tracing::warn!(op, from = %address, to = %to, %reason, "failing over to the next namenode");
+                    if ErrorKind::of(&status).is_some() {
+                        tracing::debug!(op, from = %address, to = %to, %reason, "no leader there; trying the next namenode");
+                        answered = Some(reason.clone());
+                    } else {
+                        tracing::warn!(op, from = %address, to = %to, %reason, "failing over to the next namenode");
+                    }
                     reason
                 }
             };
+            let reason = answered.clone().unwrap_or(reason);
             failed_in_round += 1;
             let now = Instant::now();
             if now >= deadline {
@@ -280,10 +288,7 @@ fn classify(status: &tonic::Status) -> Verdict {
 }
 
 fn reason_of(status: &tonic::Status, address: &str) -> String {
-    match ErrorKind::of(status) {
-        Some(ErrorKind::NotLeader) => format!("{address} is not the leader and gave no hint"),
-        _ => format!("{address}: {}", status.message()),
-    }
+    format!("{address}: {}", status.message())
 }
 
 fn unreachable(tried: Vec<String>, reason: String) -> Error {
