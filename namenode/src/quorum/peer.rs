@@ -1281,11 +1281,12 @@ impl Peer {
     fn publish_role(&self) {
         let (state, serving, leader) = match &self.phase {
             Phase::Looking => (PeerState::Looking, false, None),
-            Phase::Leading(session) => (
-                PeerState::Leading,
-                session.core.as_ref().is_some_and(Leader::has_quorum),
-                self.settings.members.get(&self.settings.me).copied(),
-            ),
+            Phase::Leading(session) => {
+                let serving = session.core.as_ref().is_some_and(Leader::has_quorum);
+                // Without a quorum we are no one's leader to point to.
+                let me = self.settings.members.get(&self.settings.me).copied();
+                (PeerState::Leading, serving, me.filter(|_| serving))
+            }
             Phase::Learning(session) => (
                 match session.role {
                     LearnerRole::Follower => PeerState::Following,
