@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds dfs, starts a local cluster (1 namenode, 6 datanodes on 2 fake
+# Builds dfs, starts a local cluster (3 namenodes, 6 datanodes on 2 fake
 # racks) in ./dfs-demo and runs a short job against it: namespace commands,
 # then a 20 MB file put in 4 MiB blocks, read back, compared and checked. The cluster keeps
 # running afterwards; the last line says how to stop it.

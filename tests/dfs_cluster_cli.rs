@@ -86,7 +86,7 @@ fn up_status_stop_start_down_and_nothing_is_left_running() {
     let _down = DownOnDrop(dir.clone());
     let mut every_pid = Vec::new();
 
-    eprintln!("--- up: 1 namenode and 3 datanodes on 2 racks, detached");
+    eprintln!("--- up: 3 namenodes (the default) and 3 datanodes on 2 racks, detached");
     {
         let out = succeed(
             &[
@@ -113,7 +113,7 @@ fn up_status_stop_start_down_and_nothing_is_left_running() {
         let pids = recorded_pids(&dir);
         assert_eq!(
             pids.keys().collect::<Vec<_>>(),
-            ["dn1", "dn2", "dn3", "nn1"]
+            ["dn1", "dn2", "dn3", "nn1", "nn2", "nn3"]
         );
         for (node, pid) in &pids {
             let pid = pid.unwrap_or_else(|| panic!("{node} has no pid"));

@@ -25,6 +25,15 @@ pub enum Error {
         /// Why the last attempt failed.
         reason: String,
     },
+    /// One particular namenode could not be reached or did not answer in
+    /// time (asked directly, not failing over: `dfs admin ha-status`).
+    #[error("namenode {namenode}: {reason}")]
+    Namenode {
+        /// The namenode's address.
+        namenode: String,
+        /// Why.
+        reason: String,
+    },
     /// The client configuration is unusable.
     #[error("config {path}: {reason}")]
     Config {

@@ -9,6 +9,7 @@
 //! - [`output_stream`]: [`OutputStream`], writing a file through datanode pipelines.
 //! - [`input_stream`]: [`InputStream`], reading a file with verification and failover.
 //! - [`checksum`]: [`FileChecksum`], a file's composite CRC32C.
+//! - [`peer_status`]: each namenode's quorum state, asked directly (`dfs admin ha-status`).
 //! - `owned_task`: spawned tasks that die with their owner.
 //! - [`error`]: the client's error type, mapped back from `tonic::Status`.
 //! - [`cli`]: the `dfs` commands.
@@ -24,6 +25,7 @@ mod identity;
 pub mod input_stream;
 pub mod output_stream;
 mod owned_task;
+pub mod peer_status;
 
 #[cfg(test)]
 mod fake_cluster;
@@ -35,3 +37,4 @@ pub use error::Error;
 pub use fs::{CreateOptions, DatanodeReport, DfsClient, FileKind, FileStatus};
 pub use input_stream::InputStream;
 pub use output_stream::OutputStream;
+pub use peer_status::{PeerReport, PeerState, PeerStatus};

@@ -11,7 +11,7 @@ use crate::binaries::Binaries;
 use crate::cluster::Cluster;
 use crate::layout::Layout;
 use crate::process::SpawnMode;
-use crate::spec::ClusterSpec;
+use crate::spec::{ClusterSpec, QuorumTimers};
 
 /// Runs a local multi-process dfs cluster, its datanodes on fake racks
 /// (127.0.R.N), its processes detached so they outlive this command.
@@ -27,7 +27,7 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Lay out a cluster in DIR (or reuse the one there) and start it; returns
-    /// once the namenode reports every datanode live.
+    /// once the leading namenode reports every datanode live.
     Up(UpArgs),
     /// Show every node: name, role, address, rack, pid, running or stopped.
     Status(DirArg),
@@ -87,9 +87,14 @@ pub struct NodeArg {
 pub struct UpArgs {
     #[command(flatten)]
     pub dir: DirArg,
-    /// Number of namenodes.
-    #[arg(long, env = "DFS_CLUSTER_NAMENODES", default_value_t = 1)]
+    /// Number of namenodes; more than one form a ZooKeeper-style ensemble
+    /// (namenode nnN has server id N) that elects one leader.
+    #[arg(long, env = "DFS_CLUSTER_NAMENODES", default_value_t = 3)]
     pub namenodes: usize,
+    /// How many of the namenodes are observers (the last ones): they follow
+    /// the leader but do not vote.
+    #[arg(long, env = "DFS_CLUSTER_OBSERVERS", default_value_t = 0)]
+    pub observers: usize,
     /// Number of datanodes, spread over the racks as evenly as possible.
     #[arg(long, env = "DFS_CLUSTER_DATANODES", default_value_t = 6)]
     pub datanodes: usize,
@@ -111,6 +116,22 @@ pub struct UpArgs {
     /// Default block size, in bytes.
     #[arg(long, env = "DFS_CLUSTER_BLOCK_SIZE", default_value_t = 128 * 1024 * 1024)]
     pub block_size: u64,
+    /// How long an election waits for a better vote once a quorum agrees, in
+    /// milliseconds [default: the namenode's, 200].
+    #[arg(long, env = "DFS_CLUSTER_ELECTION_FINALIZE_MS")]
+    pub election_finalize_ms: Option<u64>,
+    /// Between the leader's pings to its followers, in milliseconds
+    /// [default: the namenode's, 250].
+    #[arg(long, env = "DFS_CLUSTER_PING_INTERVAL_MS")]
+    pub ping_interval_ms: Option<u64>,
+    /// Silence after which leader and follower give up on each other, in
+    /// milliseconds [default: the namenode's, 2000].
+    #[arg(long, env = "DFS_CLUSTER_SYNC_TIMEOUT_MS")]
+    pub sync_timeout_ms: Option<u64>,
+    /// How long a new leader waits for a quorum to join it, in milliseconds
+    /// [default: the namenode's, 5000].
+    #[arg(long, env = "DFS_CLUSTER_INIT_TIMEOUT_MS")]
+    pub init_timeout_ms: Option<u64>,
     /// Superuser name [default: the OS user running the cluster].
     #[arg(long, env = "DFS_CLUSTER_SUPERUSER")]
     pub superuser: Option<String>,
@@ -121,8 +142,16 @@ pub struct UpArgs {
 
 impl UpArgs {
     fn spec(&self) -> ClusterSpec {
+        let ms = |v: Option<u64>| v.map(Duration::from_millis);
         ClusterSpec {
             namenodes: self.namenodes,
+            observers: self.observers,
+            quorum_timers: QuorumTimers {
+                election_finalize: ms(self.election_finalize_ms),
+                ping_interval: ms(self.ping_interval_ms),
+                sync_timeout: ms(self.sync_timeout_ms),
+                init_timeout: ms(self.init_timeout_ms),
+            },
             racks: ClusterSpec::spread(self.datanodes, self.racks),
             heartbeat_interval: Duration::from_millis(self.heartbeat_ms),
             stale_after: Duration::from_millis(self.stale_ms),
@@ -229,15 +258,21 @@ fn run_up(up: &UpArgs, binaries: Binaries, out: &mut impl Write) -> Result<(), E
         .collect::<std::collections::BTreeSet<_>>()
         .len();
     let text = format!(
-        "cluster up in {dir}: namenode {} and {} datanodes on {racks} racks; logs in {}\n\
+        "cluster up in {dir}: {} {} and {} datanodes on {racks} racks; logs in {}\n\
          \n\
          next:\n  \
            export DFS_CONFIG={}\n  \
            dfs mkdir -p /user/$USER && dfs ls /\n  \
            dfs admin report\n  \
+           dfs admin ha-status\n  \
            dfs-cluster status --dir {dir}\n  \
            dfs-cluster stop --dir {dir} dn1   # and `start` to bring it back\n  \
            dfs-cluster down --dir {dir}",
+        if namenodes.len() == 1 {
+            "namenode"
+        } else {
+            "namenodes"
+        },
         namenodes.join(", "),
         cluster.datanode_addrs().len(),
         layout.logs_dir().display(),

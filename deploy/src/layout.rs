@@ -9,7 +9,9 @@
 //! D/logs/nn1.log          stdout + stderr of nn1, appended across restarts
 //! ```
 //!
-//! Namenodes listen on 127.0.0.1 with a free port each; datanode n of rack r
+//! Namenodes listen on 127.0.0.1 with a free port each; with more than one,
+//! every `namenode.toml` names its `server_id` (N for `nnN`) and lists the
+//! whole ensemble as `[[ensemble]]` tables. Datanode n of rack r
 //! listens on 127.0.r.n, so the namenode's topology table puts it on
 //! `/dc1/rack{r}` from the source address of its connections alone.
 
@@ -129,6 +131,22 @@ pub(crate) fn lay_out(layout: &Layout, spec: &ClusterSpec) -> Result<ClusterStat
     write_topology(layout, spec)?;
     write_client_config(&layout.client_config(), &namenode_addrs, None, None)?;
 
+    // Every namenode lists the whole ensemble, itself included; a lone
+    // namenode gets none (it is an ensemble of one).
+    let ensemble: Vec<EnsembleMemberToml> = if spec.is_ensemble() {
+        namenode_addrs
+            .iter()
+            .enumerate()
+            .map(|(i, &address)| EnsembleMemberToml {
+                sid: server_id(i + 1),
+                address,
+                observer: spec.is_observer(i + 1),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let timers = spec.quorum_timers;
     let mut nodes = Vec::new();
     for (i, &address) in namenode_addrs.iter().enumerate() {
         let name = NodeName::new(Role::Namenode, i + 1);
@@ -148,6 +166,12 @@ pub(crate) fn lay_out(layout: &Layout, spec: &ClusterSpec) -> Result<ClusterStat
                 stale_after_ms: millis(spec.stale_after),
                 dead_after_ms: millis(spec.dead_after),
                 groups: &spec.groups,
+                server_id: spec.is_ensemble().then(|| server_id(i + 1)),
+                election_finalize_ms: timers.election_finalize.map(millis),
+                ping_interval_ms: timers.ping_interval.map(millis),
+                sync_timeout_ms: timers.sync_timeout.map(millis),
+                init_timeout_ms: timers.init_timeout.map(millis),
+                ensemble: &ensemble,
             },
         )?;
         nodes.push(NodeState {
@@ -258,6 +282,11 @@ fn write_toml(path: &Path, value: &impl Serialize) -> Result<(), Error> {
     fs::write(path, text).map_err(Error::io("writing", path))
 }
 
+/// The server id of the `index`-th (1-based) namenode: `nnN` is sid N.
+fn server_id(index: usize) -> u64 {
+    u64::try_from(index).unwrap_or(u64::MAX)
+}
+
 fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -277,6 +306,26 @@ struct NamenodeToml<'a> {
     stale_after_ms: u64,
     dead_after_ms: u64,
     groups: &'a BTreeMap<String, Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    election_finalize_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ping_interval_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sync_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    init_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    ensemble: &'a [EnsembleMemberToml],
+}
+
+/// One `[[ensemble]]` table of the namenode's config (`EnsembleMember`).
+#[derive(Debug, Serialize)]
+struct EnsembleMemberToml {
+    sid: u64,
+    address: SocketAddr,
+    observer: bool,
 }
 
 /// The datanode's TOML config (`DatanodeConfig` in `dfs_datanode`).
@@ -386,5 +435,74 @@ mod tests {
             Some(nn.address.to_string().as_str())
         );
         assert!(client.get("bind_address").is_none());
+    }
+
+    #[test]
+    fn a_lone_namenode_names_no_ensemble() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path()).unwrap();
+        let state = lay_out(&layout, &ClusterSpec::default()).unwrap();
+        let config = dfs_namenode::NamenodeConfig::load(&state.nodes[0].config).unwrap();
+        assert!(config.ensemble.is_empty());
+        assert_eq!(config.server_id, 1);
+    }
+
+    #[test]
+    fn every_namenode_of_an_ensemble_lists_all_members_and_its_own_sid() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path()).unwrap();
+        let spec = ClusterSpec {
+            namenodes: 5,
+            observers: 1,
+            racks: vec![1],
+            quorum_timers: crate::spec::QuorumTimers {
+                election_finalize: Some(std::time::Duration::from_millis(50)),
+                sync_timeout: Some(std::time::Duration::from_millis(1500)),
+                ..Default::default()
+            },
+            ..ClusterSpec::default()
+        };
+        let state = lay_out(&layout, &spec).unwrap();
+        let namenodes: Vec<&NodeState> = state
+            .nodes
+            .iter()
+            .filter(|n| n.role == Role::Namenode)
+            .collect();
+        assert_eq!(namenodes.len(), 5);
+        let expected: Vec<dfs_namenode::config::EnsembleMember> = namenodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| dfs_namenode::config::EnsembleMember {
+                sid: i as u64 + 1,
+                address: n.address,
+                observer: i == 4,
+            })
+            .collect();
+        for (i, node) in namenodes.iter().enumerate() {
+            // The namenode's own reader refuses unknown keys, so this checks the shape too.
+            let config = dfs_namenode::NamenodeConfig::load(&node.config).unwrap();
+            assert_eq!(config.server_id, i as u64 + 1, "{}", node.name);
+            assert_eq!(config.listen, node.address);
+            assert_eq!(config.ensemble, expected, "{}", node.name);
+            assert_eq!(config.election_finalize_ms, 50);
+            assert_eq!(config.sync_timeout_ms, 1500);
+            // Unset timers keep the namenode's defaults.
+            assert_eq!(config.ping_interval_ms, 250);
+            assert_eq!(config.init_timeout_ms, 5000);
+        }
+        // Datanodes and clients know every namenode.
+        let all: Vec<String> = namenodes.iter().map(|n| n.address.to_string()).collect();
+        let datanode: toml::Table =
+            toml::from_str(&fs::read_to_string(&state.nodes[5].config).unwrap()).unwrap();
+        let listed: Vec<&str> = datanode["namenodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(listed, all);
+        let client: toml::Table =
+            toml::from_str(&fs::read_to_string(layout.client_config()).unwrap()).unwrap();
+        assert_eq!(client["namenodes"].as_array().unwrap().len(), 5);
     }
 }

@@ -1,7 +1,8 @@
 //! The local multi-process dfs cluster launcher, used by `dfs-cluster` and by
 //! the integration tests' `MiniCluster`.
 //!
-//! - [`spec`] – the shape of a cluster ([`ClusterSpec`]): namenodes, datanodes per rack, timers.
+//! - [`spec`] – the shape of a cluster ([`ClusterSpec`]): namenodes (an ensemble when more
+//!   than one, optionally with observers), datanodes per rack, timers.
 //! - [`layout`] – the cluster directory ([`Layout`]) and the config files written into it.
 //! - [`state`] – `cluster.json`, every node's name, address, config and pid.
 //! - [`node`] – node names (`nn1`, `dn4`) and roles.
@@ -31,5 +32,5 @@ pub use error::Error;
 pub use layout::Layout;
 pub use node::{NodeName, Role};
 pub use process::{SpawnMode, log_tail};
-pub use spec::ClusterSpec;
+pub use spec::{ClusterSpec, QuorumTimers};
 pub use state::{ClusterState, NodeState};

@@ -9,7 +9,13 @@ use crate::Error;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterSpec {
     /// Number of namenodes (default 1), each on 127.0.0.1 with its own port.
+    /// More than one form an ensemble: namenode `nnN` gets server id N.
     pub namenodes: usize,
+    /// How many of the namenodes are observers (default 0): the last ones,
+    /// which follow the leader but never vote.
+    pub observers: usize,
+    /// The ensemble's timers; `None` leaves the namenode's default.
+    pub quorum_timers: QuorumTimers,
     /// Datanodes per rack (default `[3, 3]`); rack r (1-based) is `/dc1/rack{r}`
     /// and its datanodes listen on `127.0.r.1`, `127.0.r.2`, …
     pub racks: Vec<usize>,
@@ -36,6 +42,8 @@ impl Default for ClusterSpec {
     fn default() -> Self {
         ClusterSpec {
             namenodes: 1,
+            observers: 0,
+            quorum_timers: QuorumTimers::default(),
             racks: vec![3, 3],
             heartbeat_interval: Duration::from_secs(3),
             stale_after: Duration::from_secs(30),
@@ -47,6 +55,23 @@ impl Default for ClusterSpec {
             groups: BTreeMap::new(),
         }
     }
+}
+
+/// The ensemble's timers, written into every namenode's config when set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuorumTimers {
+    /// How long an election waits for a better vote once a quorum agrees
+    /// (`election_finalize_ms`, namenode default 200 ms).
+    pub election_finalize: Option<Duration>,
+    /// Between the leader's pings to its learners (`ping_interval_ms`,
+    /// namenode default 250 ms).
+    pub ping_interval: Option<Duration>,
+    /// Silence after which leader and learner give up on each other
+    /// (`sync_timeout_ms`, namenode default 2 s).
+    pub sync_timeout: Option<Duration>,
+    /// How long a new leader waits for a quorum to join it
+    /// (`init_timeout_ms`, namenode default 5 s).
+    pub init_timeout: Option<Duration>,
 }
 
 /// At most this many racks (the third octet of 127.0.r.n) and datanodes per
@@ -63,6 +88,16 @@ impl ClusterSpec {
         (0..racks)
             .map(|r| datanodes / racks + usize::from(r < datanodes % racks))
             .collect()
+    }
+
+    /// Whether the namenodes form an ensemble (more than one of them).
+    pub fn is_ensemble(&self) -> bool {
+        self.namenodes > 1
+    }
+
+    /// Whether namenode `index` (1-based, its server id) is an observer.
+    pub fn is_observer(&self, index: usize) -> bool {
+        index > self.namenodes.saturating_sub(self.observers)
     }
 
     /// Total number of datanodes.
@@ -83,6 +118,11 @@ impl ClusterSpec {
         }
         if self.namenodes > 100 {
             return Err(Error::BadSpec("at most 100 namenodes"));
+        }
+        if self.observers >= self.namenodes {
+            return Err(Error::BadSpec(
+                "at least one namenode must be a voter, not an observer",
+            ));
         }
         if self.racks.len() > MAX_OCTET {
             return Err(Error::BadSpec("at most 254 racks"));
@@ -141,6 +181,29 @@ mod tests {
             ..ClusterSpec::default()
         };
         assert_eq!(spec.effective_replication(), 2);
+    }
+
+    #[test]
+    fn observers_are_the_last_namenodes() {
+        let spec = ClusterSpec {
+            namenodes: 5,
+            observers: 2,
+            ..ClusterSpec::default()
+        };
+        spec.validate().unwrap();
+        let observers: Vec<usize> = (1..=5).filter(|&i| spec.is_observer(i)).collect();
+        assert_eq!(observers, vec![4, 5]);
+        assert!(!ClusterSpec::default().is_observer(1));
+    }
+
+    #[test]
+    fn an_ensemble_needs_a_voter() {
+        let spec = ClusterSpec {
+            namenodes: 2,
+            observers: 2,
+            ..ClusterSpec::default()
+        };
+        assert!(spec.validate().is_err());
     }
 
     #[test]

@@ -158,7 +158,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             Command::Cat(args) => args.run(&client, &mut outcome).await,
             Command::Checksum(args) => args.run(&client, &mut outcome).await,
             Command::Fsck(args) => args.run(&client, &mut outcome).await,
-            Command::Admin(args) => args.run(&client, &mut outcome).await,
+            Command::Admin(args) => args.run(&config, &client, &mut outcome).await,
             Command::Bench(_) => {}
         }
     }
