@@ -129,10 +129,16 @@ impl Error {
                 kind: Some(kind),
                 message: status.message().to_owned(),
             },
-            None if crate::failover::is_transport_failure(&status) => Error::Unreachable {
-                namenodes: vec![namenode.to_owned()],
-                reason: status.message().to_owned(),
-            },
+            None if matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+            ) =>
+            {
+                Error::Unreachable {
+                    namenodes: vec![namenode.to_owned()],
+                    reason: status.message().to_owned(),
+                }
+            }
             None => Error::Refused {
                 kind: None,
                 message: status.message().to_owned(),

@@ -132,6 +132,8 @@ impl Failover {
         let mut backoff = FIRST_BACKOFF;
         let mut failed_in_round = 0;
         let mut tried: Vec<String> = Vec::new();
+        // A namenode's own words beat a transport error in the final message.
+        let mut answered: Option<String> = None;
         loop {
             let (index, address, client) = self.active_client()?;
             if !tried.contains(&address) {
@@ -151,10 +153,16 @@ impl Failover {
                 Verdict::Next => {
                     let to = self.advance(index);
                     let reason = reason_of(&status, &address);
-                    tracing::warn!(op, from = %address, to = %to, %reason, "failing over to the next namenode");
+                    if ErrorKind::of(&status).is_some() {
+                        tracing::debug!(op, from = %address, to = %to, %reason, "no leader there; trying the next namenode");
+                        answered = Some(reason.clone());
+                    } else {
+                        tracing::warn!(op, from = %address, to = %to, %reason, "failing over to the next namenode");
+                    }
                     reason
                 }
             };
+            let reason = answered.clone().unwrap_or(reason);
             failed_in_round += 1;
             let now = Instant::now();
             if now >= deadline {
@@ -266,29 +274,26 @@ fn classify(status: &tonic::Status) -> Verdict {
             }
         }
         Some(_) => Verdict::Return,
-        None if is_transport_failure(status) => Verdict::Next,
+        // No dfs kind: the status came from the transport (refused, reset,
+        // timed out, or the connection broke mid-call: tonic's "transport
+        // error" is Unknown), not from a namenode's answer. A retry of a
+        // call the namenode did take is answered by its retry cache.
+        None if matches!(
+            status.code(),
+            tonic::Code::Unavailable
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Cancelled
+                | tonic::Code::Unknown
+        ) =>
+        {
+            Verdict::Next
+        }
         None => Verdict::Return,
     }
 }
 
-/// Whether a status without a dfs error kind came from the transport
-/// (refused, reset, timed out, or the connection broke mid-call) rather than
-/// from a namenode's answer. A connection that dies under a call (a namenode
-/// killed) gives tonic's `Unknown` "transport error", built locally with the
-/// cause as its source; a status a server sent has no source.
-pub(crate) fn is_transport_failure(status: &tonic::Status) -> bool {
-    match status.code() {
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => true,
-        tonic::Code::Unknown => std::error::Error::source(status).is_some(),
-        _ => false,
-    }
-}
-
 fn reason_of(status: &tonic::Status, address: &str) -> String {
-    match ErrorKind::of(status) {
-        Some(ErrorKind::NotLeader) => format!("{address} is not the leader and gave no hint"),
-        _ => format!("{address}: {}", status.message()),
-    }
+    format!("{address}: {}", status.message())
 }
 
 fn unreachable(tried: Vec<String>, reason: String) -> Error {

@@ -191,12 +191,16 @@ async fn serve_until_reregister(
                             failing = false;
                         }
                         let reply = reply.into_inner();
-                        if !link.epochs.admit(reply.epoch) {
-                            tracing::warn!(%namenode, epoch = reply.epoch, "ignoring commands from an old epoch");
-                            continue;
-                        }
+                        // A namenode of an old epoch (a deposed leader, a
+                        // follower not yet synced) may still ask us to
+                        // register with it, but never to touch a block.
+                        let is_current = link.epochs.admit(reply.epoch);
                         let mut must_register = false;
                         for command in reply.commands.into_iter().filter_map(|c| c.command) {
+                            if !may_obey(&command, is_current) {
+                                tracing::warn!(%namenode, epoch = reply.epoch, "ignoring a block command from an old epoch");
+                                continue;
+                            }
                             must_register |= obey(command, link, namenode).await;
                         }
                         if must_register {
@@ -436,6 +440,12 @@ fn storage_report(me: &Identity, link: &Link) -> v1::StorageReport {
     }
 }
 
+/// Whether a command from a namenode of the newest epoch (`is_current`) or
+/// an older one may be carried out: an old epoch may only ask us to register.
+fn may_obey(command: &v1::datanode_command::Command, is_current: bool) -> bool {
+    is_current || matches!(command, v1::datanode_command::Command::Reregister(_))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicU32;
@@ -455,6 +465,12 @@ mod tests {
         assert!(fence.admit(3));
         assert!(!fence.admit(2));
         assert!(fence.admit(4));
+        use v1::datanode_command::Command;
+        let delete = Command::DeleteBlocks(v1::DeleteBlocks { blocks: vec![] });
+        let reregister = Command::Reregister(v1::ReRegister {});
+        assert!(may_obey(&delete, true));
+        assert!(!may_obey(&delete, false));
+        assert!(may_obey(&reregister, false));
     }
 
     #[tokio::test]
