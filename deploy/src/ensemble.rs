@@ -2,15 +2,17 @@
 //! ha-status` prints), read as the established leader of a quorum.
 //!
 //! A namenode reports LEADING from the moment it wins an election, while it
-//! still runs discovery and sync. It leads once its epoch is established
-//! (current epoch = accepted epoch) and a quorum of voters, itself included,
-//! follow it in that epoch.
+//! still runs discovery and sync. Its status says it leads once its epoch
+//! is established (current epoch = accepted epoch) and a quorum of voters,
+//! itself included, follow it in that epoch; but right after the election
+//! everyone still reports the old epoch, so [`wait_for_leader`] also asks the
+//! namenode itself to serve a client call, which only an established leader does.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use dfs_client::ClientConfig;
 use dfs_client::peer_status::{self, PeerReport, PeerState, PeerStatus};
+use dfs_client::{ClientConfig, DfsClient};
 
 /// How long each namenode gets to answer one status poll.
 const ASK_TIMEOUT: Duration = Duration::from_millis(500);
@@ -46,18 +48,37 @@ pub(crate) async fn ask(namenodes: &[SocketAddr]) -> Vec<PeerReport> {
     peer_status::ensemble_status(&config, ASK_TIMEOUT).await
 }
 
-/// Polls every `poll` until a namenode leads a quorum; returns its address
-/// as configured, or, after `timeout`, the last reports seen.
+/// Whether the namenode at `address` answers a client call itself (no
+/// failover): only an established leader does.
+pub(crate) async fn serves_clients(address: &str, user: &str) -> bool {
+    let config = ClientConfig {
+        failover_timeout_ms: 0,
+        ..ClientConfig::new(vec![address.to_owned()])
+    };
+    match DfsClient::connect(&config, Some(user.to_owned())) {
+        Ok(client) => client.stat("/").await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Polls every `poll` until a namenode other than `not` (if given) leads a
+/// quorum and serves clients (asked as `user`); returns its address as
+/// configured, or, after `timeout`, the last reports seen.
 pub(crate) async fn wait_for_leader(
     namenodes: &[SocketAddr],
     quorum: usize,
+    not: Option<&str>,
+    user: &str,
     timeout: Duration,
     poll: Duration,
 ) -> Result<String, Vec<PeerReport>> {
     let deadline = Instant::now() + timeout;
     loop {
         let reports = ask(namenodes).await;
-        if let Some(leader) = established_leader(&reports, quorum) {
+        if let Some(leader) = established_leader(&reports, quorum)
+            && Some(leader.address.as_str()) != not
+            && serves_clients(&leader.address, user).await
+        {
             return Ok(leader.address.clone());
         }
         if Instant::now() >= deadline {

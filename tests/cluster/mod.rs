@@ -573,10 +573,31 @@ impl MiniCluster {
             .unwrap_or_else(|| panic!("ha-status does not list {node}"))
     }
 
-    /// The namenode that reports LEADING and is followed by a quorum of
-    /// voters (itself included), if there is one.
+    /// The namenode that leads: it reports LEADING in an established epoch
+    /// with a quorum of voters synced with it ([`leader_of`]), and serves
+    /// client calls.
     pub(crate) fn leader(&self) -> Option<String> {
-        leader_of(&self.ha_status(), self.quorum())
+        leader_of(&self.ha_status(), self.quorum()).filter(|node| self.serves_clients(node))
+    }
+
+    /// Whether namenode `node` itself answers a client call (`dfs ls /`
+    /// against it alone, no failover): only a leader that has finished
+    /// discovery and sync does. Its status cannot tell: right after an
+    /// election it reports LEADING, its followers FOLLOWING, all still in
+    /// the old epoch.
+    pub(crate) fn serves_clients(&self, node: &str) -> bool {
+        let path = self.dir().join(format!("dfs-{node}-only.toml"));
+        let config = ClientConfig {
+            failover_timeout_ms: 0,
+            ..ClientConfig::new(vec![self.addr(node).to_string()])
+        };
+        dfs_deploy::layout::save_client_config(&path, &config)
+            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        self.dfs_command(&self.superuser())
+            .env("DFS_CONFIG", &path)
+            .args(["ls", "/"])
+            .output()
+            .is_ok_and(|out| out.status.success())
     }
 
     /// Waits until a namenode leads a quorum; returns its name.
@@ -611,6 +632,8 @@ impl MiniCluster {
                     && lead["current_epoch"] == lead["accepted_epoch"]
                     && me["current_epoch"] == lead["current_epoch"]
                     && me["applied_zxid"] == lead["applied_zxid"]
+                    && me["last_zxid"] == lead["last_zxid"]
+                    && me["namespace_digest"] == lead["namespace_digest"]
             },
         );
         row
@@ -618,8 +641,8 @@ impl MiniCluster {
 
     /// Waits until every running namenode has applied the same transactions
     /// to the same namespace (equal `current_epoch`, `applied_zxid`,
-    /// `last_zxid` and `namespace_digest`) under one leader; returns their
-    /// status rows.
+    /// `last_zxid` and `namespace_digest`) under one leader that serves;
+    /// returns their status rows.
     pub(crate) fn wait_converged(&self, timeout: Duration) -> Vec<Value> {
         let running: Vec<String> = self
             .namenodes()
@@ -641,7 +664,8 @@ impl MiniCluster {
                 && same("last_zxid")
                 && same("namespace_digest")
                 && same("leader_sid")
-                && !rows[0]["leader_sid"].is_null();
+                && !rows[0]["leader_sid"].is_null()
+                && leader_of(&rows, self.quorum()).is_some_and(|l| self.serves_clients(&l));
             if converged {
                 return rows;
             }

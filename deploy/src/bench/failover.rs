@@ -7,7 +7,8 @@
 //!            client, so that it talks to the leader as an application would
 //!            t0; kill -9 the leader; then, concurrently from t0:
 //!              the client's next mkdir, failing over until it succeeds ──► write gap
-//!              GetPeerStatus every 10 ms until another namenode leads ────► election
+//!              GetPeerStatus every 10 ms until another namenode leads a
+//!              quorum and answers a client call itself ──────────────────► election
 //!            restart the killed namenode; time until it follows again ──► rejoin
 //! report: p50 / p99 / max of each
 //! ```
@@ -116,11 +117,11 @@ fn measure(
         .build()
         .map_err(Error::io("starting", "a tokio runtime"))?;
     let config = ClientConfig::new(namenodes.iter().map(SocketAddr::to_string).collect());
+    let user = cluster.superuser();
     let client = {
         // The client's lazy channels spawn their tasks on the current runtime.
         let _entered = runtime.enter();
-        DfsClient::connect(&config, Some(cluster.superuser()))
-            .map_err(client_error("connecting"))?
+        DfsClient::connect(&config, Some(user.clone())).map_err(client_error("connecting"))?
     };
     runtime
         .block_on(client.mkdirs("/bench-failover", true))
@@ -132,6 +133,8 @@ fn measure(
             .block_on(ensemble::wait_for_leader(
                 &namenodes,
                 quorum,
+                None,
+                &user,
                 TRIAL_TIMEOUT,
                 POLL,
             ))
@@ -146,10 +149,19 @@ fn measure(
         cluster.kill_node(&leader_node)?;
         let path = format!("/bench-failover/t{trial}");
         let (write_gap, election) = runtime.block_on(async {
-            tokio::join!(
-                first_write(&client, &path, t0),
-                new_leader(&namenodes, quorum, &leader, t0),
-            )
+            tokio::join!(first_write(&client, &path, t0), async {
+                ensemble::wait_for_leader(
+                    &namenodes,
+                    quorum,
+                    Some(&leader),
+                    &user,
+                    TRIAL_TIMEOUT,
+                    POLL,
+                )
+                .await
+                .map(|new_leader| (new_leader, t0.elapsed()))
+                .map_err(no_leader)
+            })
         });
         let write_gap = write_gap?;
         let (new_leader, election) = election?;
@@ -202,28 +214,6 @@ async fn first_write(client: &DfsClient, path: &str, t0: Instant) -> Result<Dura
             }
             Err(_) => tokio::time::sleep(POLL).await,
         }
-    }
-}
-
-/// Polls until a namenode other than `old` leads a quorum; returns its
-/// address and the time since `t0`.
-async fn new_leader(
-    namenodes: &[SocketAddr],
-    quorum: usize,
-    old: &str,
-    t0: Instant,
-) -> Result<(String, Duration), Error> {
-    loop {
-        let reports = ensemble::ask(namenodes).await;
-        if let Some(leader) = ensemble::established_leader(&reports, quorum)
-            && leader.address != old
-        {
-            return Ok((leader.address.clone(), t0.elapsed()));
-        }
-        if t0.elapsed() >= TRIAL_TIMEOUT {
-            return Err(no_leader(reports));
-        }
-        tokio::time::sleep(POLL).await;
     }
 }
 
