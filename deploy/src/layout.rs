@@ -9,7 +9,8 @@
 //! D/logs/nn1.log          stdout + stderr of nn1, appended across restarts
 //! ```
 //!
-//! Namenodes listen on 127.0.0.1 with a free port each; with more than one,
+//! Namenodes listen on 127.0.0.1 with a free port each (see `ports`: below
+//! the kernel's ephemeral range); with more than one,
 //! every `namenode.toml` names its `server_id` (N for `nnN`) and lists the
 //! whole ensemble as `[[ensemble]]` tables. Datanode n of rack r
 //! listens on 127.0.r.n, so the namenode's topology table puts it on
@@ -18,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use dfs_client::ClientConfig;
@@ -27,6 +28,7 @@ use serde::Serialize;
 
 use crate::Error;
 use crate::node::{NodeName, Role};
+use crate::ports;
 use crate::spec::ClusterSpec;
 use crate::state::{ClusterState, NodeState};
 
@@ -116,7 +118,7 @@ pub(crate) fn lay_out(layout: &Layout, spec: &ClusterSpec) -> Result<ClusterStat
     mkdir(layout.dir())?;
     mkdir(&layout.logs_dir())?;
 
-    let namenode_addrs = free_addrs(&vec![IpAddr::V4(Ipv4Addr::LOCALHOST); spec.namenodes])?;
+    let namenode_addrs = ports::free_addrs(&vec![IpAddr::V4(Ipv4Addr::LOCALHOST); spec.namenodes])?;
     let mut datanode_ips = Vec::new();
     for (r, &count) in spec.racks.iter().enumerate() {
         // validate() caps racks and datanodes per rack at 254, so both fit an octet.
@@ -127,7 +129,8 @@ pub(crate) fn lay_out(layout: &Layout, spec: &ClusterSpec) -> Result<ClusterStat
             datanode_ips.push((IpAddr::V4(Ipv4Addr::new(127, 0, r, n)), rack_path(r)?));
         }
     }
-    let datanode_addrs = free_addrs(&datanode_ips.iter().map(|(ip, _)| *ip).collect::<Vec<_>>())?;
+    let datanode_addrs =
+        ports::free_addrs(&datanode_ips.iter().map(|(ip, _)| *ip).collect::<Vec<_>>())?;
 
     write_topology(layout, spec)?;
     write_client_config(&layout.client_config(), &namenode_addrs, None, None)?;
@@ -249,27 +252,6 @@ fn write_topology(layout: &Layout, spec: &ClusterSpec) -> Result<(), Error> {
     }
     let table = TopologyTable::new(RackPath::default_rack(), entries);
     write_toml(&layout.topology_file(), &table)
-}
-
-/// Binds `(ip, 0)` for each ip and returns the ports the kernel chose. All
-/// listeners stay open until every port is chosen, so no two are the same.
-fn free_addrs(ips: &[IpAddr]) -> Result<Vec<SocketAddr>, Error> {
-    let port_error = |ip: IpAddr| {
-        move |source| Error::Io {
-            action: "finding a free port on",
-            path: PathBuf::from(ip.to_string()),
-            source,
-        }
-    };
-    let listeners = ips
-        .iter()
-        .map(|&ip| TcpListener::bind((ip, 0)).map_err(port_error(ip)))
-        .collect::<Result<Vec<_>, _>>()?;
-    listeners
-        .iter()
-        .zip(ips)
-        .map(|(l, &ip)| l.local_addr().map_err(port_error(ip)))
-        .collect()
 }
 
 fn mkdir(path: &Path) -> Result<(), Error> {

@@ -82,6 +82,13 @@ pub(crate) fn spawn(
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(stderr);
+    // A node that fails to start returns its error from main; with
+    // RUST_BACKTRACE=1 inherited, anyhow would print a backtrace after it
+    // that pushes the error itself out of the log tail we quote. Panics
+    // still get their backtraces.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        command.env("RUST_LIB_BACKTRACE", "0");
+    }
     match mode {
         SpawnMode::Detached => {
             command.process_group(0);
