@@ -536,6 +536,11 @@ impl Peer {
                 let progress = session.discovery.on_ack_epoch(me, ack);
                 self.ack_progress(progress, None).await;
             }
+            EpochProgress::Outdated { epoch, accepted } => {
+                self.go_looking(format!(
+                    "a learner accepted epoch {accepted}, above ours ({epoch}): elect again for a newer one"
+                ));
+            }
             EpochProgress::Known { epoch } => {
                 if let (Some(conn), Some(session)) = (conn, self.leader_session()) {
                     send_to(session, conn, leader_info(epoch));
@@ -571,6 +576,7 @@ impl Peer {
                 for (conn, last) in waiting {
                     self.sync_learner(conn, last).await;
                 }
+                self.note_if_established();
                 self.publish_role();
             }
             Ok(AckProgress::Sync) => {
@@ -657,6 +663,7 @@ impl Peer {
                 match core.on_synced(sid) {
                     Ok(()) => {
                         tracing::info!(%sid, quorum = core.has_quorum(), "learner synced");
+                        self.note_if_established();
                         self.publish_role();
                     }
                     Err(e) => tracing::debug!(%sid, error = %e, "NEWLEADER ack ignored"),
@@ -688,6 +695,18 @@ impl Peer {
                 tracing::debug!(?sid, "unexpected learner message; dropping the session");
                 self.drop_learner(conn, "protocol violation");
             }
+        }
+    }
+
+    /// Once a quorum is synced with us, our election vote names the
+    /// established epoch, so that a returning server can join us.
+    fn note_if_established(&mut self) {
+        let established = self
+            .leader_session()
+            .and_then(|s| s.core.as_ref())
+            .is_some_and(Leader::has_quorum);
+        if established {
+            self.election.on_established(self.current);
         }
     }
 
@@ -1164,6 +1183,7 @@ impl Peer {
                     return Ok(());
                 };
                 session.core = Some(Learner::new(session.role, session.leader, epoch, synced_to));
+                self.election.on_established(epoch);
                 tracing::info!(leader = %session.leader, %epoch, %synced_to, "synced with the leader");
                 let ack = FromLearner::AckNewLeader(v1::AckNewLeader {
                     epoch: u64::from(epoch.0),
