@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds dfs, starts a local cluster (3 namenodes, 6 datanodes on 2 fake
 # racks) in ./dfs-demo and runs a short job against it: namespace commands,
-# then a 20 MB file put in 4 MiB blocks, read back, compared and checked. The cluster keeps
-# running afterwards; the last line says how to stop it.
+# then a 20 MB file put in 4 MiB blocks, read back, compared and checked, and
+# which namenode leads. The cluster keeps running afterwards; the last line
+# says how to stop it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --bins --quiet
@@ -28,6 +29,7 @@ cmp "$dir/sample.bin" "$dir/sample.copy"
 "$bin/dfs" ls -R /
 "$bin/dfs" stat "/user/$me/demo"
 "$bin/dfs" admin report
+"$bin/dfs" admin ha-status
 { set +x; } 2>/dev/null
 echo
 echo "The cluster is still up. Try: export DFS_CONFIG=$dir/dfs.toml; $bin/dfs ls /"

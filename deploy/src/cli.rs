@@ -39,13 +39,37 @@ pub enum Command {
     Start(NodeArg),
     /// Measure put, get and the write pipeline on a fresh local cluster,
     /// each against a baseline taken in the same run (disk ceiling, cold
-    /// `cat`, raw 3-hop TCP relay); needs release binaries for real numbers.
+    /// `cat`, raw 3-hop TCP relay); `bench failover` and `bench mkdirs`
+    /// measure the namenode ensemble. Needs release binaries for real numbers.
     Bench(BenchArgs),
 }
 
-/// What `bench` measures and where.
+/// `bench`: the data path (no subcommand), or the namenode ensemble.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// A benchmark of the namenode ensemble; without one, the data path.
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+    #[command(flatten)]
+    pub data: DataBenchArgs,
+}
+
+/// The ensemble benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Kill -9 the leading namenode of a fresh ensemble, trial after trial:
+    /// time until another leads, until a client's mkdir succeeds, and until
+    /// the restarted namenode follows again (p50, p99, max).
+    Failover(FailoverArgs),
+    /// The mkdir rate of an ensemble against a single namenode in the same
+    /// run (`dfs bench mkdirs` against each, alternating).
+    Mkdirs(MkdirsArgs),
+}
+
+/// What `bench` (the data path) measures and where.
+#[derive(Debug, clap::Args)]
+pub struct DataBenchArgs {
     /// Bytes of the file put and read: plain bytes or a binary unit (64MiB, 1GiB).
     #[arg(long, env = "DFS_BENCH_SIZE", default_value = "1GiB", value_parser = crate::bench::parse_size)]
     pub size: u64,
@@ -55,14 +79,53 @@ pub struct BenchArgs {
     /// Datanodes of the cluster (at least 3; every file has 3 replicas).
     #[arg(long, env = "DFS_BENCH_DATANODES", default_value_t = 3)]
     pub datanodes: usize,
-    /// Working directory, empty or missing: the cluster and the baselines'
-    /// files go there, so it decides which disk is measured
+    #[command(flatten)]
+    pub work: WorkDirArgs,
+}
+
+/// Where a benchmark works.
+#[derive(Debug, clap::Args)]
+pub struct WorkDirArgs {
+    /// Working directory, empty or missing: the clusters (and the baselines'
+    /// files) go there, so it decides which disk is measured
     /// [default: a new directory under the system temp dir].
     #[arg(long, env = "DFS_BENCH_DIR")]
     pub dir: Option<PathBuf>,
     /// Keep the working directory (cluster data and logs) after a successful run.
     #[arg(long)]
     pub keep: bool,
+}
+
+/// What `bench failover` measures.
+#[derive(Debug, clap::Args)]
+pub struct FailoverArgs {
+    /// Leader kills.
+    #[arg(long, env = "DFS_BENCH_TRIALS", default_value_t = 20)]
+    pub trials: usize,
+    /// Namenodes of the ensemble.
+    #[arg(long, env = "DFS_BENCH_NAMENODES", default_value_t = 3)]
+    pub namenodes: usize,
+    #[command(flatten)]
+    pub work: WorkDirArgs,
+}
+
+/// What `bench mkdirs` measures.
+#[derive(Debug, clap::Args)]
+pub struct MkdirsArgs {
+    /// Concurrent clients of each run, each with its own connection.
+    #[arg(long, env = "DFS_BENCH_CLIENTS", default_value_t = 16)]
+    pub clients: usize,
+    /// Mkdirs per run, across all clients.
+    #[arg(long, env = "DFS_BENCH_COUNT", default_value_t = 20_000)]
+    pub count: usize,
+    /// Runs against each cluster; the report gives the median.
+    #[arg(long, env = "DFS_BENCH_RUNS", default_value_t = 3)]
+    pub runs: usize,
+    /// Namenodes of the ensemble.
+    #[arg(long, env = "DFS_BENCH_NAMENODES", default_value_t = 3)]
+    pub namenodes: usize,
+    #[command(flatten)]
+    pub work: WorkDirArgs,
 }
 
 /// The cluster directory.
@@ -200,16 +263,38 @@ pub fn run(args: Args, out: &mut impl Write) -> Result<(), Error> {
                 say(out, format_args!("{node} was not running"))
             }
         }
-        Command::Bench(b) => {
-            let options = crate::bench::Options {
-                size: b.size,
-                runs: b.runs,
-                datanodes: b.datanodes,
-                dir: b.dir,
-                keep: b.keep,
-            };
-            crate::bench::run(&options, binaries, out)
-        }
+        Command::Bench(BenchArgs { command, data }) => match command {
+            None => {
+                let options = crate::bench::Options {
+                    size: data.size,
+                    runs: data.runs,
+                    datanodes: data.datanodes,
+                    dir: data.work.dir,
+                    keep: data.work.keep,
+                };
+                crate::bench::run(&options, binaries, out)
+            }
+            Some(BenchCommand::Failover(f)) => {
+                let options = crate::bench::failover::FailoverOptions {
+                    trials: f.trials,
+                    namenodes: f.namenodes,
+                    dir: f.work.dir,
+                    keep: f.work.keep,
+                };
+                crate::bench::failover::run(&options, binaries, out)
+            }
+            Some(BenchCommand::Mkdirs(m)) => {
+                let options = crate::bench::mkdirs::MkdirsOptions {
+                    clients: m.clients,
+                    count: m.count,
+                    runs: m.runs,
+                    namenodes: m.namenodes,
+                    dir: m.work.dir,
+                    keep: m.work.keep,
+                };
+                crate::bench::mkdirs::run(&options, binaries, out)
+            }
+        },
         Command::Start(NodeArg { dir, node }) => {
             let mut cluster = Cluster::open(&dir.dir, binaries, SpawnMode::Detached)?;
             cluster.binaries().check()?;

@@ -164,6 +164,22 @@ pub enum Error {
         /// The last report (or the error) we got.
         last: String,
     },
+    /// No namenode led a quorum in time.
+    #[error("no namenode led a quorum within {timeout:?}; last status: {last}")]
+    NoLeader {
+        /// How long we waited.
+        timeout: Duration,
+        /// What the namenodes said last.
+        last: String,
+    },
+    /// A dfs client call the benchmark makes failed.
+    #[error("{op}: {reason}")]
+    Client {
+        /// The operation, like "mkdir after the kill".
+        op: &'static str,
+        /// The client's error, in words.
+        reason: String,
+    },
 }
 
 fn names(names: &[NodeName]) -> String {

@@ -21,6 +21,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
+use dfs_client::ClientConfig;
 use dfs_proto::topology::{Cidr, RackPath, TopologyTable};
 use serde::Serialize;
 
@@ -224,15 +225,17 @@ pub fn write_client_config(
     bind_address: Option<IpAddr>,
     user: Option<&str>,
 ) -> Result<(), Error> {
-    let namenodes: Vec<String> = namenodes.iter().map(SocketAddr::to_string).collect();
-    write_toml(
-        path,
-        &ClientToml {
-            namenodes: &namenodes,
-            bind_address,
-            user,
-        },
-    )
+    let config = ClientConfig {
+        bind_address,
+        user: user.map(str::to_owned),
+        ..ClientConfig::new(namenodes.iter().map(SocketAddr::to_string).collect())
+    };
+    save_client_config(path, &config)
+}
+
+/// Writes `config` as a client config file (`dfs --config PATH`).
+pub fn save_client_config(path: &Path, config: &ClientConfig) -> Result<(), Error> {
+    write_toml(path, config)
 }
 
 fn write_topology(layout: &Layout, spec: &ClusterSpec) -> Result<(), Error> {
@@ -335,16 +338,6 @@ struct DatanodeToml<'a> {
     listen: SocketAddr,
     data_dir: &'a Path,
     heartbeat_interval_ms: u64,
-}
-
-/// The client's TOML config (`dfs.toml`).
-#[derive(Debug, Serialize)]
-struct ClientToml<'a> {
-    namenodes: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    bind_address: Option<IpAddr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<&'a str>,
 }
 
 #[cfg(test)]

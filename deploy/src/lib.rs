@@ -9,15 +9,18 @@
 //! - [`binaries`] – where the `namenode`, `datanode` and `dfs` binaries are.
 //! - [`process`] – spawning a node, waiting for `ready`, signals, stopping by pid.
 //! - `liveness` – asking the namenodes whether every datanode is live.
+//! - `ensemble` – asking the namenodes who leads.
 //! - [`cluster`] – [`Cluster`], a directory plus the processes running it.
 //! - [`cli`] – the `dfs-cluster` subcommands.
-//! - [`bench`](mod@bench) – `dfs-cluster bench`: put, get and pipeline throughput against same-run baselines.
+//! - [`bench`](mod@bench) – `dfs-cluster bench`: put, get and pipeline throughput against same-run
+//!   baselines; `bench failover` and `bench mkdirs` for the namenode ensemble.
 //! - [`error`] – [`Error`].
 
 pub mod bench;
 pub mod binaries;
 pub mod cli;
 pub mod cluster;
+mod ensemble;
 pub mod error;
 pub mod layout;
 mod liveness;

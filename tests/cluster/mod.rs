@@ -13,6 +13,11 @@
 //! cluster.kill("dn4");
 //! wait_until("dn4 is dead", Duration::from_secs(20), || cluster.datanode_state("dn4") == "dead");
 //! ```
+//!
+//! With `.namenodes(n)` (n > 1) the namenodes form an ensemble, `nnN` with
+//! server id N; `ha_status`, `leader` and `wait_for_leader` read what
+//! `dfs admin ha-status --json` says of it. `.lay_out()` instead of
+//! `.start()` starts nothing, for tests that start nodes one by one.
 
 // Each test file uses its own part of the harness.
 #![allow(dead_code)]
@@ -24,7 +29,9 @@ use std::process::{Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use dfs_deploy::{Binaries, Cluster, ClusterSpec, SpawnMode};
+use dfs_client::ClientConfig;
+use dfs_deploy::{Binaries, Cluster, ClusterSpec, QuorumTimers, Role, SpawnMode};
+use serde_json::Value;
 use tempfile::TempDir;
 
 /// Lines of each node's log printed when a test fails.
@@ -60,11 +67,32 @@ pub(crate) fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// The namenode that leads in `rows` (from `dfs admin ha-status --json`,
+/// with `node` added): it reports LEADING, has established its epoch
+/// (current epoch = accepted epoch; a leader still in discovery or sync
+/// reports LEADING too), and at least `quorum` voters, itself included, are
+/// synced with it (FOLLOWING it in that epoch).
+pub(crate) fn leader_of(rows: &[Value], quorum: usize) -> Option<String> {
+    rows.iter()
+        .filter(|r| r["state"] == "LEADING" && r["current_epoch"] == r["accepted_epoch"])
+        .find(|leader| {
+            let backers = rows
+                .iter()
+                .filter(|r| r["observer"] == false && r["leader_sid"] == leader["sid"])
+                .filter(|r| r["current_epoch"] == leader["current_epoch"])
+                .filter(|r| r["state"] == "FOLLOWING" || r["sid"] == leader["sid"])
+                .count();
+            backers >= quorum
+        })
+        .and_then(|leader| leader["node"].as_str().map(str::to_owned))
+}
+
 /// Shapes a [`MiniCluster`] before it starts.
 #[derive(Debug)]
 pub(crate) struct Builder {
     spec: ClusterSpec,
     racks: Vec<usize>,
+    without_datanodes: bool,
     startup_timeout: Duration,
 }
 
@@ -72,6 +100,24 @@ impl Builder {
     /// Number of namenodes (default 1).
     pub(crate) fn namenodes(mut self, n: usize) -> Self {
         self.spec.namenodes = n;
+        self
+    }
+
+    /// How many of the namenodes are observers, the last ones (default 0).
+    pub(crate) fn observers(mut self, n: usize) -> Self {
+        self.spec.observers = n;
+        self
+    }
+
+    /// The ensemble's timers (default: the namenode's).
+    pub(crate) fn quorum_timers(mut self, timers: QuorumTimers) -> Self {
+        self.spec.quorum_timers = timers;
+        self
+    }
+
+    /// No datanodes at all: enough for metadata-only tests (elections, mkdir).
+    pub(crate) fn without_datanodes(mut self) -> Self {
+        self.without_datanodes = true;
         self
     }
 
@@ -132,10 +178,20 @@ impl Builder {
         self
     }
 
-    /// Starts every node and returns once the namenode reports every
-    /// datanode live. Panics (printing the logs) when the cluster does not come up.
-    pub(crate) fn start(mut self) -> MiniCluster {
-        if !self.racks.is_empty() {
+    /// Starts every node and returns once the (leading) namenode reports
+    /// every datanode live. Panics (printing the logs) when the cluster does not come up.
+    pub(crate) fn start(self) -> MiniCluster {
+        let mut mini = self.lay_out();
+        mini.start_all();
+        mini
+    }
+
+    /// Lays the cluster out (configs, ports, directories) and starts no
+    /// node: start them with [`MiniCluster::start`] or [`MiniCluster::start_all`].
+    pub(crate) fn lay_out(mut self) -> MiniCluster {
+        if self.without_datanodes {
+            self.spec.racks = Vec::new();
+        } else if !self.racks.is_empty() {
             self.spec.racks = self.racks;
         }
         let binaries = MiniCluster::binaries();
@@ -147,16 +203,12 @@ impl Builder {
             Cluster::create(dir.path(), &self.spec, binaries.clone(), SpawnMode::Child)
                 .unwrap_or_else(|e| panic!("laying out the cluster: {e}"));
         cluster.set_startup_timeout(self.startup_timeout);
-        // A panic below drops `mini`, which kills what started and prints the logs.
-        let mut mini = MiniCluster {
+        MiniCluster {
             cluster,
             binaries,
+            spec: self.spec,
             dir: Some(dir),
-        };
-        mini.cluster
-            .start_all()
-            .unwrap_or_else(|e| panic!("starting the cluster: {e}"));
-        mini
+        }
     }
 }
 
@@ -166,6 +218,7 @@ pub(crate) struct MiniCluster {
     // Dropped before `dir`, so the nodes die before their files go.
     cluster: Cluster,
     binaries: Binaries,
+    spec: ClusterSpec,
     dir: Option<TempDir>,
 }
 
@@ -178,8 +231,19 @@ impl MiniCluster {
                 ..ClusterSpec::default()
             },
             racks: Vec::new(),
+            without_datanodes: false,
             startup_timeout: Duration::from_secs(60),
         }
+    }
+
+    /// Starts every node that is not running (namenodes, then datanodes) and
+    /// waits until the leading namenode reports every datanode live, which
+    /// with an ensemble means until a quorum has elected a leader.
+    pub(crate) fn start_all(&mut self) {
+        // A panic here drops `self`, which kills what started and prints the logs.
+        self.cluster
+            .start_all()
+            .unwrap_or_else(|e| panic!("starting the cluster: {e}"));
     }
 
     fn binaries() -> Binaries {
@@ -417,6 +481,180 @@ impl MiniCluster {
             .unwrap_or_else(|| panic!("no datanode listens on {address}"))
     }
 
+    /// The names of the namenodes, `nn1`, `nn2`, … (`nnN` has server id N).
+    pub(crate) fn namenodes(&self) -> Vec<String> {
+        self.cluster
+            .nodes()
+            .iter()
+            .filter(|n| n.role == Role::Namenode)
+            .map(|n| n.name.to_string())
+            .collect()
+    }
+
+    /// The server id of namenode `node` (`nn3` → 3).
+    pub(crate) fn sid(&self, node: &str) -> u64 {
+        let name = &self.node(node).name;
+        assert_eq!(name.role(), Role::Namenode, "{node} is not a namenode");
+        name.as_str()[2..]
+            .parse()
+            .unwrap_or_else(|e| panic!("{node} has no server id: {e}"))
+    }
+
+    /// The namenode whose server id is `sid`.
+    pub(crate) fn namenode_with_sid(&self, sid: u64) -> String {
+        self.namenodes()
+            .into_iter()
+            .find(|n| self.sid(n) == sid)
+            .unwrap_or_else(|| panic!("no namenode has sid {sid}"))
+    }
+
+    /// Number of voting namenodes (those that are not observers).
+    pub(crate) fn voters(&self) -> usize {
+        self.spec.namenodes - self.spec.observers
+    }
+
+    /// A strict majority of the voters.
+    pub(crate) fn quorum(&self) -> usize {
+        self.voters() / 2 + 1
+    }
+
+    /// Writes (once) and returns a client config that gives up failing over
+    /// after `timeout` (default 15 s), for commands expected to find no leader.
+    pub(crate) fn client_config_with_failover_timeout(&self, timeout: Duration) -> PathBuf {
+        let path = self
+            .dir()
+            .join(format!("dfs-failover-{}ms.toml", timeout.as_millis()));
+        let config = ClientConfig {
+            failover_timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            ..ClientConfig::new(
+                self.namenode_addrs()
+                    .iter()
+                    .map(SocketAddr::to_string)
+                    .collect(),
+            )
+        };
+        dfs_deploy::layout::save_client_config(&path, &config)
+            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        path
+    }
+
+    /// `dfs admin ha-status --json`: one object per namenode (see `dfs admin
+    /// ha-status --help` for the fields), each with `node` added (`nn2`).
+    pub(crate) fn ha_status(&self) -> Vec<Value> {
+        // It exits 1 when no namenode answers, and prints the JSON all the same.
+        let out = self.dfs(&self.superuser(), &["admin", "ha-status", "--json"]);
+        let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "ha-status printed no JSON array ({e}; {}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        rows.into_iter()
+            .map(|mut row| {
+                let address = row["address"].as_str().unwrap_or_default().to_owned();
+                let node = self
+                    .namenodes()
+                    .into_iter()
+                    .find(|n| self.addr(n).to_string() == address)
+                    .unwrap_or_else(|| panic!("ha-status names an unknown namenode {address}"));
+                row["node"] = Value::from(node);
+                row
+            })
+            .collect()
+    }
+
+    /// What `node` says of itself in `dfs admin ha-status --json`.
+    pub(crate) fn ha_status_of(&self, node: &str) -> Value {
+        self.ha_status()
+            .into_iter()
+            .find(|row| row["node"] == node)
+            .unwrap_or_else(|| panic!("ha-status does not list {node}"))
+    }
+
+    /// The namenode that reports LEADING and is followed by a quorum of
+    /// voters (itself included), if there is one.
+    pub(crate) fn leader(&self) -> Option<String> {
+        leader_of(&self.ha_status(), self.quorum())
+    }
+
+    /// Waits until a namenode leads a quorum; returns its name.
+    pub(crate) fn wait_for_leader(&self, timeout: Duration) -> String {
+        let mut leader = None;
+        wait_until("a namenode leads a quorum", timeout, || {
+            leader = self.leader();
+            leader.is_some()
+        });
+        leader.unwrap_or_default()
+    }
+
+    /// Waits until `node` follows (or, as an observer, observes) `leader`,
+    /// synced in the leader's established epoch, and has applied every
+    /// transaction the leader has; returns its status row.
+    pub(crate) fn wait_following(&self, node: &str, leader: &str, timeout: Duration) -> Value {
+        let leader_sid = self.sid(leader);
+        let mut row = Value::Null;
+        wait_until(
+            &format!("{node} follows {leader} and has caught up"),
+            timeout,
+            || {
+                let rows = self.ha_status();
+                let find = |n: &str| rows.iter().find(|r| r["node"] == n).cloned();
+                let (Some(me), Some(lead)) = (find(node), find(leader)) else {
+                    return false;
+                };
+                row = me.clone();
+                matches!(me["state"].as_str(), Some("FOLLOWING" | "OBSERVING"))
+                    && me["leader_sid"] == leader_sid
+                    && lead["state"] == "LEADING"
+                    && lead["current_epoch"] == lead["accepted_epoch"]
+                    && me["current_epoch"] == lead["current_epoch"]
+                    && me["applied_zxid"] == lead["applied_zxid"]
+            },
+        );
+        row
+    }
+
+    /// Waits until every running namenode has applied the same transactions
+    /// to the same namespace (equal `current_epoch`, `applied_zxid`,
+    /// `last_zxid` and `namespace_digest`) under one leader; returns their
+    /// status rows.
+    pub(crate) fn wait_converged(&self, timeout: Duration) -> Vec<Value> {
+        let running: Vec<String> = self
+            .namenodes()
+            .into_iter()
+            .filter(|n| self.pid(n).is_some())
+            .collect();
+        let start = Instant::now();
+        loop {
+            let rows: Vec<Value> = self
+                .ha_status()
+                .into_iter()
+                .filter(|r| running.iter().any(|n| r["node"] == n.as_str()))
+                .collect();
+            let same = |field: &str| rows.iter().all(|r| r[field] == rows[0][field]);
+            let converged = rows.len() == running.len()
+                && rows.iter().all(|r| r["error"].is_null())
+                && same("current_epoch")
+                && same("applied_zxid")
+                && same("last_zxid")
+                && same("namespace_digest")
+                && same("leader_sid")
+                && !rows[0]["leader_sid"].is_null();
+            if converged {
+                return rows;
+            }
+            if start.elapsed() >= timeout {
+                panic!(
+                    "timed out after {timeout:?} waiting until the namenodes converge; last: {}",
+                    serde_json::to_string_pretty(&rows).unwrap_or_default()
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// SIGKILL: the node dies at once, without any shutdown work.
     pub(crate) fn kill(&mut self, node: &str) {
         self.cluster
@@ -456,9 +694,19 @@ impl MiniCluster {
 
 impl Drop for MiniCluster {
     fn drop(&mut self) {
+        // What the ensemble looked like when the test failed, before the kill.
+        let ensemble_report = (thread::panicking() && self.spec.is_ensemble())
+            .then(|| self.dfs(&self.superuser(), &["admin", "ha-status"]));
         self.cluster.kill_all();
         if !thread::panicking() {
             return;
+        }
+        if let Some(out) = ensemble_report {
+            eprintln!(
+                "===== dfs admin ha-status when the test failed =====\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         for node in self.cluster.nodes().iter().filter(|n| n.log.exists()) {
             eprintln!(

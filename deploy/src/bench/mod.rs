@@ -18,8 +18,15 @@
 //!
 //! The files put with `discard_data` cannot be read back: their replicas
 //! keep no data.
+//!
+//! Two more benchmarks measure the namenode ensemble:
+//! [`failover`] (`dfs-cluster bench failover`: the write gap after kill -9
+//! of the leader) and [`mkdirs`] (`dfs-cluster bench mkdirs`: the mkdir rate
+//! of an ensemble against a single namenode).
 
 mod disk;
+pub mod failover;
+pub mod mkdirs;
 mod relay;
 mod report;
 
@@ -81,10 +88,29 @@ pub fn run(options: &Options, binaries: Binaries, out: &mut impl Write) -> Resul
         return Err(Error::BadSpec("bench needs at least 3 datanodes"));
     }
     binaries.check()?;
-    let dir = options
-        .dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("dfs-bench-{}", std::process::id())));
+    in_work_dir(
+        options.dir.as_deref(),
+        "dfs-bench",
+        options.keep,
+        out,
+        |work, out| Bench::set_up(options, binaries, work, out).and_then(|mut b| b.run(out)),
+    )
+}
+
+/// Runs `body` in a working directory: `dir`, which must be empty or
+/// missing, or a new `PREFIX-PID` under the system temp dir. The directory
+/// is removed afterwards unless `keep`, and kept (and named) on failure.
+fn in_work_dir<W: Write>(
+    dir: Option<&Path>,
+    prefix: &str,
+    keep: bool,
+    out: &mut W,
+    body: impl FnOnce(&Path, &mut W) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let dir = dir.map_or_else(
+        || std::env::temp_dir().join(format!("{prefix}-{}", std::process::id())),
+        Path::to_owned,
+    );
     let layout = Layout::new(&dir)?;
     if !layout.is_empty()? {
         return Err(Error::DirNotEmpty {
@@ -93,9 +119,9 @@ pub fn run(options: &Options, binaries: Binaries, out: &mut impl Write) -> Resul
     }
     let work = layout.dir().to_owned();
     fs::create_dir_all(&work).map_err(Error::io("creating directory", &work))?;
-    let result = Bench::set_up(options, binaries, &work, out).and_then(|mut b| b.run(out));
+    let result = body(&work, out);
     match &result {
-        Ok(()) if !options.keep => {
+        Ok(()) if !keep => {
             fs::remove_dir_all(&work).map_err(Error::io("removing", &work))?;
         }
         _ => say(out, &format!("working directory kept: {}", work.display()))?,

@@ -27,6 +27,17 @@ pub(crate) fn median(values: &[f64]) -> Option<f64> {
     }
 }
 
+/// The `p`-quantile (`0 < p ≤ 1`) of `values` by nearest rank: the
+/// smallest value with at least `p` of all values at or below it (p50 of
+/// four values is the second, p99 of fewer than 100 is the largest); `None`
+/// when empty.
+pub(crate) fn percentile(values: &[f64], p: f64) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
+}
+
 /// One measured figure against its same-run baseline.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Comparison {
@@ -109,6 +120,18 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
         assert_eq!(median(&[7.0]), Some(7.0));
+    }
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let values: Vec<f64> = (1..=100).rev().map(f64::from).collect();
+        assert_eq!(percentile(&values, 0.5), Some(50.0));
+        assert_eq!(percentile(&values, 0.99), Some(99.0));
+        assert_eq!(percentile(&values, 1.0), Some(100.0));
+        assert_eq!(percentile(&[4.0, 1.0, 3.0, 2.0], 0.5), Some(2.0));
+        assert_eq!(percentile(&[4.0, 1.0, 3.0, 2.0], 0.99), Some(4.0));
+        assert_eq!(percentile(&[7.0], 0.5), Some(7.0));
+        assert_eq!(percentile(&[], 0.5), None);
     }
 
     #[test]
