@@ -275,10 +275,15 @@ fn classify(status: &tonic::Status) -> Verdict {
         }
         Some(_) => Verdict::Return,
         // No dfs kind: the status came from the transport (refused, reset,
-        // timed out), not from a namenode's answer.
+        // timed out, or the connection broke mid-call: tonic's "transport
+        // error" is Unknown), not from a namenode's answer. A retry of a
+        // call the namenode did take is answered by its retry cache.
         None if matches!(
             status.code(),
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+            tonic::Code::Unavailable
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Cancelled
+                | tonic::Code::Unknown
         ) =>
         {
             Verdict::Next

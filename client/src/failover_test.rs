@@ -35,6 +35,8 @@ fn statuses_sort_into_redirect_next_or_return() {
         ),
         (tonic::Status::deadline_exceeded("timeout"), Verdict::Next),
         (tonic::Status::cancelled("reset"), Verdict::Next),
+        // The connection broke mid-call (the namenode was killed).
+        (tonic::Status::unknown("transport error"), Verdict::Next),
         (ErrorKind::Unavailable.status("disk full"), Verdict::Return),
         (ErrorKind::NotFound.status("no such file"), Verdict::Return),
         (

@@ -127,6 +127,9 @@ struct Conn {
     sid: Option<ServerId>,
     to_learner: ToLearner,
     last_heard: Instant,
+    /// The learner's ACKs are cumulative on the wire: everything up to here
+    /// has been fed to the core one zxid at a time.
+    acked_to: Zxid,
 }
 
 struct LeaderSession {
@@ -663,11 +666,22 @@ impl Peer {
                 let Some(epoch) = transport::epoch_from_wire(ack.epoch) else {
                     return;
                 };
-                let msg = Message::Ack {
-                    epoch,
-                    zxid: Zxid(ack.zxid),
+                let upto = Zxid(ack.zxid);
+                let from = std::mem::replace(&mut c.acked_to, upto).max(
+                    session
+                        .core
+                        .as_ref()
+                        .map_or(Zxid::ZERO, Leader::last_committed),
+                );
+                let acked: Vec<Zxid> = if epoch == current {
+                    zxids_between(from, upto, epoch).collect()
+                } else {
+                    // Another epoch's ACK: the core fences it.
+                    vec![upto]
                 };
-                self.leader_on_message(sid, msg);
+                for zxid in acked {
+                    self.leader_on_message(sid, Message::Ack { epoch, zxid });
+                }
             }
             (Some(_), FromLearner::Ping(_)) => {}
             (sid, _) => {
@@ -741,6 +755,9 @@ impl Peer {
         };
         if let Err(e) = sent {
             return self.drop_learner(conn, &e);
+        }
+        if let Some(c) = session.conns.get_mut(&conn) {
+            c.acked_to = committed;
         }
         let Some(core) = session.core.as_mut() else {
             return;
@@ -846,15 +863,7 @@ impl Peer {
                     return;
                 };
                 let mut actions = Vec::new();
-                let mut next = session.own_acked;
-                while next < zxid {
-                    next = match next.epoch() < epoch {
-                        true => Zxid::new(epoch, 1),
-                        false => match next.next() {
-                            Some(n) => n,
-                            None => break,
-                        },
-                    };
+                for next in zxids_between(session.own_acked, zxid, epoch) {
                     if let Ok(more) = core.on_message(me, Message::Ack { epoch, zxid: next }) {
                         actions.extend(more);
                     }
@@ -877,7 +886,7 @@ impl Peer {
 
     /// Carries out what a broadcast core asked for, in order.
     fn broadcast_actions(&mut self, actions: Vec<broadcast::Action>) {
-        for action in actions {
+        for action in coalesce(actions) {
             match action {
                 broadcast::Action::Journal { zxid, payload } => {
                     let durable = self.replica.journal.append(zxid, payload.to_vec());
@@ -1339,8 +1348,51 @@ impl Conn {
             sid: None,
             to_learner,
             last_heard: Instant::now(),
+            acked_to: Zxid::ZERO,
         }
     }
+}
+
+/// The zxids of `epoch` after `from` up to `to`: one epoch's counters are
+/// consecutive, and the first is 1.
+fn zxids_between(from: Zxid, to: Zxid, epoch: Epoch) -> impl Iterator<Item = Zxid> {
+    let first = if from.epoch() < epoch {
+        1
+    } else {
+        from.counter().saturating_add(1)
+    };
+    let last = if to.epoch() == epoch { to.counter() } else { 0 };
+    (first..=last).map(move |counter| Zxid::new(epoch, counter))
+}
+
+/// Drops each COMMIT and ACK that a later one to the same server makes
+/// redundant: a learner takes a COMMIT as "everything up to here", and our
+/// leader side reads an ACK the same way ([`zxids_between`]). Under load this
+/// turns one message per txn into one per batch.
+fn coalesce(actions: Vec<broadcast::Action>) -> Vec<broadcast::Action> {
+    let cumulative = |action: &broadcast::Action| match action {
+        broadcast::Action::Send {
+            to,
+            msg: Message::Commit { .. },
+        } => Some((*to, true)),
+        broadcast::Action::Send {
+            to,
+            msg: Message::Ack { .. },
+        } => Some((*to, false)),
+        _ => None,
+    };
+    let mut last = BTreeMap::new();
+    for (i, action) in actions.iter().enumerate() {
+        if let Some(key) = cumulative(action) {
+            last.insert(key, i);
+        }
+    }
+    actions
+        .into_iter()
+        .enumerate()
+        .filter(|(i, action)| cumulative(action).is_none_or(|key| last.get(&key) == Some(i)))
+        .map(|(_, action)| action)
+        .collect()
 }
 
 /// Queues a message on learner session `conn`; false when it is full or closed.
@@ -1463,5 +1515,60 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zxids_between_stay_in_the_epoch() {
+        let (e1, e2) = (Epoch(1), Epoch(2));
+        let z = |e, c| Zxid::new(e, c);
+        let got: Vec<Zxid> = zxids_between(z(e2, 3), z(e2, 6), e2).collect();
+        assert_eq!(got, vec![z(e2, 4), z(e2, 5), z(e2, 6)]);
+        let got: Vec<Zxid> = zxids_between(z(e1, 9), z(e2, 2), e2).collect();
+        assert_eq!(got, vec![z(e2, 1), z(e2, 2)]);
+        assert_eq!(zxids_between(z(e2, 6), z(e2, 6), e2).count(), 0);
+        assert_eq!(zxids_between(z(e2, 6), z(e2, 2), e2).count(), 0);
+        assert_eq!(zxids_between(z(e1, 1), z(e1, 5), e2).count(), 0);
+    }
+
+    #[test]
+    fn only_the_last_commit_and_ack_per_server_is_sent() {
+        let (a, b) = (ServerId(1), ServerId(2));
+        let epoch = Epoch(3);
+        let z = |c| Zxid::new(epoch, c);
+        let send = |to, msg| broadcast::Action::Send { to, msg };
+        let commit = |c| Message::Commit { epoch, zxid: z(c) };
+        let ack = |c| Message::Ack { epoch, zxid: z(c) };
+        let proposal = |c| Message::Proposal {
+            epoch,
+            zxid: z(c),
+            payload: Bytes::new(),
+        };
+        let actions = vec![
+            broadcast::Action::Apply { zxid: z(1) },
+            send(a, commit(1)),
+            send(b, commit(1)),
+            send(a, proposal(3)),
+            broadcast::Action::Apply { zxid: z(2) },
+            send(a, commit(2)),
+            send(a, ack(1)),
+            send(a, ack(2)),
+        ];
+        let kept = coalesce(actions);
+        assert_eq!(
+            kept,
+            vec![
+                broadcast::Action::Apply { zxid: z(1) },
+                send(b, commit(1)),
+                send(a, proposal(3)),
+                broadcast::Action::Apply { zxid: z(2) },
+                send(a, commit(2)),
+                send(a, ack(2)),
+            ]
+        );
     }
 }
