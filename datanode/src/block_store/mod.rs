@@ -681,7 +681,7 @@ impl BlockStore {
         not(test),
         expect(
             dead_code,
-            reason = "pipelines use recover_rbw; namenode-driven block recovery will call this"
+            reason = "pipelines use recover_rbw, and lease recovery keeps the stamp (finalize_rbw); kept for a recovery that bumps it"
         )
     )]
     pub(crate) fn bump_gen_stamp(

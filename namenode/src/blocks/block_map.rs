@@ -216,6 +216,24 @@ impl BlockMap {
         }
     }
 
+    /// Judges again, as [`BlockMap::rbw_reported`] does, every remembered
+    /// rbw replica whose block is no longer being written: a leader that
+    /// did not run the recovery that committed the block (or took over
+    /// before its commands went out) still has the replicas finalized.
+    pub(crate) fn settle_rbw(&mut self, expected: impl Fn(BlockId) -> Option<Expected>) {
+        let settled: Vec<BlockId> = self
+            .rbw
+            .keys()
+            .copied()
+            .filter(|b| expected(*b).is_none_or(|want| want.length.is_some()))
+            .collect();
+        for block in settled {
+            for (datanode, replica) in self.rbw.remove(&block).unwrap_or_default() {
+                self.rbw_reported(&datanode, replica, false, &expected);
+            }
+        }
+    }
+
     /// The unfinalized replicas of `block` that no pipeline writes, with their holders.
     pub(crate) fn rbw_replicas(&self, block: BlockId) -> Vec<(DatanodeId, Reported)> {
         self.rbw.get(&block).map_or_else(Vec::new, |holders| {
@@ -613,6 +631,35 @@ mod tests {
         assert_eq!(map.take_commands(&dn("b")), vec![finalize]);
         assert_eq!(map.take_commands(&dn("c")), vec![delete(1, 6)]);
         assert!(map.rbw_replicas(BlockId(1)).is_empty());
+    }
+
+    #[test]
+    fn rbw_replicas_of_a_block_committed_elsewhere_are_settled_by_the_next_pass() {
+        let mut map = BlockMap::default();
+        map.rbw_reported(&dn("a"), rep(1, 5, 12), false, writing);
+        map.rbw_reported(&dn("b"), rep(1, 5, 9), false, writing);
+        map.rbw_reported(&dn("c"), rep(2, 5, 9), false, writing);
+        map.settle_rbw(writing);
+        assert!(
+            map.take_commands(&dn("a")).is_empty(),
+            "still being written"
+        );
+        // Block 1 was committed at 10 bytes (`known`) by another leader's recovery.
+        let committed = |b: BlockId| if b.0 == 1 { known(b) } else { writing(b) };
+        map.settle_rbw(committed);
+        assert_eq!(
+            map.take_commands(&dn("a")),
+            vec![Command::FinalizeRbw {
+                block: BlockId(1),
+                gen_stamp: GenStamp(5),
+                length: 10
+            }]
+        );
+        assert_eq!(map.take_commands(&dn("b")), vec![delete(1, 5)]);
+        assert!(map.rbw_replicas(BlockId(1)).is_empty());
+        assert_eq!(map.rbw_replicas(BlockId(2)).len(), 1);
+        map.settle_rbw(committed);
+        assert!(map.take_commands(&dn("a")).is_empty(), "settled once");
     }
 
     #[test]

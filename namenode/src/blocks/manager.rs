@@ -225,8 +225,9 @@ impl BlockManager {
     }
 
     /// Periodic upkeep: forgets the replicas of newly dead datanodes,
-    /// schedules copies of complete blocks with too few healthy replicas and
-    /// deletes replicas beyond a block's replication.
+    /// finalizes or deletes the rbw replicas of blocks no longer being
+    /// written, schedules copies of complete blocks with too few healthy
+    /// replicas and deletes replicas beyond a block's replication.
     pub(crate) fn check_replication(
         &mut self,
         now: Instant,
@@ -245,6 +246,7 @@ impl BlockManager {
             self.map.remove_datanode(&id);
             self.dead.insert(id);
         }
+        self.map.settle_rbw(&expected);
         let blocks: Vec<BlockId> = self.map.blocks().collect();
         for block in blocks {
             let Some(want) = expected(block) else {
