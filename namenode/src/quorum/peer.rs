@@ -51,8 +51,6 @@ use crate::txn::Txn;
 const SNAP_CHUNK: usize = 1024 * 1024;
 /// Payload bytes per journal read while sending a DIFF.
 const DIFF_PAGE: usize = 4 * 1024 * 1024;
-/// Own-journal durability is reported at least every this many records.
-const DURABLE_BATCH: usize = 64;
 /// How often the loop checks pings, silences and deadlines.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -417,26 +415,44 @@ impl Peer {
         self.next_session
     }
 
-    /// Reports our own appends' durability to the loop, in order, batched.
+    /// Reports our own appends' durability to the loop, in order: once one
+    /// is durable, the highest of those queued behind it that are durable too
+    /// (the same fsync) goes out as one event, never waiting for a later fsync.
     fn durability_forwarder(&self, session: u64) -> mpsc::UnboundedSender<(Zxid, Durability)> {
         let (tx, mut rx) = mpsc::unbounded_channel::<(Zxid, Durability)>();
         let events = self.events_tx.clone();
         tokio::spawn(async move {
-            let mut unreported = 0;
-            while let Some((zxid, durable)) = rx.recv().await {
-                let event = match durable.await {
-                    Ok(Ok(())) => {
-                        unreported += 1;
-                        if !rx.is_empty() && unreported < DURABLE_BATCH {
-                            continue;
-                        }
-                        unreported = 0;
-                        Event::Durable { session, zxid }
+            let gone = || Error::JournalFailed {
+                reason: "the journal writer is gone".into(),
+            };
+            let mut queued: VecDeque<(Zxid, Durability)> = VecDeque::new();
+            loop {
+                let next = match queued.pop_front() {
+                    Some(next) => Some(next),
+                    None => rx.recv().await,
+                };
+                let Some((mut zxid, durable)) = next else {
+                    return;
+                };
+                let mut outcome = durable.await.unwrap_or_else(|_| Err(gone()));
+                while outcome.is_ok() {
+                    while let Ok(more) = rx.try_recv() {
+                        queued.push_back(more);
                     }
-                    Ok(Err(e)) => Event::JournalFailed(e),
-                    Err(_) => Event::JournalFailed(Error::JournalFailed {
-                        reason: "the journal writer is gone".into(),
-                    }),
+                    let Some((next, durable)) = queued.front_mut() else {
+                        break;
+                    };
+                    outcome = match durable.try_recv() {
+                        Err(oneshot::error::TryRecvError::Empty) => break,
+                        Ok(result) => result,
+                        Err(oneshot::error::TryRecvError::Closed) => Err(gone()),
+                    };
+                    zxid = *next;
+                    queued.pop_front();
+                }
+                let event = match outcome {
+                    Ok(()) => Event::Durable { session, zxid },
+                    Err(e) => Event::JournalFailed(e),
                 };
                 if events.send(event).await.is_err() {
                     return;
