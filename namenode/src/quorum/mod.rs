@@ -14,3 +14,6 @@
 pub(crate) mod broadcast;
 pub(crate) mod election;
 pub(crate) mod sync;
+
+#[cfg(test)]
+mod replay;
