@@ -17,3 +17,7 @@ pub(crate) mod sync;
 
 #[cfg(test)]
 mod replay;
+
+#[cfg(test)]
+#[path = "ensemble_sim_test.rs"]
+mod ensemble_sim;
