@@ -296,15 +296,15 @@ fn members_report_the_established_epoch_so_a_returning_voter_can_join() {
     ];
     run(&mut member, &steps);
     member.on_established(Epoch(3));
-    #[rustfmt::skip]
-    let answers = [
-        (900, Recv(looking(2, 9, vote(2, 1, 1))), vec![answer(2, following(1, 4, in_epoch_3(old)))]),
-    ];
-    run(&mut member, &answers);
+    let v2 = vote(2, 1, 1);
+    let reported = answer(2, following(1, 4, in_epoch_3(old)));
+    run(
+        &mut member,
+        &[(900, Recv(looking(2, 9, v2)), vec![reported])],
+    );
 
     // Votes for 3 in different epochs back different outcomes; the same
     // established epoch, one.
-    let v2 = vote(2, 1, 1);
     let mut returning = election(2, &[1, 2, 3], &[]);
     #[rustfmt::skip]
     let steps = [

@@ -51,3 +51,7 @@ impl RoleStatus {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "ensemble_sim_test.rs"]
+mod ensemble_sim;
