@@ -95,7 +95,7 @@ fn put_and_get_refuse_cleanly() {
         );
     }
 
-    eprintln!("--- a missing local source, a missing parent, a directory source");
+    eprintln!("--- a missing local source, a missing parent, a directory onto a file");
     {
         let missing = local.join("nope");
         let missing = missing.to_str().unwrap();
@@ -110,13 +110,12 @@ fn put_and_get_refuse_cleanly() {
             "{}",
             stderr(&out)
         );
-        let out = cluster.dfs("alice", &["put", local.to_str().unwrap(), "/data/g"]);
-        assert!(!out.status.success());
-        assert!(stderr(&out).contains("Is a directory"), "{}", stderr(&out));
+        let out = cluster.dfs("alice", &["put", local.to_str().unwrap(), "/data/f"]);
+        assert_fails_with(&out, "put: '/data/f': Is not a directory");
         assert_eq!(names(&cluster, "/data"), ["/data/f"]);
     }
 
-    eprintln!("--- get of a missing path, of a directory, onto an existing local file");
+    eprintln!("--- get of a missing path, of a directory onto a file, onto an existing local file");
     {
         let target = local.join("got");
         let target_str = target.to_str().unwrap();
@@ -125,7 +124,9 @@ fn put_and_get_refuse_cleanly() {
             "get: '/data/missing': No such file or directory",
         );
         assert!(!target.exists(), "a failed get left {target_str}");
-        let out = cluster.dfs("alice", &["get", "/data", target_str]);
+        let out = cluster.dfs("alice", &["get", "/data", other_path]);
+        assert_fails_with(&out, &format!("get: '{other_path}': Is not a directory"));
+        let out = cluster.dfs("alice", &["get", "/data", "-"]);
         assert_fails_with(&out, "get: '/data': Is a directory");
         assert_fails_with(
             &cluster.dfs("alice", &["get", "/data/f", other_path]),

@@ -94,6 +94,8 @@ pub(crate) struct FakeState {
     pub(crate) namenode_faults: Vec<(String, NamenodeFault)>,
     /// Paths `get_file_info` and `mkdirs` know.
     pub(crate) directories: Vec<String>,
+    /// The lease soft limit Create answers with (0 = not said).
+    pub(crate) lease_soft_limit_ms: u64,
 }
 
 /// How a fake namenode fails one call.
@@ -390,7 +392,16 @@ impl ClientProtocol for FakeNamenode {
         state.files.insert(r.path, file);
         Ok(Response::new(v1::CreateResponse {
             status: Some(status),
+            lease_soft_limit_ms: state.lease_soft_limit_ms,
         }))
+    }
+    async fn renew_lease(
+        &self,
+        request: Request<v1::RenewLeaseRequest>,
+    ) -> Result<Response<v1::RenewLeaseResponse>, Status> {
+        let r = request.into_inner();
+        drop(self.state("RenewLease", r.caller.as_ref())?);
+        Ok(Response::new(v1::RenewLeaseResponse {}))
     }
     async fn delete(
         &self,

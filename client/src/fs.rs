@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use dfs_proto::status::ErrorKind;
 use dfs_proto::v1;
 use dfs_proto::v1::data_transfer_client::DataTransferClient;
 use serde::Serialize;
@@ -21,9 +22,13 @@ use crate::error::Error;
 use crate::failover::Failover;
 use crate::identity::Identity;
 use crate::input_stream::InputStream;
+use crate::lease_renewer::{DEFAULT_SOFT_LIMIT, LeaseRenewer};
 use crate::output_stream::OutputStream;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a create keeps retrying while the namenode recovers the lease
+/// of the file's previous writer.
+const RECOVERY_WAIT: Duration = Duration::from_secs(10);
 /// Largest HTTP/2 DATA frame the client accepts from datanodes: a whole
 /// 64 KiB packet in one frame rather than five of the default 16 KiB.
 const DATANODE_MAX_FRAME: u32 = 256 * 1024;
@@ -125,6 +130,8 @@ pub struct DfsClient {
     bind_address: Option<IpAddr>,
     /// One lazily connected channel per datanode transfer address.
     datanodes: Arc<Mutex<HashMap<String, Channel>>>,
+    /// Renews this client's lease while it has files open for writing.
+    leases: Arc<LeaseRenewer>,
 }
 
 /// Options for [`DfsClient::create`] and [`DfsClient::create_file`].
@@ -160,6 +167,7 @@ impl DfsClient {
             next_call: Arc::new(AtomicU64::new(1)),
             bind_address: config.bind_address,
             datanodes: Arc::default(),
+            leases: Arc::default(),
         })
     }
 
@@ -193,7 +201,8 @@ impl DfsClient {
     }
 
     /// Creates a file and returns the stream that writes it; the file is
-    /// visible (complete) once [`OutputStream::close`] succeeds.
+    /// visible (complete) once [`OutputStream::close`] succeeds. While the
+    /// stream is open the client renews its lease on the file.
     ///
     /// # Errors
     /// The namenode's refusal (exists, permission, missing parent, ...).
@@ -202,8 +211,9 @@ impl DfsClient {
         path: &str,
         options: &CreateOptions,
     ) -> Result<OutputStream, Error> {
-        let status = self.create(path, options).await?;
-        Ok(OutputStream::new(self.clone(), status))
+        let (status, soft_limit) = self.create_leased(path, options).await?;
+        let lease = self.leases.open_file(self, soft_limit);
+        Ok(OutputStream::new(self.clone(), status, lease))
     }
 
     /// Opens a file for reading.
@@ -250,31 +260,79 @@ impl DfsClient {
         Ok(BlockLocations::from_wire(reply))
     }
 
-    /// Creates an empty file.
+    /// Creates an empty file (under construction until completed).
+    ///
+    /// When the file exists and its writer's lease expired, the namenode
+    /// recovers the file first; the create is retried meanwhile, for up to
+    /// about 10 s.
     pub async fn create(&self, path: &str, options: &CreateOptions) -> Result<FileStatus, Error> {
-        let request = v1::CreateRequest {
-            caller: self.caller(),
-            path: path.to_owned(),
-            permission: options.permission.map(u32::from),
-            overwrite: options.overwrite,
-            create_parent: options.create_parent,
-            replication: options.replication.map_or(0, u32::from),
-            block_size: options.block_size.unwrap_or(0),
+        Ok(self.create_leased(path, options).await?.0)
+    }
+
+    /// [`DfsClient::create`], also returning the namenode's lease soft limit.
+    async fn create_leased(
+        &self,
+        path: &str,
+        options: &CreateOptions,
+    ) -> Result<(FileStatus, Duration), Error> {
+        let started = tokio::time::Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        let reply = loop {
+            // A new call id per attempt: a refused create leaves nothing to replay.
+            let request = v1::CreateRequest {
+                caller: self.caller(),
+                path: path.to_owned(),
+                permission: options.permission.map(u32::from),
+                overwrite: options.overwrite,
+                create_parent: options.create_parent,
+                replication: options.replication.map_or(0, u32::from),
+                block_size: options.block_size.unwrap_or(0),
+            };
+            let attempt = self
+                .namenodes
+                .call("create", |mut rpc| {
+                    let request = request.clone();
+                    async move { rpc.create(request).await }
+                })
+                .await;
+            match attempt {
+                Err(e)
+                    if e.kind() == Some(ErrorKind::RecoveryInProgress)
+                        && started.elapsed() + backoff <= RECOVERY_WAIT =>
+                {
+                    tracing::debug!(%path, error = %e, "the previous writer's lease is being recovered; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                attempt => break attempt?,
+            }
         };
-        let reply = self
-            .namenodes
-            .call("create", |mut rpc| {
-                let request = request.clone();
-                async move { rpc.create(request).await }
-            })
-            .await?;
-        reply
+        let soft_limit = match reply.lease_soft_limit_ms {
+            0 => DEFAULT_SOFT_LIMIT,
+            ms => Duration::from_millis(ms),
+        };
+        let status = reply
             .status
             .map(FileStatus::from_wire)
             .ok_or_else(|| Error::Refused {
                 kind: None,
                 message: "namenode sent no status for the new file".into(),
+            })?;
+        Ok((status, soft_limit))
+    }
+
+    /// Tells the namenode this client is alive, so the files it writes stay its own.
+    pub(crate) async fn renew_lease(&self) -> Result<(), Error> {
+        let request = v1::RenewLeaseRequest {
+            caller: self.caller(),
+        };
+        self.namenodes
+            .call("renew_lease", |mut rpc| {
+                let request = request.clone();
+                async move { rpc.renew_lease(request).await }
             })
+            .await?;
+        Ok(())
     }
 
     /// Creates an empty, complete file (`touchz`).

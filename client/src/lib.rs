@@ -8,6 +8,7 @@
 //! - [`blocks`]: blocks and replica locations.
 //! - [`output_stream`]: [`OutputStream`], writing a file through datanode pipelines.
 //! - [`input_stream`]: [`InputStream`], reading a file with verification and failover.
+//! - `lease_renewer`: renews the client's lease while it has files open for writing.
 //! - [`checksum`]: [`FileChecksum`], a file's composite CRC32C.
 //! - [`peer_status`]: each namenode's quorum state, asked directly (`dfs admin ha-status`).
 //! - `owned_task`: spawned tasks that die with their owner.
@@ -23,6 +24,7 @@ mod failover;
 pub mod fs;
 mod identity;
 pub mod input_stream;
+mod lease_renewer;
 pub mod output_stream;
 mod owned_task;
 pub mod peer_status;

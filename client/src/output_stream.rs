@@ -43,6 +43,7 @@ use tracing::{debug, warn};
 use crate::blocks::{Block, Datanode};
 use crate::error::Error;
 use crate::fs::{DfsClient, FileStatus};
+use crate::lease_renewer::LeaseGuard;
 use crate::owned_task::OwnedTask;
 
 /// Bytes of data per packet (128 chunks).
@@ -96,6 +97,8 @@ pub struct OutputStream {
     last_block: Option<Block>,
     written: u64,
     state: State,
+    /// Keeps the client's lease renewed until the stream is closed or dropped.
+    lease: Option<LeaseGuard>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,7 +120,7 @@ struct WriteContext {
 }
 
 impl OutputStream {
-    pub(crate) fn new(client: DfsClient, status: FileStatus) -> Self {
+    pub(crate) fn new(client: DfsClient, status: FileStatus, lease: LeaseGuard) -> Self {
         let block_size = if status.block_size == 0 {
             FALLBACK_BLOCK_SIZE
         } else {
@@ -137,6 +140,7 @@ impl OutputStream {
             last_block: None,
             written: 0,
             state: State::Open,
+            lease: Some(lease),
         }
     }
 
@@ -202,6 +206,7 @@ impl OutputStream {
         let result = self.complete().await;
         self.poison_on_error(result)?;
         self.state = State::Closed;
+        self.lease = None;
         Ok(())
     }
 

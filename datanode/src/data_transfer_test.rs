@@ -845,3 +845,35 @@ async fn a_recovery_stops_an_old_pipeline_that_still_holds_the_replica() {
         assert_eq!(node.read_finalized(B, new_gs), data);
     }
 }
+
+#[tokio::test]
+async fn a_pipeline_left_before_its_last_packet_reports_its_rbw_and_length_on_every_node() {
+    let nodes = [Node::start(), Node::start()];
+    let data = pattern(3 * PACKET, 4);
+    let mut w = Writer::open(&nodes[0], header(B, GS, &[&nodes[1]])).await;
+    // Two of three packets, acked by both nodes; then the client goes away.
+    w.send(&packets(&data, 0, 0)[..2]).await;
+    for _ in 0..2 {
+        assert_eq!(w.ack().await.expect("ack").statuses, vec![S, S]);
+    }
+    let (_, end) = w.rest().await;
+    end.expect("client closed early: ok");
+    let left = ReplicaInfo {
+        block: B,
+        gen_stamp: GS,
+        length: 2 * PACKET as u64,
+    };
+    for node in &nodes {
+        wait_until("the rbw is reported", || {
+            let pending = node.reports.take();
+            let reported = pending.changes.get(&B) == Some(&Change::RbwLeft(left));
+            if !reported {
+                node.reports.put_back(pending);
+            }
+            reported
+        })
+        .await;
+        assert_eq!(node.dp.store.abandoned_rbw(), vec![left]);
+        assert!(node.dp.store.replicas().is_empty());
+    }
+}

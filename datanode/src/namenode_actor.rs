@@ -3,8 +3,9 @@
 //! is finalized, deleted or found corrupt, and a full report every block
 //! report interval; register again when the namenode asks (it restarted) and
 //! keep retrying, with backoff, while it is unreachable. Commands in
-//! heartbeat replies (delete, replicate) are carried out unless the reply's
-//! epoch is older than the newest this datanode has seen (fencing).
+//! heartbeat replies (delete, replicate, finalize an rbw after lease
+//! recovery) are carried out unless the reply's epoch is older than the
+//! newest this datanode has seen (fencing).
 //!
 //! ```text
 //!   ┌──────────┐ ok  ┌─────────────┐     ┌──────────────────────────────┐ ReRegister ┌──────────┐
@@ -34,6 +35,8 @@ use crate::transfer::{self, CopyOrder};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long finalizing an rbw waits for a pipeline still writing it to stop.
+const PREEMPT_DEADLINE: Duration = Duration::from_secs(10);
 
 /// What an actor needs to speak for this datanode.
 #[derive(Debug, Clone)]
@@ -237,18 +240,7 @@ async fn full_report(
         .replicas()
         .into_iter()
         .map(|r| reported(r, false))
-        .chain(
-            link.dp
-                .store
-                .abandoned_rbw()
-                .into_iter()
-                .map(|(block, gen_stamp)| v1::ReportedBlock {
-                    block_id: block.0,
-                    gen_stamp: gen_stamp.0,
-                    under_construction: true,
-                    ..Default::default()
-                }),
-        )
+        .chain(link.dp.store.abandoned_rbw().into_iter().map(rbw_reported))
         .collect::<Vec<_>>();
     let corrupt = link
         .corrupt_at_start
@@ -310,6 +302,7 @@ fn incremental_request(me: &Identity, pending: &Pending) -> v1::BlockReportReque
             .values()
             .map(|c| match *c {
                 Change::Received(info) => reported(info, false),
+                Change::RbwLeft(info) => rbw_reported(info),
                 Change::Deleted { block, gen_stamp } => reported(
                     ReplicaInfo {
                         block,
@@ -336,6 +329,14 @@ fn reported(r: ReplicaInfo, deleted: bool) -> v1::ReportedBlock {
         length: r.length,
         deleted,
         under_construction: false,
+    }
+}
+
+/// An rbw replica no pipeline writes any more, as block reports carry it.
+fn rbw_reported(r: ReplicaInfo) -> v1::ReportedBlock {
+    v1::ReportedBlock {
+        under_construction: true,
+        ..reported(r, false)
     }
 }
 
@@ -366,8 +367,36 @@ async fn obey(command: v1::datanode_command::Command, link: &Link, namenode: Soc
             let dp = Arc::clone(&link.dp);
             link.dp.tasks.spawn(replicate(dp, order));
         }
+        Command::FinalizeRbw(f) => {
+            for b in f.blocks {
+                let dp = Arc::clone(&link.dp);
+                let (block, gs) = (BlockId(b.block_id), GenStamp(b.gen_stamp));
+                link.dp.tasks.spawn(finalize_rbw(dp, block, gs, b.length));
+            }
+        }
     }
     false
+}
+
+/// Lease recovery closed the block's file at `length`: stops a pipeline
+/// still writing the replica (its writer lost the lease), then cuts the rbw
+/// replica back to `length` and finalizes it, and announces it.
+async fn finalize_rbw(dp: Arc<DataPath>, block: BlockId, gs: GenStamp, length: u64) {
+    if !dp.writers.preempt(block, PREEMPT_DEADLINE).await {
+        tracing::warn!(%block, "cannot finalize: its pipeline did not stop in time");
+        return;
+    }
+    let store = Arc::clone(&dp.store);
+    match tokio::task::spawn_blocking(move || store.finalize_rbw(block, gs, length)).await {
+        Ok(Ok(info)) => {
+            tracing::info!(%block, gen_stamp = %gs, length, "rbw replica finalized for lease recovery");
+            dp.reports.received(info);
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(%block, gen_stamp = %gs, length, error = %e, "cannot finalize an rbw replica");
+        }
+        Err(e) => tracing::warn!(%block, error = %e, "finalize task failed"),
+    }
 }
 
 /// Deletes replicas on a blocking thread and announces each deletion.
@@ -473,17 +502,10 @@ mod tests {
         assert!(may_obey(&reregister, false));
     }
 
-    #[tokio::test]
-    async fn delete_blocks_removes_the_replica_and_reports_it_deleted() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (store, _) = BlockStore::open(dir.path()).expect("open");
-        let (block, gs) = (BlockId(9), GenStamp(4));
-        let mut w = store.create_rbw(block, gs).expect("create");
-        w.write_packet(0, &[1; 1000], &chunk_checksums(&[1; 1000]), true)
-            .expect("write");
-        store.finalize(w).expect("finalize");
+    /// A link to one namenode over `store`.
+    fn link(store: BlockStore) -> Link {
         let (reports, mut queues) = ReportHub::new(1);
-        let link = Link {
+        Link {
             dp: Arc::new(DataPath {
                 store: Arc::new(store),
                 reports,
@@ -496,7 +518,19 @@ mod tests {
             queue: queues.remove(0),
             corrupt_at_start: Arc::new([]),
             epochs: Arc::default(),
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn delete_blocks_removes_the_replica_and_reports_it_deleted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (store, _) = BlockStore::open(dir.path()).expect("open");
+        let (block, gs) = (BlockId(9), GenStamp(4));
+        let mut w = store.create_rbw(block, gs).expect("create");
+        w.write_packet(0, &[1; 1000], &chunk_checksums(&[1; 1000]), true)
+            .expect("write");
+        store.finalize(w).expect("finalize");
+        let link = link(store);
         let command = v1::datanode_command::Command::DeleteBlocks(v1::DeleteBlocks {
             blocks: vec![v1::ExtendedBlock {
                 block_id: block.0,
@@ -528,5 +562,40 @@ mod tests {
         assert!(!request.full);
         assert_eq!(request.blocks.len(), 1);
         assert!(request.blocks[0].deleted);
+    }
+
+    #[tokio::test]
+    async fn finalize_rbw_cuts_the_replica_back_finalizes_it_and_reports_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (store, _) = BlockStore::open(dir.path()).expect("open");
+        let (block, gs) = (BlockId(9), GenStamp(4));
+        let data = [7u8; 3000];
+        let mut w = store.create_rbw(block, gs).expect("create");
+        w.write_packet(0, &data, &chunk_checksums(&data), true)
+            .expect("write");
+        drop(w);
+        let link = link(store);
+        let command = v1::datanode_command::Command::FinalizeRbw(v1::FinalizeRbw {
+            blocks: vec![v1::ExtendedBlock {
+                block_id: block.0,
+                gen_stamp: gs.0,
+                length: 2000,
+            }],
+        });
+        let namenode = SocketAddr::from(([127, 0, 0, 1], 1));
+        assert!(!obey(command, &link, namenode).await);
+        link.dp.tasks.close();
+        link.dp.tasks.wait().await;
+        let finalized = ReplicaInfo {
+            block,
+            gen_stamp: gs,
+            length: 2000,
+        };
+        assert_eq!(link.dp.store.replicas(), vec![finalized]);
+        assert!(link.dp.store.abandoned_rbw().is_empty());
+        assert_eq!(
+            link.queue.take().changes.get(&block),
+            Some(&Change::Received(finalized))
+        );
     }
 }

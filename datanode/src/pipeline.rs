@@ -48,7 +48,8 @@
 //!   replica is never finalized unless its last packet arrived whole.
 //! - The upstream going away (stream error, or a close before the last
 //!   packet) or no message for the idle timeout leaves the replica in rbw/
-//!   for recovery.
+//!   for recovery, and every namenode gets an incremental report of it with
+//!   its length (lease recovery chooses the block's length from those).
 //! - Recovery (`Setup::Recover`): an older pipeline of the block still
 //!   running here is stopped first; the replica (rbw, or finalized) of the
 //!   previous (or already the new) gen stamp is bumped to the new one and
@@ -271,6 +272,8 @@ async fn start(
         rx: disk_rx,
         tx: local_tx,
         broken: false,
+        store: Arc::clone(&dp.store),
+        reports: dp.reports.clone(),
     };
     let acker = Acker {
         local: local_rx,
@@ -477,6 +480,10 @@ struct DiskTask {
     tx: mpsc::Sender<FromDisk>,
     /// A write failed: nothing more is written.
     broken: bool,
+    /// Where a replica left behind is looked up.
+    store: Arc<BlockStore>,
+    /// Where a replica left behind is announced.
+    reports: ReportHub,
 }
 
 impl DiskTask {
@@ -502,6 +509,16 @@ impl DiskTask {
             // The acker may be gone (upstream closed): keep draining so
             // every received packet still reaches the disk.
             let _ = self.tx.blocking_send(out);
+        }
+        // Stopped before the last packet: the replica stays rbw.
+        if let Some(replica) = self.replica.take() {
+            let block = replica.writer.block();
+            // Flushes the replica and frees the writer's slot.
+            drop(replica);
+            if let Some(info) = self.store.abandoned_rbw_of(block) {
+                tracing::debug!(length = info.length, "pipeline stopped; rbw replica left");
+                self.reports.rbw_left(info);
+            }
         }
     }
 

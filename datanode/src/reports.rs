@@ -1,6 +1,7 @@
 //! Replica changes on their way to the namenodes: the data path records a
-//! finalized, deleted or corrupt replica once, and every namenode actor
-//! takes its own copy when it next sends an incremental block report.
+//! finalized, deleted or corrupt replica, or an rbw replica its pipeline
+//! left behind, once, and every namenode actor takes its own copy when it
+//! next sends an incremental block report.
 //!
 //! ```text
 //!   pipeline / deletes / reader ──► ReportHub ──► ReportQueue (one per namenode)
@@ -34,6 +35,9 @@ pub(crate) enum Change {
         /// Its generation stamp.
         gen_stamp: GenStamp,
     },
+    /// A pipeline stopped before the last packet and left this rbw replica
+    /// (lease recovery needs its length).
+    RbwLeft(ReplicaInfo),
 }
 
 /// Changes not yet reported to one namenode.
@@ -132,6 +136,13 @@ impl ReportHub {
         });
     }
 
+    /// A pipeline stopped and left an rbw replica that no writer holds.
+    pub(crate) fn rbw_left(&self, info: ReplicaInfo) {
+        self.record(|p| {
+            p.changes.insert(info.block, Change::RbwLeft(info));
+        });
+    }
+
     /// A replica was found corrupt.
     pub(crate) fn corrupt(&self, info: ReplicaInfo) {
         self.record(|p| {
@@ -158,9 +169,11 @@ mod tests {
         hub.received(info(1, 1));
         hub.received(info(2, 1));
         hub.deleted(BlockId(1), GenStamp(1));
+        hub.rbw_left(info(3, 1));
         for q in &queues {
             let p = q.take();
-            assert_eq!(p.changes.len(), 2);
+            assert_eq!(p.changes.len(), 3);
+            assert_eq!(p.changes[&BlockId(3)], Change::RbwLeft(info(3, 1)));
             assert_eq!(
                 p.changes[&BlockId(1)],
                 Change::Deleted {

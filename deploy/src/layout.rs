@@ -175,6 +175,8 @@ pub(crate) fn lay_out(layout: &Layout, spec: &ClusterSpec) -> Result<ClusterStat
                 ping_interval_ms: timers.ping_interval.map(millis),
                 sync_timeout_ms: timers.sync_timeout.map(millis),
                 init_timeout_ms: timers.init_timeout.map(millis),
+                lease_soft_limit_ms: spec.lease_limits.map(|(soft, _)| millis(soft)),
+                lease_hard_limit_ms: spec.lease_limits.map(|(_, hard)| millis(hard)),
                 ensemble: &ensemble,
             },
         )?;
@@ -301,6 +303,10 @@ struct NamenodeToml<'a> {
     sync_timeout_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     init_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease_soft_limit_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease_hard_limit_ms: Option<u64>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     ensemble: &'a [EnsembleMemberToml],
 }

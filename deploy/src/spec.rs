@@ -36,6 +36,9 @@ pub struct ClusterSpec {
     pub supergroup: String,
     /// User → groups table given to the namenode.
     pub groups: BTreeMap<String, Vec<String>>,
+    /// The namenode's lease soft and hard limits (`lease_soft_limit_ms`,
+    /// `lease_hard_limit_ms`); `None` leaves its defaults (60 s, 1 h).
+    pub lease_limits: Option<(Duration, Duration)>,
 }
 
 impl Default for ClusterSpec {
@@ -53,6 +56,7 @@ impl Default for ClusterSpec {
             superuser: None,
             supergroup: "supergroup".to_owned(),
             groups: BTreeMap::new(),
+            lease_limits: None,
         }
     }
 }

@@ -10,6 +10,8 @@ use dfs_proto::ids::ServerId;
 use dfs_proto::topology::TopologyTable;
 use serde::Deserialize;
 
+use crate::lease::LeaseLimits;
+
 /// The namenode's TOML configuration file, as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +48,16 @@ pub struct NamenodeConfig {
     /// Milliseconds between scans for dead datanodes and under-replicated blocks. Default 3 000.
     #[serde(default = "default_replication_check_interval_ms")]
     pub replication_check_interval_ms: u64,
+    /// Milliseconds a writer may go without renewing its lease before
+    /// another client's create may take its file over (HDFS's soft limit).
+    /// Default 60 000.
+    #[serde(default = "default_lease_soft_limit_ms")]
+    pub lease_soft_limit_ms: u64,
+    /// Milliseconds a writer may go without renewing its lease before the
+    /// namenode closes its files by itself (HDFS's hard limit); at least the
+    /// soft limit. Default 3 600 000.
+    #[serde(default = "default_lease_hard_limit_ms")]
+    pub lease_hard_limit_ms: u64,
     /// Transactions between checkpoints (snapshot + log truncation). Default 100 000.
     #[serde(default = "default_checkpoint_txns")]
     pub checkpoint_txns: u64,
@@ -112,6 +124,12 @@ fn default_dead_after_ms() -> u64 {
 fn default_replication_check_interval_ms() -> u64 {
     3_000
 }
+fn default_lease_soft_limit_ms() -> u64 {
+    60_000
+}
+fn default_lease_hard_limit_ms() -> u64 {
+    3_600_000
+}
 fn default_checkpoint_txns() -> u64 {
     100_000
 }
@@ -174,6 +192,7 @@ pub(crate) struct Settings {
     pub(crate) stale_after: Duration,
     pub(crate) dead_after: Duration,
     pub(crate) replication_check_interval: Duration,
+    pub(crate) lease_limits: LeaseLimits,
     pub(crate) checkpoint_txns: u64,
     pub(crate) groups: BTreeMap<String, Vec<String>>,
     pub(crate) quorum: QuorumSettings,
@@ -239,6 +258,14 @@ impl NamenodeConfig {
                 reason: "stale_after_ms must be positive and dead_after_ms larger".into(),
             });
         }
+        if self.lease_soft_limit_ms == 0 || self.lease_hard_limit_ms < self.lease_soft_limit_ms {
+            return Err(ConfigError::Invalid {
+                field: "lease_hard_limit_ms",
+                reason:
+                    "lease_soft_limit_ms must be positive and lease_hard_limit_ms at least as large"
+                        .into(),
+            });
+        }
         let topology = match &self.topology_file {
             None => TopologyTable::default(),
             Some(path) => {
@@ -270,6 +297,10 @@ impl NamenodeConfig {
             replication_check_interval: Duration::from_millis(
                 self.replication_check_interval_ms.max(100),
             ),
+            lease_limits: LeaseLimits {
+                soft: Duration::from_millis(self.lease_soft_limit_ms),
+                hard: Duration::from_millis(self.lease_hard_limit_ms),
+            },
             checkpoint_txns: self.checkpoint_txns.max(1),
             groups: self.groups.clone(),
             quorum: self.quorum()?,
@@ -353,6 +384,8 @@ mod tests {
         assert_eq!(settings.default_replication, 3);
         assert_eq!(settings.stale_after, Duration::from_secs(30));
         assert_eq!(settings.dead_after, Duration::from_secs(600));
+        assert_eq!(settings.lease_limits.soft, Duration::from_secs(60));
+        assert_eq!(settings.lease_limits.hard, Duration::from_secs(3600));
     }
 
     #[test]
@@ -362,6 +395,8 @@ mod tests {
             "data_dir = \"/x\"\ndefault_replication = 0",
             "data_dir = \"/x\"\nstale_after_ms = 10\ndead_after_ms = 5",
             "data_dir = \"/x\"\ndefault_block_size = 1000",
+            "data_dir = \"/x\"\nlease_soft_limit_ms = 0",
+            "data_dir = \"/x\"\nlease_soft_limit_ms = 2000\nlease_hard_limit_ms = 1000",
         ] {
             let config: NamenodeConfig = toml::from_str(bad).unwrap();
             assert!(config.validate().is_err(), "{bad}");

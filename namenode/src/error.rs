@@ -128,6 +128,20 @@ pub enum Error {
         /// The client writing the file.
         holder: String,
     },
+    /// Create over a file whose writer's lease passed its soft limit: the
+    /// namenode has started recovering the file; retry shortly (HDFS
+    /// `RecoveryInProgressException`).
+    #[error(
+        "Failed to CREATE_FILE {path} for {client} because lease recovery is in progress (the lease of {holder} expired). Try again later."
+    )]
+    RecoveryInProgress {
+        /// The file.
+        path: String,
+        /// The client that asked.
+        client: String,
+        /// The client whose lease expired.
+        holder: String,
+    },
     /// A write-path call from a client that does not hold the file's lease
     /// (HDFS `LeaseExpiredException`).
     #[error("No lease on {path}: {}", lease_state(.holder.as_deref(), .client))]
@@ -226,6 +240,7 @@ impl Error {
             Error::DirectoryNotEmpty { .. } => ErrorKind::DirectoryNotEmpty,
             Error::InvalidPath { .. } | Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
             Error::AlreadyBeingCreated { .. } => ErrorKind::AlreadyExists,
+            Error::RecoveryInProgress { .. } => ErrorKind::RecoveryInProgress,
             // No kind of their own yet: not retriable, the client must start over.
             Error::LeaseMismatch { .. }
             | Error::BlockMismatch { .. }

@@ -7,6 +7,7 @@
 //! - `epoch`: the persisted current epoch.
 //! - `groups`: a caller's groups (config table, then the OS, then the claim).
 //! - `datanodes`: registered datanodes, their racks and liveness.
+//! - `lease`: writers' lease clocks, the lease monitor and lease recovery.
 //! - `blocks`: block management; so far the rack-aware placement policy.
 //! - `quorum`: namenode HA: election, discovery/sync and broadcast cores and
 //!   the peer task that runs them (the namespace's only writer).
@@ -22,6 +23,7 @@ mod epoch;
 mod error;
 mod groups;
 mod journal;
+mod lease;
 mod namespace;
 mod namesystem;
 mod quorum;

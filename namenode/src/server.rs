@@ -21,7 +21,8 @@ use crate::epoch;
 use crate::error::Error;
 use crate::groups::GroupMapping;
 use crate::journal::{self, JournalOptions};
-use crate::namespace::PermissionPolicy;
+use crate::lease::{self, Leases};
+use crate::namespace::{Caller, PermissionPolicy};
 use crate::namesystem::{Namesystem, Replica, WRITE_QUEUE};
 use crate::quorum::RoleStatus;
 use crate::quorum::peer::{Peer, PeerSetup};
@@ -90,11 +91,20 @@ pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<
         settings.replication_check_interval,
         fatal.child_token(),
     ));
+    let (leases, lease_inputs) = Leases::new(settings.lease_limits);
+    let recoverer = Caller {
+        user: settings.superuser.clone(),
+        groups: vec![settings.supergroup.clone()],
+    };
+    let lease_monitor =
+        lease::Monitor::new(lease_inputs, namesystem.clone(), blocks.clone(), recoverer);
+    tasks.spawn(lease_monitor.run(fatal.child_token()));
     let client = ClientService {
         namesystem: namesystem.clone(),
         blocks: blocks.clone(),
         settings: settings.clone(),
         groups: Arc::new(GroupMapping::new(settings.groups.clone())),
+        leases,
     };
     let datanode = DatanodeService { blocks, namesystem };
     let quorum = QuorumService {

@@ -30,6 +30,9 @@ pub enum ErrorKind {
     NotLeader,
     /// The node is out of space or otherwise cannot take the request now.
     Unavailable,
+    /// The file's previous writer lost its lease and the namenode is
+    /// recovering it (HDFS `RecoveryInProgressException`): retry shortly.
+    RecoveryInProgress,
 }
 
 impl ErrorKind {
@@ -45,6 +48,7 @@ impl ErrorKind {
             ErrorKind::InvalidArgument => "invalid-argument",
             ErrorKind::NotLeader => "not-leader",
             ErrorKind::Unavailable => "unavailable",
+            ErrorKind::RecoveryInProgress => "recovery-in-progress",
         }
     }
 
@@ -58,7 +62,9 @@ impl ErrorKind {
                 tonic::Code::FailedPrecondition
             }
             ErrorKind::InvalidArgument => tonic::Code::InvalidArgument,
-            ErrorKind::NotLeader | ErrorKind::Unavailable => tonic::Code::Unavailable,
+            ErrorKind::NotLeader | ErrorKind::Unavailable | ErrorKind::RecoveryInProgress => {
+                tonic::Code::Unavailable
+            }
         }
     }
 
@@ -97,7 +103,7 @@ impl FromStr for ErrorKind {
     type Err = UnknownErrorKind;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        const ALL: [ErrorKind; 9] = [
+        const ALL: [ErrorKind; 10] = [
             ErrorKind::NotFound,
             ErrorKind::AlreadyExists,
             ErrorKind::PermissionDenied,
@@ -107,6 +113,7 @@ impl FromStr for ErrorKind {
             ErrorKind::InvalidArgument,
             ErrorKind::NotLeader,
             ErrorKind::Unavailable,
+            ErrorKind::RecoveryInProgress,
         ];
         ALL.into_iter()
             .find(|k| k.as_str() == s)

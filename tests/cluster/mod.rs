@@ -172,6 +172,12 @@ impl Builder {
         self
     }
 
+    /// The namenode's lease soft and hard limits (default 60 s and 1 h).
+    pub(crate) fn lease_limits(mut self, soft: Duration, hard: Duration) -> Self {
+        self.spec.lease_limits = Some((soft, hard));
+        self
+    }
+
     /// How long each node may take to get ready (default 60 s).
     pub(crate) fn startup_timeout(mut self, timeout: Duration) -> Self {
         self.startup_timeout = timeout;

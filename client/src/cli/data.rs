@@ -2,7 +2,8 @@
 //!
 //! `put` writes to `DEST._COPYING_` and renames it to DEST only once the
 //! file is closed (as HDFS's FsShell does), so a failed upload leaves
-//! nothing visible; `get` does the same with a local temporary file.
+//! nothing visible; `get` does the same with a local temporary file. A
+//! directory is copied file by file through the same path (`tree_copy`).
 
 use std::io::ErrorKind as IoKind;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::Outcome;
+use super::{Outcome, tree_copy};
 use crate::checksum::FileChecksum;
 use crate::error::Error;
 use crate::fs::{CreateOptions, DfsClient, FileStatus};
@@ -37,8 +38,9 @@ pub(super) struct Put {
     /// Bytes per block: plain bytes or with a binary unit (128K, 1M, 64MiB, 1g).
     #[arg(long, value_parser = parse_size)]
     block_size: Option<u64>,
-    /// Local files (`-` = stdin), then the destination (a directory takes
-    /// each source under its base name).
+    /// Local files or directories (`-` = stdin), then the destination (an
+    /// existing directory takes each source under its base name; a
+    /// directory is copied with everything below it).
     #[arg(required = true, num_args = 2..)]
     paths: Vec<String>,
 }
@@ -85,17 +87,24 @@ impl Put {
                     }));
                     continue;
                 }
-                join(dest, &base_name(source))
+                join(dest, &local_base_name(source))
             } else {
                 dest.clone()
             };
-            outcome.check(put_one(client, source, &target, self.force, &options).await);
+            let is_dir =
+                source != "-" && tokio::fs::metadata(source).await.is_ok_and(|m| m.is_dir());
+            if is_dir {
+                let source = Path::new(source);
+                tree_copy::put_dir(client, source, &target, self.force, &options, outcome).await;
+            } else {
+                outcome.check(put_one(client, source, &target, self.force, &options).await);
+            }
         }
     }
 }
 
 /// Uploads one local file (or stdin) to `target` through `target._COPYING_`.
-async fn put_one(
+pub(super) async fn put_one(
     client: &DfsClient,
     source: &str,
     target: &str,
@@ -181,21 +190,23 @@ pub(super) struct Get {
     /// Overwrite an existing local file.
     #[arg(short = 'f')]
     force: bool,
-    /// File to copy.
+    /// File or directory to copy (a directory with everything below it).
     src: String,
-    /// Local destination (`-` = stdout; a directory takes the source's base name).
+    /// Local destination (`-` = stdout; an existing directory takes the
+    /// source under its base name).
     local: String,
 }
 
 impl Get {
     pub(super) async fn run(self, client: &DfsClient, outcome: &mut Outcome) {
-        outcome.check(self.copy(client).await);
+        let copied = self.copy(client, outcome).await;
+        outcome.check(copied);
     }
 
-    async fn copy(&self, client: &DfsClient) -> Result<(), Error> {
+    async fn copy(&self, client: &DfsClient, outcome: &mut Outcome) -> Result<(), Error> {
         let Get { force, src, local } = self;
         let status = client.stat(src).await?;
-        if status.is_dir() {
+        if status.is_dir() && local == "-" {
             return Err(Error::Refused {
                 kind: Some(ErrorKind::IsADirectory),
                 message: format!("'{src}': Is a directory"),
@@ -212,27 +223,43 @@ impl Get {
         if target.is_dir() {
             target.push(base_name(src));
         }
-        if !force && tokio::fs::symlink_metadata(&target).await.is_ok() {
-            return Err(Error::Local {
-                path: target.display().to_string(),
-                reason: "File exists".into(),
-            });
+        if status.is_dir() {
+            tree_copy::get_dir(client, src, &target, *force, outcome).await;
+            return Ok(());
         }
-        let mut temp = target.clone().into_os_string();
-        temp.push(COPYING_SUFFIX);
-        let temp = PathBuf::from(temp);
-        let copied = download(client, src, &temp, status.length).await;
-        let placed = match copied {
-            Ok(()) => tokio::fs::rename(&temp, &target)
-                .await
-                .map_err(|e| local_error(&target.display().to_string(), &e)),
-            Err(e) => Err(e),
-        };
-        if placed.is_err() {
-            let _ = tokio::fs::remove_file(&temp).await;
-        }
-        placed
+        get_one(client, src, status.length, &target, *force).await
     }
+}
+
+/// Downloads the dfs file `src` (`length` bytes) to the local `target`
+/// through `target._COPYING_`.
+pub(super) async fn get_one(
+    client: &DfsClient,
+    src: &str,
+    length: u64,
+    target: &Path,
+    force: bool,
+) -> Result<(), Error> {
+    if !force && tokio::fs::symlink_metadata(target).await.is_ok() {
+        return Err(Error::Local {
+            path: target.display().to_string(),
+            reason: "File exists".into(),
+        });
+    }
+    let mut temp = target.to_owned().into_os_string();
+    temp.push(COPYING_SUFFIX);
+    let temp = PathBuf::from(temp);
+    let copied = download(client, src, &temp, length).await;
+    let placed = match copied {
+        Ok(()) => tokio::fs::rename(&temp, target)
+            .await
+            .map_err(|e| local_error(&target.display().to_string(), &e)),
+        Err(e) => Err(e),
+    };
+    if placed.is_err() {
+        let _ = tokio::fs::remove_file(&temp).await;
+    }
+    placed
 }
 
 async fn download(client: &DfsClient, src: &str, temp: &Path, length: u64) -> Result<(), Error> {
@@ -425,11 +452,23 @@ fn base_name(path: &str) -> String {
     trimmed.rsplit('/').next().unwrap_or(trimmed).to_owned()
 }
 
-fn join(dir: &str, name: &str) -> String {
+/// The last component of a local path, resolving `.` and `..` (`put .
+/// /dest` copies the current directory under its own name).
+fn local_base_name(path: &str) -> String {
+    match Path::new(path).file_name() {
+        Some(name) => name.to_string_lossy().into_owned(),
+        None => std::fs::canonicalize(path)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| base_name(path)),
+    }
+}
+
+pub(super) fn join(dir: &str, name: &str) -> String {
     format!("{}/{name}", dir.trim_end_matches('/'))
 }
 
-fn local_error(path: &str, e: &std::io::Error) -> Error {
+pub(super) fn local_error(path: &str, e: &std::io::Error) -> Error {
     let reason = match e.kind() {
         IoKind::NotFound => "No such file or directory".to_owned(),
         IoKind::PermissionDenied => "Permission denied".to_owned(),

@@ -8,6 +8,7 @@ mod data;
 mod format;
 mod fsck;
 mod namespace;
+mod tree_copy;
 
 pub use data::parse_size;
 
@@ -59,9 +60,9 @@ enum Command {
     Chown(namespace::Chown),
     /// Change the replication factor of files (of every file below a directory).
     Setrep(namespace::Setrep),
-    /// Copy local files (`-` = stdin) into dfs.
+    /// Copy local files or directories (`-` = stdin) into dfs.
     Put(data::Put),
-    /// Copy a dfs file to a local file (`-` = stdout).
+    /// Copy a dfs file or directory to the local disk (`-` = stdout).
     Get(data::Get),
     /// Print files to stdout.
     Cat(data::Cat),

@@ -912,3 +912,55 @@ fn a_discarding_store_finalizes_the_full_length_but_keeps_no_data() {
         "a replica without its data cannot be read back"
     );
 }
+
+#[test]
+fn finalize_rbw_cuts_a_left_replica_inside_a_chunk_and_serves_it() {
+    let (_dir, store) = open_store();
+    let data = pattern(3 * PACKET + 700, 9);
+    let mut w = store.create_rbw(B, GS).expect("create");
+    write_packets(&mut w, &data);
+    drop(w);
+    let left = store.abandoned_rbw_of(B).expect("left without a writer");
+    assert_eq!(left.length, data.len() as u64);
+    assert_eq!(store.abandoned_rbw(), vec![left]);
+    // Lease recovery settled on a length inside a chunk.
+    let length = 2 * PACKET as u64 + 1000;
+    let info = store.finalize_rbw(B, GS, length).expect("finalize rbw");
+    assert_eq!(
+        info,
+        ReplicaInfo {
+            block: B,
+            gen_stamp: GS,
+            length
+        }
+    );
+    assert_eq!(read_block(&store, B, GS), &data[..length as usize]);
+    assert!(store.abandoned_rbw().is_empty());
+    // Asked again (a repeated command): already done.
+    assert_eq!(store.finalize_rbw(B, GS, length).expect("again"), info);
+}
+
+#[test]
+fn finalize_rbw_refuses_a_short_replica_another_stamp_or_a_live_writer() {
+    let (_dir, store) = open_store();
+    let mut w = store.create_rbw(B, GS).expect("create");
+    write_packets(&mut w, &pattern(1000, 1));
+    assert!(store.abandoned_rbw_of(B).is_none(), "a writer holds it");
+    assert!(matches!(
+        store.finalize_rbw(B, GS, 500),
+        Err(Error::ReplicaExists { .. })
+    ));
+    drop(w);
+    assert!(matches!(
+        store.finalize_rbw(B, GenStamp(GS.0 + 1), 500),
+        Err(Error::GenStampMismatch { .. })
+    ));
+    assert!(matches!(
+        store.finalize_rbw(B, GS, 2000),
+        Err(Error::CorruptReplica { .. })
+    ));
+    assert!(matches!(
+        store.finalize_rbw(BlockId(7), GS, 1),
+        Err(Error::ReplicaNotFound { .. })
+    ));
+}

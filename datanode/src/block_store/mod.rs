@@ -159,6 +159,14 @@ struct Rbw {
 }
 
 impl Rbw {
+    fn info(&self, block: BlockId) -> ReplicaInfo {
+        ReplicaInfo {
+            block,
+            gen_stamp: self.gen_stamp,
+            length: self.shared.len.load(Ordering::Relaxed),
+        }
+    }
+
     fn has_writer(&self) -> bool {
         Arc::strong_count(&self.shared) > 1
     }
@@ -193,9 +201,7 @@ impl BlockStore {
         }
         for info in scanned.rbw {
             let shared = Arc::new(RbwShared::default());
-            shared
-                .bytes
-                .store(on_disk_bytes(info.length), Ordering::Relaxed);
+            shared.set_len(info.length);
             state.rbw.insert(
                 info.block,
                 Rbw {
@@ -459,9 +465,7 @@ impl BlockStore {
                 state.finalized_bytes = state
                     .finalized_bytes
                     .saturating_sub(on_disk_bytes(f.length));
-                shared
-                    .bytes
-                    .store(on_disk_bytes(f.length), Ordering::Relaxed);
+                shared.set_len(f.length);
                 state.rbw.insert(
                     block,
                     Rbw {
@@ -609,14 +613,50 @@ impl BlockStore {
         self.lock().finalized.values().copied().collect()
     }
 
-    /// Unfinalized replicas no writer holds (left by interrupted pipelines).
-    pub(crate) fn abandoned_rbw(&self) -> Vec<(BlockId, GenStamp)> {
+    /// Unfinalized replicas no writer holds (left by interrupted
+    /// pipelines), with the bytes each holds.
+    pub(crate) fn abandoned_rbw(&self) -> Vec<ReplicaInfo> {
         self.lock()
             .rbw
             .iter()
             .filter(|(_, rbw)| !rbw.has_writer())
-            .map(|(block, rbw)| (*block, rbw.gen_stamp))
+            .map(|(block, rbw)| rbw.info(*block))
             .collect()
+    }
+
+    /// The unfinalized replica of `block`, if it has one and no writer holds it.
+    pub(crate) fn abandoned_rbw_of(&self, block: BlockId) -> Option<ReplicaInfo> {
+        self.lock()
+            .rbw
+            .get(&block)
+            .filter(|rbw| !rbw.has_writer())
+            .map(|rbw| rbw.info(block))
+    }
+
+    /// Lease recovery's end of a replica being written: cuts the rbw
+    /// replica of generation `gs` back to `length` bytes (recomputing the
+    /// checksum of a partial last chunk) and finalizes it. A finalized
+    /// replica of that generation and length is already what is asked.
+    ///
+    /// # Errors
+    /// As [`BlockStore::recover_rbw`] (no such replica, a live writer, fewer
+    /// than `length` bytes) and [`BlockStore::finalize`].
+    pub(crate) fn finalize_rbw(
+        &self,
+        block: BlockId,
+        gs: GenStamp,
+        length: u64,
+    ) -> Result<ReplicaInfo, Error> {
+        let done = ReplicaInfo {
+            block,
+            gen_stamp: gs,
+            length,
+        };
+        if self.lock().finalized.get(&block) == Some(&done) {
+            return Ok(done);
+        }
+        let writer = self.recover_rbw(block, gs, gs, length)?;
+        self.finalize(writer)
     }
 
     /// Bytes of data and meta files held, finalized and rbw.
@@ -641,7 +681,7 @@ impl BlockStore {
         not(test),
         expect(
             dead_code,
-            reason = "pipelines use recover_rbw; namenode-driven block recovery will call this"
+            reason = "pipelines use recover_rbw, and lease recovery keeps the stamp (finalize_rbw); kept for a recovery that bumps it"
         )
     )]
     pub(crate) fn bump_gen_stamp(

@@ -28,6 +28,17 @@ const DIRECT_WRITE_MIN: usize = 32 * 1024;
 pub(crate) struct RbwShared {
     /// Bytes of the replica's data and meta files on disk (for `used_bytes`).
     pub(crate) bytes: AtomicU64,
+    /// Bytes of data written (what block reports give as its length).
+    pub(crate) len: AtomicU64,
+}
+
+impl RbwShared {
+    /// Records a replica of `len` bytes of data.
+    pub(crate) fn set_len(&self, len: u64) {
+        self.len.store(len, Ordering::Relaxed);
+        self.bytes
+            .store(len + layout::meta_len_for(len), Ordering::Relaxed);
+    }
 }
 
 /// Appends packets to a replica being written; owns its two files.
@@ -71,7 +82,7 @@ impl RbwWriter {
         // Unbuffered, so no cut back can drop it.
         meta.write_all_at(&layout::meta_header(), 0)?;
         layout::fsync_dir(&layout.rbw)?;
-        shared.bytes.store(META_HEADER_LEN, Ordering::Relaxed);
+        shared.set_len(0);
         Ok(RbwWriter {
             block,
             data: AppendFile::new(data, 0, DATA_BUFFER),
@@ -122,7 +133,7 @@ impl RbwWriter {
             let sum = crc32c::crc32c(&chunk);
             meta.write_all_at(&sum.to_be_bytes(), meta_target - CHECKSUM_LEN)?;
         }
-        shared.bytes.store(length + meta_target, Ordering::Relaxed);
+        shared.set_len(length);
         Ok(RbwWriter {
             block,
             data: AppendFile::new(data, length, DATA_BUFFER),
@@ -231,8 +242,7 @@ impl RbwWriter {
     }
 
     fn account(&self) {
-        let bytes = self.len + layout::meta_len_for(self.len);
-        self.shared.bytes.store(bytes, Ordering::Relaxed);
+        self.shared.set_len(self.len);
     }
 
     /// Bytes written so far.

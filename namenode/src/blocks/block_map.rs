@@ -2,8 +2,11 @@
 //!
 //! Soft state, never journaled: rebuilt from full block reports after a
 //! restart and kept current by incremental reports, bad-block reports and
-//! datanode deaths. It also queues the commands (delete, replicate) each
-//! datanode picks up with its next heartbeat. What a block *should* be
+//! datanode deaths. Beside the finalized replicas it remembers the
+//! unfinalized (rbw) ones that no pipeline writes any more, with their
+//! lengths: lease recovery chooses a block's length from them. It also
+//! queues the commands (delete, replicate, finalize an rbw) each datanode
+//! picks up with its next heartbeat. What a block *should* be
 //! (generation stamp, length, replication) comes from the namespace as an
 //! [`Expected`] passed in, so this module never touches the tree.
 
@@ -41,6 +44,13 @@ pub(crate) enum Command {
         length: u64,
         targets: Vec<DatanodeId>,
     },
+    /// Cut this rbw replica back to `length` bytes and finalize it (its
+    /// file was closed by lease recovery).
+    FinalizeRbw {
+        block: BlockId,
+        gen_stamp: GenStamp,
+        length: u64,
+    },
 }
 
 /// Why a replica is not counted as healthy.
@@ -71,6 +81,9 @@ pub(crate) struct BlockMap {
     commands: HashMap<DatanodeId, Vec<Command>>,
     /// Blocks with a replication in flight, and when it was scheduled.
     replicating: HashMap<BlockId, Instant>,
+    /// Unfinalized replicas no pipeline writes, of blocks being written,
+    /// with the bytes each holds.
+    rbw: HashMap<BlockId, BTreeMap<DatanodeId, Reported>>,
 }
 
 impl BlockMap {
@@ -86,6 +99,8 @@ impl BlockMap {
         for block in previous {
             self.forget(block, datanode);
         }
+        // The report's rbw replicas follow it (`rbw_reported`).
+        self.forget_rbw_of(datanode);
         for replica in replicas {
             self.received(datanode, *replica, &expected);
         }
@@ -98,6 +113,7 @@ impl BlockMap {
         replica: Reported,
         expected: impl Fn(BlockId) -> Option<Expected>,
     ) {
+        self.forget_rbw(replica.block, datanode);
         let Some(want) = expected(replica.block) else {
             self.queue(
                 datanode,
@@ -143,23 +159,109 @@ impl BlockMap {
             .insert(replica.block);
     }
 
-    /// Judges an unfinalized replica a datanode holds with no writer: it is
-    /// deleted once its block is gone, complete, or at a newer generation
-    /// stamp; a block still being written keeps it (its writer may recover).
-    pub(crate) fn abandoned_rbw(
+    /// Judges an unfinalized replica a datanode holds with no writer,
+    /// from a full report (`is_full`) or an incremental one sent when its
+    /// pipeline stopped:
+    /// - block unknown: delete it;
+    /// - block being written: remember it (with its length, for lease
+    ///   recovery) when it has the current generation stamp; an older one is
+    ///   deleted, but only on a full report (an incremental one may race the
+    ///   pipeline recovery that is taking the replica over);
+    /// - block complete: finalize it when it has the block's stamp and at
+    ///   least its committed length (lease recovery closed the file at a
+    ///   length every such replica holds; the bytes up to it are the same on
+    ///   each), else delete it.
+    pub(crate) fn rbw_reported(
         &mut self,
         datanode: &DatanodeId,
-        block: BlockId,
-        gen_stamp: GenStamp,
+        replica: Reported,
+        is_full: bool,
         expected: impl Fn(BlockId) -> Option<Expected>,
     ) {
-        let useless = match expected(block) {
-            None => true,
-            Some(want) => want.length.is_some() || gen_stamp < want.gen_stamp,
+        let Reported {
+            block, gen_stamp, ..
+        } = replica;
+        let command = match expected(block) {
+            None => Some(Command::Delete { block, gen_stamp }),
+            Some(want) => match want.length {
+                None if gen_stamp >= want.gen_stamp => {
+                    self.rbw
+                        .entry(block)
+                        .or_default()
+                        .insert(datanode.clone(), replica);
+                    None
+                }
+                None => is_full.then_some(Command::Delete { block, gen_stamp }),
+                Some(length) if gen_stamp == want.gen_stamp && replica.length >= length => {
+                    Some(Command::FinalizeRbw {
+                        block,
+                        gen_stamp,
+                        length,
+                    })
+                }
+                Some(_) => Some(Command::Delete { block, gen_stamp }),
+            },
         };
-        if useless {
-            tracing::info!(%block, %datanode, "deleting an abandoned unfinalized replica");
-            self.queue(datanode, Command::Delete { block, gen_stamp });
+        match &command {
+            Some(Command::Delete { .. }) => {
+                tracing::info!(%block, %datanode, "deleting an abandoned unfinalized replica");
+            }
+            Some(_) => {
+                tracing::info!(%block, %datanode, "finalizing an rbw replica of a recovered block");
+            }
+            None => {}
+        }
+        if let Some(command) = command {
+            self.queue(datanode, command);
+        }
+    }
+
+    /// Judges again, as [`BlockMap::rbw_reported`] does, every remembered
+    /// rbw replica whose block is no longer being written: a leader that
+    /// did not run the recovery that committed the block (or took over
+    /// before its commands went out) still has the replicas finalized.
+    pub(crate) fn settle_rbw(&mut self, expected: impl Fn(BlockId) -> Option<Expected>) {
+        let settled: Vec<BlockId> = self
+            .rbw
+            .keys()
+            .copied()
+            .filter(|b| expected(*b).is_none_or(|want| want.length.is_some()))
+            .collect();
+        for block in settled {
+            for (datanode, replica) in self.rbw.remove(&block).unwrap_or_default() {
+                self.rbw_reported(&datanode, replica, false, &expected);
+            }
+        }
+    }
+
+    /// The unfinalized replicas of `block` that no pipeline writes, with their holders.
+    pub(crate) fn rbw_replicas(&self, block: BlockId) -> Vec<(DatanodeId, Reported)> {
+        self.rbw.get(&block).map_or_else(Vec::new, |holders| {
+            holders
+                .iter()
+                .map(|(dn, replica)| (dn.clone(), *replica))
+                .collect()
+        })
+    }
+
+    /// Lease recovery committed `block` at `gen_stamp` and `length`: every
+    /// rbw replica of that stamp with at least `length` bytes is to be
+    /// finalized at `length`, any other one deleted.
+    pub(crate) fn finalize_rbw(&mut self, block: BlockId, gen_stamp: GenStamp, length: u64) {
+        for (datanode, replica) in self.rbw.remove(&block).unwrap_or_default() {
+            let command = if replica.gen_stamp == gen_stamp && replica.length >= length {
+                Command::FinalizeRbw {
+                    block,
+                    gen_stamp,
+                    length,
+                }
+            } else {
+                Command::Delete {
+                    block,
+                    gen_stamp: replica.gen_stamp,
+                }
+            };
+            self.queue(&datanode, command);
         }
     }
 
@@ -169,6 +271,7 @@ impl BlockMap {
             blocks.remove(&block);
         }
         self.forget(block, datanode);
+        self.forget_rbw(block, datanode);
     }
 
     /// Marks a replica corrupt (a reader saw bad checksums). It is deleted
@@ -190,12 +293,17 @@ impl BlockMap {
         for block in self.by_datanode.remove(datanode).unwrap_or_default() {
             self.forget(block, datanode);
         }
+        self.forget_rbw_of(datanode);
         self.commands.remove(datanode);
     }
 
     /// Drops freed blocks (their file is gone) and tells their holders to delete them.
     pub(crate) fn free(&mut self, blocks: impl IntoIterator<Item = (BlockId, GenStamp)>) {
         for (block, gen_stamp) in blocks {
+            for (datanode, rbw) in self.rbw.remove(&block).unwrap_or_default() {
+                let gen_stamp = rbw.gen_stamp;
+                self.queue(&datanode, Command::Delete { block, gen_stamp });
+            }
             let Some(replicas) = self.blocks.remove(&block) else {
                 continue;
             };
@@ -322,6 +430,24 @@ impl BlockMap {
         }
     }
 
+    fn forget_rbw(&mut self, block: BlockId, datanode: &DatanodeId) {
+        if let Some(holders) = self.rbw.get_mut(&block) {
+            holders.remove(datanode);
+            if holders.is_empty() {
+                self.rbw.remove(&block);
+            }
+        }
+    }
+
+    /// Forgets every rbw replica of `datanode` (the table is small: blocks
+    /// being written only).
+    fn forget_rbw_of(&mut self, datanode: &DatanodeId) {
+        self.rbw.retain(|_, holders| {
+            holders.remove(datanode);
+            !holders.is_empty()
+        });
+    }
+
     fn queue(&mut self, datanode: &DatanodeId, command: Command) {
         let queue = self.commands.entry(datanode.clone()).or_default();
         if !queue.contains(&command) {
@@ -416,28 +542,143 @@ mod tests {
         assert_eq!(map.holders(BlockId(1)).1, Vec::<DatanodeId>::new());
     }
 
+    fn writing(block: BlockId) -> Option<Expected> {
+        (block.0 < 100).then_some(Expected {
+            gen_stamp: GenStamp(5),
+            length: None,
+            replication: 3,
+        })
+    }
+
+    fn delete(block: u64, gs: u64) -> Command {
+        Command::Delete {
+            block: BlockId(block),
+            gen_stamp: GenStamp(gs),
+        }
+    }
+
     #[test]
-    fn abandoned_rbw_replicas_go_once_their_block_is_done() {
+    fn rbw_replicas_of_a_block_being_written_are_remembered_with_their_lengths() {
         let mut map = BlockMap::default();
-        let writing = |_: BlockId| {
-            Some(Expected {
-                gen_stamp: GenStamp(5),
-                length: None,
-                replication: 3,
-            })
-        };
-        map.abandoned_rbw(&dn("a"), BlockId(1), GenStamp(5), writing);
+        map.rbw_reported(&dn("a"), rep(1, 5, 700), false, writing);
+        map.rbw_reported(&dn("b"), rep(1, 5, 512), true, writing);
         assert!(
             map.take_commands(&dn("a")).is_empty(),
-            "its writer may still recover it"
+            "its file may be recovered"
         );
-        map.abandoned_rbw(&dn("a"), BlockId(1), GenStamp(4), writing);
-        assert_eq!(map.take_commands(&dn("a")).len(), 1, "older generation");
-        map.abandoned_rbw(&dn("a"), BlockId(1), GenStamp(5), known);
-        assert_eq!(map.take_commands(&dn("a")).len(), 1, "block complete");
-        map.abandoned_rbw(&dn("a"), BlockId(500), GenStamp(5), known);
-        assert_eq!(map.take_commands(&dn("a")).len(), 1, "block unknown");
+        let lengths: Vec<u64> = map
+            .rbw_replicas(BlockId(1))
+            .iter()
+            .map(|(_, r)| r.length)
+            .collect();
+        assert_eq!(lengths, vec![700, 512]);
         assert_eq!(map.blocks().count(), 0, "never counted as a replica");
+        // A newer report replaces the length; finalizing or deleting forgets it.
+        map.rbw_reported(&dn("a"), rep(1, 5, 900), false, writing);
+        assert_eq!(map.rbw_replicas(BlockId(1))[0].1.length, 900);
+        map.received(&dn("a"), rep(1, 5, 900), writing);
+        map.deleted(&dn("b"), BlockId(1));
+        assert!(map.rbw_replicas(BlockId(1)).is_empty());
+    }
+
+    #[test]
+    fn older_rbw_replicas_go_on_a_full_report_but_not_on_an_incremental_one() {
+        let mut map = BlockMap::default();
+        map.rbw_reported(&dn("a"), rep(1, 4, 10), false, writing);
+        assert!(
+            map.take_commands(&dn("a")).is_empty(),
+            "a pipeline recovery may be taking it over"
+        );
+        assert!(map.rbw_replicas(BlockId(1)).is_empty(), "not a candidate");
+        map.rbw_reported(&dn("a"), rep(1, 4, 10), true, writing);
+        assert_eq!(map.take_commands(&dn("a")), vec![delete(1, 4)]);
+        map.rbw_reported(&dn("a"), rep(500, 5, 10), false, writing);
+        assert_eq!(map.take_commands(&dn("a")), vec![delete(500, 5)], "unknown");
+    }
+
+    #[test]
+    fn rbw_replicas_of_a_complete_block_are_finalized_when_long_enough() {
+        let mut map = BlockMap::default();
+        // `known`: complete at stamp 5 with 10 bytes.
+        map.rbw_reported(&dn("a"), rep(1, 5, 12), false, known);
+        assert_eq!(
+            map.take_commands(&dn("a")),
+            vec![Command::FinalizeRbw {
+                block: BlockId(1),
+                gen_stamp: GenStamp(5),
+                length: 10
+            }]
+        );
+        map.rbw_reported(&dn("a"), rep(1, 5, 9), true, known);
+        assert_eq!(map.take_commands(&dn("a")), vec![delete(1, 5)], "too short");
+        map.rbw_reported(&dn("a"), rep(1, 4, 10), false, known);
+        assert_eq!(map.take_commands(&dn("a")), vec![delete(1, 4)], "stale");
+    }
+
+    #[test]
+    fn a_recovered_block_finalizes_the_long_enough_rbw_replicas_and_deletes_the_rest() {
+        let mut map = BlockMap::default();
+        map.rbw_reported(&dn("a"), rep(1, 5, 1000), false, writing);
+        map.rbw_reported(&dn("b"), rep(1, 5, 700), false, writing);
+        map.rbw_reported(&dn("c"), rep(1, 6, 800), false, writing);
+        map.finalize_rbw(BlockId(1), GenStamp(5), 700);
+        let finalize = Command::FinalizeRbw {
+            block: BlockId(1),
+            gen_stamp: GenStamp(5),
+            length: 700,
+        };
+        assert_eq!(map.take_commands(&dn("a")), vec![finalize.clone()]);
+        assert_eq!(map.take_commands(&dn("b")), vec![finalize]);
+        assert_eq!(map.take_commands(&dn("c")), vec![delete(1, 6)]);
+        assert!(map.rbw_replicas(BlockId(1)).is_empty());
+    }
+
+    #[test]
+    fn rbw_replicas_of_a_block_committed_elsewhere_are_settled_by_the_next_pass() {
+        let mut map = BlockMap::default();
+        map.rbw_reported(&dn("a"), rep(1, 5, 12), false, writing);
+        map.rbw_reported(&dn("b"), rep(1, 5, 9), false, writing);
+        map.rbw_reported(&dn("c"), rep(2, 5, 9), false, writing);
+        map.settle_rbw(writing);
+        assert!(
+            map.take_commands(&dn("a")).is_empty(),
+            "still being written"
+        );
+        // Block 1 was committed at 10 bytes (`known`) by another leader's recovery.
+        let committed = |b: BlockId| if b.0 == 1 { known(b) } else { writing(b) };
+        map.settle_rbw(committed);
+        assert_eq!(
+            map.take_commands(&dn("a")),
+            vec![Command::FinalizeRbw {
+                block: BlockId(1),
+                gen_stamp: GenStamp(5),
+                length: 10
+            }]
+        );
+        assert_eq!(map.take_commands(&dn("b")), vec![delete(1, 5)]);
+        assert!(map.rbw_replicas(BlockId(1)).is_empty());
+        assert_eq!(map.rbw_replicas(BlockId(2)).len(), 1);
+        map.settle_rbw(committed);
+        assert!(map.take_commands(&dn("a")).is_empty(), "settled once");
+    }
+
+    #[test]
+    fn freeing_a_block_deletes_its_rbw_replicas_and_full_reports_replace_them() {
+        let mut map = BlockMap::default();
+        map.rbw_reported(&dn("a"), rep(1, 5, 10), false, writing);
+        map.rbw_reported(&dn("a"), rep(2, 5, 10), false, writing);
+        map.full_report(&dn("a"), &[], writing);
+        assert!(
+            map.rbw_replicas(BlockId(2)).is_empty(),
+            "not in the full report"
+        );
+        map.rbw_reported(&dn("a"), rep(1, 5, 10), true, writing);
+        map.free([(BlockId(1), GenStamp(5))]);
+        assert_eq!(map.take_commands(&dn("a")), vec![delete(1, 5)]);
+        assert!(map.rbw_replicas(BlockId(1)).is_empty());
+        map.rbw_reported(&dn("b"), rep(3, 5, 10), false, writing);
+        map.remove_datanode(&dn("b"));
+        assert!(map.rbw_replicas(BlockId(3)).is_empty());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use dfs_proto::ids::{BlockId, DatanodeId};
+use dfs_proto::ids::{BlockId, DatanodeId, GenStamp};
 use dfs_proto::topology::{NodeLocation, RackPath, TopologyTable, distance};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -32,6 +32,15 @@ impl Location {
             rack: node.rack.clone(),
         }
     }
+}
+
+/// What live datanodes hold of a block being written, for lease recovery.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct WrittenReplicas {
+    /// Bytes in each finalized replica.
+    pub(crate) finalized: Vec<u64>,
+    /// Bytes in each unfinalized replica that no pipeline writes.
+    pub(crate) rbw: Vec<u64>,
 }
 
 /// Datanodes and their replicas.
@@ -184,9 +193,41 @@ impl BlockManager {
             .collect()
     }
 
+    /// The replicas of `block` at `gen_stamp` on datanodes not dead: what
+    /// lease recovery chooses the block's length from.
+    pub(crate) fn written_replicas(
+        &self,
+        block: BlockId,
+        gen_stamp: GenStamp,
+        now: Instant,
+    ) -> WrittenReplicas {
+        let is_alive = |id: &DatanodeId| {
+            self.datanodes
+                .get(id)
+                .is_some_and(|n| self.datanodes.liveness(n, now) != Liveness::Dead)
+        };
+        let (healthy, _) = self.map.holders(block);
+        let finalized = healthy
+            .iter()
+            .filter(|id| is_alive(id))
+            .filter_map(|id| self.map.replica(block, id))
+            .filter(|r| r.gen_stamp == gen_stamp)
+            .map(|r| r.length)
+            .collect();
+        let rbw = self
+            .map
+            .rbw_replicas(block)
+            .into_iter()
+            .filter(|(id, r)| r.gen_stamp == gen_stamp && is_alive(id))
+            .map(|(_, r)| r.length)
+            .collect();
+        WrittenReplicas { finalized, rbw }
+    }
+
     /// Periodic upkeep: forgets the replicas of newly dead datanodes,
-    /// schedules copies of complete blocks with too few healthy replicas and
-    /// deletes replicas beyond a block's replication.
+    /// finalizes or deletes the rbw replicas of blocks no longer being
+    /// written, schedules copies of complete blocks with too few healthy
+    /// replicas and deletes replicas beyond a block's replication.
     pub(crate) fn check_replication(
         &mut self,
         now: Instant,
@@ -205,6 +246,7 @@ impl BlockManager {
             self.map.remove_datanode(&id);
             self.dead.insert(id);
         }
+        self.map.settle_rbw(&expected);
         let blocks: Vec<BlockId> = self.map.blocks().collect();
         for block in blocks {
             let Some(want) = expected(block) else {
@@ -285,8 +327,6 @@ impl BlockManager {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
-
-    use dfs_proto::ids::GenStamp;
 
     use super::*;
     use crate::blocks::block_map::Reported;

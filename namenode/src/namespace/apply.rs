@@ -142,7 +142,7 @@ impl Namespace {
                 if let (Some(last), Some(block)) = (last, file.blocks.last_mut()) {
                     block.length = last.length;
                 }
-                file.lease_holder = None;
+                self.tree.close_file(id);
                 self.touch(id, *mtime_ms);
                 Ok(Vec::new())
             }

@@ -35,6 +35,8 @@ mod tree;
 #[cfg(test)]
 mod blocks_test;
 #[cfg(test)]
+mod lease_test;
+#[cfg(test)]
 mod namespace_test;
 
 use serde::{Deserialize, Serialize};
@@ -220,6 +222,8 @@ pub(crate) struct FileBlocks {
     pub(crate) length: u64,
     /// Whether a client is still writing the file.
     pub(crate) under_construction: bool,
+    /// The client writing the file (its lease holder), while under construction.
+    pub(crate) lease_holder: Option<String>,
     /// Target replica count.
     pub(crate) replication: u16,
     /// The blocks asked for, in file order, each with the offset of its first
@@ -239,6 +243,15 @@ pub(crate) struct BlockOwner {
     pub(crate) is_last_under_construction: bool,
     /// The file's absolute path now.
     pub(crate) path: String,
+}
+
+/// A file under construction, for the lease monitor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OpenFile {
+    /// The file's absolute path now.
+    pub(crate) path: String,
+    /// The client writing it.
+    pub(crate) holder: String,
 }
 
 /// The inode tree plus the policy its checks use; serialises as the
@@ -450,6 +463,19 @@ impl Namespace {
         })
     }
 
+    /// Every file under construction with its lease holder (the lease
+    /// monitor's worklist; an index, not a walk).
+    pub(crate) fn open_files(&self) -> Vec<OpenFile> {
+        self.tree
+            .open_files()
+            .filter_map(|id| {
+                let holder = self.tree.get(id)?.file()?.lease_holder.clone()?;
+                let path = self.tree.path_of(id)?;
+                Some(OpenFile { path, holder })
+            })
+            .collect()
+    }
+
     /// Every block id in the namespace, in no particular order (tests check
     /// the block index against it).
     #[cfg(test)]
@@ -518,6 +544,7 @@ fn file_blocks(file: &File, offset: u64, end: u64) -> FileBlocks {
     FileBlocks {
         length: file.length(),
         under_construction,
+        lease_holder: file.lease_holder.clone(),
         replication: file.replication,
         blocks,
     }

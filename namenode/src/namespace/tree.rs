@@ -7,11 +7,12 @@
 //! gives the same ids. Block ids and generation stamps come from counters
 //! kept here too, so that replaying a log allocates the same ones.
 //!
-//! Two indexes are derived from the arena, never serialised, rebuilt on load
-//! and kept up to date by every change: block id -> file, and inode ->
-//! (parent, name) to turn a block's file back into a path.
+//! Three indexes are derived from the arena, never serialised, rebuilt on
+//! load and kept up to date by every change: block id -> file, inode ->
+//! (parent, name) to turn a block's file back into a path, and the files
+//! under construction (the lease monitor's worklist).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -75,7 +76,8 @@ pub(crate) struct File {
     /// In file order. Change the list only through [`Tree`], which indexes it.
     pub(crate) blocks: Vec<BlockRecord>,
     /// The client writing the file while it is under construction (HDFS's
-    /// lease holder); `None` once it is complete.
+    /// lease holder); `None` once it is complete. Release it only through
+    /// [`Tree::close_file`], which indexes it.
     pub(crate) lease_holder: Option<String>,
 }
 
@@ -208,6 +210,9 @@ pub(crate) struct Tree {
     /// inode but the root.
     #[serde(skip)]
     parents: HashMap<InodeId, (InodeId, String)>,
+    /// Derived: the files under construction (with a lease holder).
+    #[serde(skip)]
+    open_files: BTreeSet<InodeId>,
 }
 
 impl Tree {
@@ -220,6 +225,7 @@ impl Tree {
             next_gen_stamp: FIRST_GEN_STAMP,
             blocks: HashMap::new(),
             parents: HashMap::new(),
+            open_files: BTreeSet::new(),
         }
     }
 
@@ -234,9 +240,10 @@ impl Tree {
     }
 
     /// The inode with this id, mutably. Callers must not change a
-    /// directory's entries or a file's block ids through it (the indexes
-    /// would go stale): use [`Tree::insert`], [`Tree::remove`],
-    /// [`Tree::push_block`] and [`Tree::pop_block`].
+    /// directory's entries, a file's block ids or its lease holder through
+    /// it (the indexes would go stale): use [`Tree::insert`],
+    /// [`Tree::remove`], [`Tree::push_block`], [`Tree::pop_block`] and
+    /// [`Tree::close_file`].
     pub(crate) fn get_mut(&mut self, id: InodeId) -> Option<&mut Inode> {
         self.inodes.get_mut(&id)
     }
@@ -301,6 +308,19 @@ impl Tree {
         Some(block)
     }
 
+    /// Releases file `file`'s lease: it is complete from now on.
+    pub(crate) fn close_file(&mut self, file: InodeId) {
+        if let Some(f) = self.file_mut(file) {
+            f.lease_holder = None;
+        }
+        self.open_files.remove(&file);
+    }
+
+    /// The files under construction, by id.
+    pub(crate) fn open_files(&self) -> impl Iterator<Item = InodeId> + '_ {
+        self.open_files.iter().copied()
+    }
+
     /// The absolute path of a linked inode, from the parent index.
     pub(crate) fn path_of(&self, id: InodeId) -> Option<String> {
         let mut names = Vec::new();
@@ -349,6 +369,7 @@ impl Tree {
     pub(crate) fn insert(&mut self, parent: InodeId, name: &str, inode: Inode) -> Option<InodeId> {
         let id = self.next_id;
         let blocks: Vec<BlockId> = inode.file().into_iter().flat_map(block_ids).collect();
+        let is_open = inode.file().is_some_and(File::is_under_construction);
         if blocks.iter().any(|b| self.blocks.contains_key(b)) {
             return None;
         }
@@ -362,6 +383,9 @@ impl Tree {
         self.inodes.insert(id, inode);
         self.parents.insert(id, (parent, name.to_owned()));
         self.blocks.extend(blocks.into_iter().map(|b| (b, id)));
+        if is_open {
+            self.open_files.insert(id);
+        }
         self.next_id = InodeId(id.0 + 1);
         Some(id)
     }
@@ -374,6 +398,7 @@ impl Tree {
         let mut pending = vec![id];
         while let Some(id) = pending.pop() {
             self.parents.remove(&id);
+            self.open_files.remove(&id);
             match self.inodes.remove(&id).map(|i| i.body) {
                 Some(Body::Directory(dir)) => {
                     pending.extend(dir.children.into_values().rev());
@@ -546,6 +571,7 @@ impl TryFrom<TreeImage> for Tree {
         }
         let mut blocks = HashMap::new();
         let mut parents = HashMap::new();
+        let mut open_files = BTreeSet::new();
         let mut pending = vec![InodeId::ROOT];
         while let Some(id) = pending.pop() {
             let inode = inodes
@@ -556,6 +582,9 @@ impl TryFrom<TreeImage> for Tree {
             }
             if let Some(file) = inode.file() {
                 validate_file_image(id, file, next_block_id, next_gen_stamp)?;
+                if file.is_under_construction() {
+                    open_files.insert(id);
+                }
                 for block in &file.blocks {
                     if blocks.insert(block.id, id).is_some() {
                         return Err(format!("{} is in more than one place", block.id));
@@ -585,6 +614,7 @@ impl TryFrom<TreeImage> for Tree {
             next_gen_stamp,
             blocks,
             parents,
+            open_files,
         })
     }
 }

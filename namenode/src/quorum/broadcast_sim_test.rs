@@ -29,6 +29,7 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
 use super::*;
+use crate::quorum::replay::{self, SeedGuard};
 use crate::quorum::sync::{
     AckEpoch, AckProgress, Discovery, DiscoveryError, EpochProgress, LeaderInfoAnswer, LogView,
     SyncPlan, answer_leader_info, choose_sync,
@@ -37,17 +38,6 @@ use crate::quorum::sync::{
 const OBSERVER: ServerId = ServerId(100);
 const STEPS: usize = 400;
 const SEEDS: u64 = 1000;
-
-/// Prints the seed if the simulation panics, however it panics.
-struct SeedGuard(u64);
-
-impl Drop for SeedGuard {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("simulation failed; replay with DFS_SEED={}", self.0);
-        }
-    }
-}
 
 fn payload(p: u64) -> Bytes {
     Bytes::copy_from_slice(&p.to_le_bytes())
@@ -712,10 +702,7 @@ fn run(seed: u64) -> Stats {
 
 #[test]
 fn broadcast_and_sync_keep_every_commit_under_faults() {
-    let seeds: Vec<u64> = match std::env::var("DFS_SEED") {
-        Ok(seed) => vec![seed.parse().expect("DFS_SEED is a u64")],
-        Err(_) => (0..SEEDS).collect(),
-    };
+    let seeds = replay::seeds(0..SEEDS);
     let mut total = Stats::default();
     for seed in &seeds {
         total.add(run(*seed));

@@ -21,6 +21,8 @@
 //!   FOLLOWING/LEADING notifications (the "out of election" set) let a late or
 //!   returning node follow an established leader without a new round winning:
 //!   a majority of voters agrees on the leader and the leader claims LEADING.
+//!   Members that decided in different rounds agree once each, synced, has
+//!   reported the established epoch (on_established).
 //! ```
 //!
 //! Observers never vote and never count: a voter ignores their notifications
@@ -376,6 +378,20 @@ impl Election {
         self.armed = None;
         self.arm(&mut actions);
         actions
+    }
+
+    /// Our leader's epoch is established and we are synced with it (the
+    /// leader: a quorum is): from now on our vote carries that epoch.
+    ///
+    /// Members may have decided for the same leader in different rounds,
+    /// with votes naming different peer epochs; a returning server follows
+    /// only a majority that agrees on the leader *and* its epoch, so without
+    /// this it could never join (ZooKeeper's `updateElectionVote`,
+    /// ZOOKEEPER-1732). Ignored while looking.
+    pub(crate) fn on_established(&mut self, epoch: Epoch) {
+        if self.state != PeerState::Looking {
+            self.vote.peer_epoch = epoch;
+        }
     }
 
     /// Our state.

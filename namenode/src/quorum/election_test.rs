@@ -273,6 +273,52 @@ fn a_late_joiner_with_the_best_vote_follows_the_established_leader() {
 }
 
 #[test]
+fn members_report_the_established_epoch_so_a_returning_voter_can_join() {
+    // 1 decided for 3 while 3 was in epoch 1; 3 decided for itself later,
+    // in epoch 2; 1 synced with it, and together they established epoch 3.
+    let (old, new) = (vote(3, 1, 10), vote(3, 2, 4));
+    let in_epoch_3 = |v: Vote| Vote {
+        peer_epoch: Epoch(3),
+        ..v
+    };
+    let v1 = vote(1, 1, 9);
+    let mut member = election(1, &[1, 2, 3], &[]);
+    run(
+        &mut member,
+        &[(0, Start(v1), vec![bcast(1, 1, v1), timer(200)])],
+    );
+    member.on_established(Epoch(7));
+    assert_eq!(member.vote(), v1, "ignored while looking");
+    #[rustfmt::skip]
+    let steps = [
+        (10, Recv(following(2, 4, old)), vec![]),
+        (20, Recv(leading(3, 4, old)), vec![decided(Role::Following, old, 4)]),
+    ];
+    run(&mut member, &steps);
+    member.on_established(Epoch(3));
+    let v2 = vote(2, 1, 1);
+    let reported = answer(2, following(1, 4, in_epoch_3(old)));
+    run(
+        &mut member,
+        &[(900, Recv(looking(2, 9, v2)), vec![reported])],
+    );
+
+    // Votes for 3 in different epochs back different outcomes; the same
+    // established epoch, one.
+    let mut returning = election(2, &[1, 2, 3], &[]);
+    #[rustfmt::skip]
+    let steps = [
+        (0, Start(v2), vec![bcast(2, 1, v2), timer(200)]),
+        (10, Recv(following(1, 4, old)), vec![]),
+        (20, Recv(leading(3, 6, new)), vec![]),
+        (30, Recv(following(1, 4, in_epoch_3(old))), vec![]),
+        (40, Recv(leading(3, 6, in_epoch_3(new))),
+            vec![decided(Role::Following, in_epoch_3(new), 6)]),
+    ];
+    run(&mut returning, &steps);
+}
+
+#[test]
 fn a_looking_voter_in_the_leaders_round_follows_with_a_majority_that_counts_itself() {
     let mut e = election(4, &[1, 2, 3, 4, 5], &[]);
     let v5 = vote(5, 1, 10);

@@ -24,6 +24,9 @@ pub(crate) mod peer;
 pub(crate) mod sync;
 pub(crate) mod transport;
 
+#[cfg(test)]
+mod replay;
+
 /// Where this namenode stands in the quorum, as the RPC services see it.
 #[derive(Debug, Clone)]
 pub(crate) struct RoleStatus {
@@ -48,3 +51,7 @@ impl RoleStatus {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "ensemble_sim_test.rs"]
+mod ensemble_sim;

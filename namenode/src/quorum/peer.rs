@@ -51,8 +51,6 @@ use crate::txn::Txn;
 const SNAP_CHUNK: usize = 1024 * 1024;
 /// Payload bytes per journal read while sending a DIFF.
 const DIFF_PAGE: usize = 4 * 1024 * 1024;
-/// Own-journal durability is reported at least every this many records.
-const DURABLE_BATCH: usize = 64;
 /// How often the loop checks pings, silences and deadlines.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -417,26 +415,44 @@ impl Peer {
         self.next_session
     }
 
-    /// Reports our own appends' durability to the loop, in order, batched.
+    /// Reports our own appends' durability to the loop, in order: once one
+    /// is durable, the highest of those queued behind it that are durable too
+    /// (the same fsync) goes out as one event, never waiting for a later fsync.
     fn durability_forwarder(&self, session: u64) -> mpsc::UnboundedSender<(Zxid, Durability)> {
         let (tx, mut rx) = mpsc::unbounded_channel::<(Zxid, Durability)>();
         let events = self.events_tx.clone();
         tokio::spawn(async move {
-            let mut unreported = 0;
-            while let Some((zxid, durable)) = rx.recv().await {
-                let event = match durable.await {
-                    Ok(Ok(())) => {
-                        unreported += 1;
-                        if !rx.is_empty() && unreported < DURABLE_BATCH {
-                            continue;
-                        }
-                        unreported = 0;
-                        Event::Durable { session, zxid }
+            let gone = || Error::JournalFailed {
+                reason: "the journal writer is gone".into(),
+            };
+            let mut queued: VecDeque<(Zxid, Durability)> = VecDeque::new();
+            loop {
+                let next = match queued.pop_front() {
+                    Some(next) => Some(next),
+                    None => rx.recv().await,
+                };
+                let Some((mut zxid, durable)) = next else {
+                    return;
+                };
+                let mut outcome = durable.await.unwrap_or_else(|_| Err(gone()));
+                while outcome.is_ok() {
+                    while let Ok(more) = rx.try_recv() {
+                        queued.push_back(more);
                     }
-                    Ok(Err(e)) => Event::JournalFailed(e),
-                    Err(_) => Event::JournalFailed(Error::JournalFailed {
-                        reason: "the journal writer is gone".into(),
-                    }),
+                    let Some((next, durable)) = queued.front_mut() else {
+                        break;
+                    };
+                    outcome = match durable.try_recv() {
+                        Err(oneshot::error::TryRecvError::Empty) => break,
+                        Ok(result) => result,
+                        Err(oneshot::error::TryRecvError::Closed) => Err(gone()),
+                    };
+                    zxid = *next;
+                    queued.pop_front();
+                }
+                let event = match outcome {
+                    Ok(()) => Event::Durable { session, zxid },
+                    Err(e) => Event::JournalFailed(e),
                 };
                 if events.send(event).await.is_err() {
                     return;
@@ -536,6 +552,11 @@ impl Peer {
                 let progress = session.discovery.on_ack_epoch(me, ack);
                 self.ack_progress(progress, None).await;
             }
+            EpochProgress::Outdated { epoch, accepted } => {
+                self.go_looking(format!(
+                    "a learner accepted epoch {accepted}, above ours ({epoch}): elect again for a newer one"
+                ));
+            }
             EpochProgress::Known { epoch } => {
                 if let (Some(conn), Some(session)) = (conn, self.leader_session()) {
                     send_to(session, conn, leader_info(epoch));
@@ -571,6 +592,7 @@ impl Peer {
                 for (conn, last) in waiting {
                     self.sync_learner(conn, last).await;
                 }
+                self.note_if_established();
                 self.publish_role();
             }
             Ok(AckProgress::Sync) => {
@@ -657,6 +679,7 @@ impl Peer {
                 match core.on_synced(sid) {
                     Ok(()) => {
                         tracing::info!(%sid, quorum = core.has_quorum(), "learner synced");
+                        self.note_if_established();
                         self.publish_role();
                     }
                     Err(e) => tracing::debug!(%sid, error = %e, "NEWLEADER ack ignored"),
@@ -688,6 +711,18 @@ impl Peer {
                 tracing::debug!(?sid, "unexpected learner message; dropping the session");
                 self.drop_learner(conn, "protocol violation");
             }
+        }
+    }
+
+    /// Once a quorum is synced with us, our election vote names the
+    /// established epoch, so that a returning server can join us.
+    fn note_if_established(&mut self) {
+        let established = self
+            .leader_session()
+            .and_then(|s| s.core.as_ref())
+            .is_some_and(Leader::has_quorum);
+        if established {
+            self.election.on_established(self.current);
         }
     }
 
@@ -1164,6 +1199,7 @@ impl Peer {
                     return Ok(());
                 };
                 session.core = Some(Learner::new(session.role, session.leader, epoch, synced_to));
+                self.election.on_established(epoch);
                 tracing::info!(leader = %session.leader, %epoch, %synced_to, "synced with the leader");
                 let ack = FromLearner::AckNewLeader(v1::AckNewLeader {
                     epoch: u64::from(epoch.0),

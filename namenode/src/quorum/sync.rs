@@ -8,6 +8,7 @@
 //!   a quorum of voters reported:
 //!     new epoch = max(accepted) + 1
 //!     persist acceptedEpoch = new epoch (fsync)
+//!   (a later learner that accepted more: LOOKING)
 //!   LEADERINFO(new epoch) ----------------------->  answer_leader_info:
 //!                                                     new > accepted: persist it,
 //!                                                       ACKEPOCH(current, last zxid)
@@ -75,6 +76,16 @@ pub(crate) enum EpochProgress {
     Known {
         /// The new epoch.
         epoch: Epoch,
+    },
+    /// The epoch was chosen earlier, below one this learner has already
+    /// accepted (from a leader whose discovery did not finish). It would
+    /// refuse our LEADERINFO, and only a newer epoch can take it back: step
+    /// down to LOOKING, so that the next discovery chooses one.
+    Outdated {
+        /// Our epoch.
+        epoch: Epoch,
+        /// The learner's accepted epoch, above ours.
+        accepted: Epoch,
     },
 }
 
@@ -195,7 +206,9 @@ impl Discovery {
     /// A learner's FOLLOWERINFO (or OBSERVERINFO) with its accepted epoch.
     ///
     /// Every learner's accepted epoch raises the maximum (so no learner has
-    /// to refuse the new epoch), but only voters count toward the quorum.
+    /// to refuse the new epoch), but only voters count toward the quorum. A
+    /// learner reporting after the choice with a newer accepted epoch than
+    /// ours gets [`EpochProgress::Outdated`].
     ///
     /// Returns [`EpochProgress::Waiting`] if the epoch would overflow: a
     /// cluster with 2^32 epochs behind it needs an operator.
@@ -205,6 +218,12 @@ impl Discovery {
         accepted_epoch: Epoch,
     ) -> EpochProgress {
         if let Some(epoch) = self.new_epoch {
+            if accepted_epoch > epoch {
+                return EpochProgress::Outdated {
+                    epoch,
+                    accepted: accepted_epoch,
+                };
+            }
             return EpochProgress::Known { epoch };
         }
         self.max_accepted = self.max_accepted.max(accepted_epoch);

@@ -57,10 +57,56 @@ fn new_epoch_is_one_above_the_highest_accepted_once_a_quorum_reported() {
         d.reported().collect::<Vec<_>>(),
         vec![ServerId(2), ServerId(3)]
     );
-    // Latecomers learn the chosen epoch; their accepted epoch no longer matters.
+    // Latecomers learn the chosen epoch.
     assert_eq!(
-        d.on_follower_info(ServerId(4), Epoch(9)),
+        d.on_follower_info(ServerId(4), Epoch(6)),
         EpochProgress::Known { epoch: Epoch(6) }
+    );
+}
+
+#[test]
+fn a_latecomer_that_accepted_a_newer_epoch_sends_the_leader_looking() {
+    let mut d = discovery();
+    d.on_follower_info(ServerId(2), Epoch(3));
+    d.on_follower_info(ServerId(3), Epoch(3));
+    assert_eq!(d.new_epoch(), Some(Epoch(4)));
+    // 4 accepted epoch 5 from a leader that never established it: it would
+    // refuse epoch 4 forever, so a newer epoch must be chosen.
+    assert_eq!(
+        d.on_follower_info(ServerId(4), Epoch(5)),
+        EpochProgress::Outdated {
+            epoch: Epoch(4),
+            accepted: Epoch(5)
+        }
+    );
+    assert_eq!(
+        answer_leader_info(Epoch(5), Epoch(4)),
+        LeaderInfoAnswer::Stale
+    );
+    // An observer's promise binds it as much; an equal epoch is no refusal.
+    assert_eq!(
+        d.on_follower_info(ServerId(9), Epoch(7)),
+        EpochProgress::Outdated {
+            epoch: Epoch(4),
+            accepted: Epoch(7)
+        }
+    );
+    assert_eq!(
+        d.on_follower_info(ServerId(5), Epoch(4)),
+        EpochProgress::Known { epoch: Epoch(4) }
+    );
+    // Also once established.
+    d.on_ack_epoch(ServerId(2), ack(4, Some(3), z(3, 7)))
+        .unwrap();
+    d.on_ack_epoch(ServerId(3), ack(4, Some(3), z(3, 7)))
+        .unwrap();
+    assert!(d.is_established());
+    assert_eq!(
+        d.on_follower_info(ServerId(4), Epoch(5)),
+        EpochProgress::Outdated {
+            epoch: Epoch(4),
+            accepted: Epoch(5)
+        }
     );
 }
 

@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::datanodes::Liveness;
 use crate::error::Error;
 use crate::groups::GroupMapping;
+use crate::lease::Leases;
 use crate::namespace::{Caller, FileKind, FileStatus, Op};
 use crate::namesystem::Namesystem;
 use crate::retry_cache::CallId;
@@ -32,6 +33,8 @@ pub(crate) struct ClientService {
     pub(crate) blocks: Arc<Mutex<BlockManager>>,
     pub(crate) settings: Arc<Settings>,
     pub(crate) groups: Arc<GroupMapping>,
+    /// Writers' lease clocks; a create over an expired lease starts its recovery.
+    pub(crate) leases: Leases,
 }
 
 impl ClientService {
@@ -139,12 +142,18 @@ impl ClientProtocol for ClientService {
                 0 => self.settings.default_block_size,
                 size => size,
             },
-            client,
+            client: client.clone(),
         };
-        self.namesystem.write(op, caller.clone(), call).await?;
+        let term = self.namesystem.role().epoch;
+        match self.namesystem.write(op, caller.clone(), call).await {
+            Ok(_) => self.leases.renew(&client, term),
+            Err(refusal) => return Err(self.leases.on_create_refused(refusal, term).into()),
+        }
         let status = self.namesystem.read(|ns| ns.file_info(&r.path, &caller))?;
+        let soft_limit = self.leases.limits().soft;
         Ok(Response::new(v1::CreateResponse {
             status: Some(to_wire(status)),
+            lease_soft_limit_ms: u64::try_from(soft_limit.as_millis()).unwrap_or(u64::MAX),
         }))
     }
 
@@ -328,6 +337,8 @@ impl ClientProtocol for ClientService {
             client: client.clone(),
             previous: r.previous.map(block_record),
         };
+        // A writer asking for blocks is alive, renewer or not.
+        self.leases.renew(&client, self.namesystem.role().epoch);
         // A retried AddBlock changes nothing and answers with the block it made.
         let block = match self.namesystem.write(op, caller.clone(), call).await? {
             Some(Txn::AddBlock { block, .. }) => block,
@@ -500,6 +511,16 @@ impl ClientProtocol for ClientService {
         }
         tracing::info!(block = %new, pipeline = ?r.datanodes, "pipeline updated");
         Ok(Response::new(v1::UpdatePipelineResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(op = "renew_lease"))]
+    async fn renew_lease(
+        &self,
+        request: Request<v1::RenewLeaseRequest>,
+    ) -> Result<Response<v1::RenewLeaseResponse>, Status> {
+        let (_caller, client, _call) = self.writer(request.into_inner().caller)?;
+        self.leases.renew(&client, self.namesystem.role().epoch);
+        Ok(Response::new(v1::RenewLeaseResponse {}))
     }
 
     #[tracing::instrument(skip_all, fields(op = "open", path = %request.get_ref().path))]

@@ -46,9 +46,11 @@ fn storage(report: Option<v1::StorageReport>) -> Storage {
 }
 
 impl DatanodeService {
-    /// Turns queued commands into wire commands; deletions travel together.
+    /// Turns queued commands into wire commands; finalizations travel
+    /// together, then deletions together.
     fn to_wire(&self, commands: Vec<Command>) -> Vec<v1::DatanodeCommand> {
         let mut deletes = Vec::new();
+        let mut finalizes = Vec::new();
         let mut wire = Vec::new();
         let blocks = self.blocks();
         for command in commands {
@@ -57,6 +59,15 @@ impl DatanodeService {
                     block_id: block.0,
                     gen_stamp: gen_stamp.0,
                     length: 0,
+                }),
+                Command::FinalizeRbw {
+                    block,
+                    gen_stamp,
+                    length,
+                } => finalizes.push(v1::ExtendedBlock {
+                    block_id: block.0,
+                    gen_stamp: gen_stamp.0,
+                    length,
                 }),
                 Command::Replicate {
                     block,
@@ -87,6 +98,13 @@ impl DatanodeService {
                     });
                 }
             }
+        }
+        if !finalizes.is_empty() {
+            wire.push(v1::DatanodeCommand {
+                command: Some(v1::datanode_command::Command::FinalizeRbw(
+                    v1::FinalizeRbw { blocks: finalizes },
+                )),
+            });
         }
         if !deletes.is_empty() {
             wire.push(v1::DatanodeCommand {
@@ -182,7 +200,7 @@ impl DatanodeProtocol for DatanodeService {
                 format!("more than {MAX_REPORTED} replicas"),
             ));
         }
-        let (abandoned, finalized): (Vec<&v1::ReportedBlock>, Vec<&v1::ReportedBlock>) =
+        let (rbw, finalized): (Vec<&v1::ReportedBlock>, Vec<&v1::ReportedBlock>) =
             r.blocks.iter().partition(|b| b.under_construction);
         let (deleted, received): (Vec<&v1::ReportedBlock>, Vec<&v1::ReportedBlock>) =
             finalized.into_iter().partition(|b| b.deleted);
@@ -206,9 +224,13 @@ impl DatanodeProtocol for DatanodeService {
             for gone in &deleted {
                 blocks.map.deleted(&id, BlockId(gone.block_id));
             }
-            for rbw in &abandoned {
-                let (block, gen_stamp) = (BlockId(rbw.block_id), GenStamp(rbw.gen_stamp));
-                blocks.map.abandoned_rbw(&id, block, gen_stamp, expected);
+            for replica in &rbw {
+                let replica = Reported {
+                    block: BlockId(replica.block_id),
+                    gen_stamp: GenStamp(replica.gen_stamp),
+                    length: replica.length,
+                };
+                blocks.map.rbw_reported(&id, replica, r.full, expected);
             }
         });
         for bad in &r.corrupt {
