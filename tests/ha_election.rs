@@ -3,7 +3,8 @@
 //! leader dies the survivor with the newest data (epoch, then zxid, then sid)
 //! leads in a higher epoch; a returning follower follows the current leader
 //! without a new epoch; a minority elects nobody and refuses writes until a
-//! majority is back. Each scenario runs with 3 and with 5 namenodes.
+//! majority is back. Each scenario runs with 3 and with 5 namenodes. An
+//! observer follows every leader but never leads nor counts toward a quorum.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cluster;
@@ -410,6 +411,47 @@ fn a_minority_of_3_elects_nobody_and_mkdir_fails_until_a_majority_returns() {
 #[test]
 fn a_minority_of_5_elects_nobody_and_mkdir_fails_until_a_majority_returns() {
     minority_elects_nobody_and_refuses_writes(5);
+}
+
+// --- observers ------------------------------------------------------------------
+
+#[test]
+fn an_observer_follows_every_leader_but_never_leads_nor_makes_a_quorum() {
+    // nn4 is the highest sid, but an observer.
+    let mut cluster = MiniCluster::builder()
+        .namenodes(4)
+        .observers(1)
+        .without_datanodes()
+        .lay_out();
+    assert_eq!(cluster.quorum(), 2);
+    cluster.start_all();
+
+    eprintln!("--- nn4 observes the leader the voters elected");
+    let leader = {
+        let leader = cluster.wait_for_leader(ELECTION);
+        assert_ne!(leader, "nn4");
+        mkdirs(&cluster, &["/observed".to_owned()]);
+        let status = cluster.wait_following("nn4", &leader, ELECTION);
+        assert_eq!(status["state"], "OBSERVING");
+        assert_eq!(status["observer"], true);
+        leader
+    };
+
+    eprintln!("--- kill -9 {leader}: a voter leads, nn4 observes it");
+    let next = {
+        cluster.kill(&leader);
+        let next = cluster.wait_for_leader(ELECTION);
+        assert_ne!(next, "nn4");
+        cluster.wait_following("nn4", &next, ELECTION);
+        next
+    };
+
+    eprintln!("--- stop {next} too: one voter and the observer are no quorum");
+    {
+        cluster.stop(&next);
+        wait_nobody_leads(&cluster);
+        assert_no_leader_for_a_while(&cluster, "one voter of three runs (plus an observer)");
+    }
 }
 
 // --- the harness's reading of ha-status ----------------------------------------

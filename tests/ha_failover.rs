@@ -61,6 +61,10 @@ async fn run_op(client: &DfsClient, op: &Op) -> Result<(), dfs_client::Error> {
 fn every_acknowledged_op_survives_a_leader_kill_exactly_once() {
     let mut cluster = MiniCluster::builder().namenodes(3).rack(2).rack(2).start();
     let old_leader = cluster.wait_for_leader(ELECTION);
+    // Every namenode synced before the first write: one that syncs only
+    // after blocks were written does not learn their replicas (a runtime
+    // bug pinned down in ha_block_reports.rs), which is not this test's subject.
+    cluster.wait_converged(ELECTION);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // The lazy channels spawn their connection tasks on the current runtime.
     let _entered = runtime.enter();

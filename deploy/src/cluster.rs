@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Every pid change is written to `cluster.json` at once, so a later launcher
-//! finds what an earlier one started. In [`SpawnMode::Child`] dropping the
+//! finds what an earlier one started. The ports of the nodes it laid out or
+//! stopped are held (not listening) until they start. In [`SpawnMode::Child`] dropping the
 //! `Cluster` kills every node it started.
 
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ use crate::binaries::Binaries;
 use crate::layout::{self, Layout};
 use crate::liveness;
 use crate::node::{NodeName, Role};
+use crate::ports::{self, Reservation};
 use crate::process::{self, SpawnMode};
 use crate::spec::ClusterSpec;
 use crate::state::{ClusterState, NodeState};
@@ -44,6 +46,9 @@ pub struct Cluster {
     /// Nodes spawned by this `Cluster` value, to reap them (and, in child
     /// mode, to kill them on drop).
     children: BTreeMap<NodeName, Child>,
+    /// The ports of nodes not running, held so that nobody else takes them
+    /// before the node starts (see `ports`).
+    reservations: BTreeMap<NodeName, Reservation>,
 }
 
 impl Cluster {
@@ -62,8 +67,10 @@ impl Cluster {
                 dir: layout.dir().to_owned(),
             });
         }
-        let state = layout::lay_out(&layout, spec)?;
-        Ok(Self::new(layout, state, binaries, mode))
+        let (state, reservations) = layout::lay_out(&layout, spec)?;
+        let mut cluster = Self::new(layout, state, binaries, mode);
+        cluster.reservations = reservations;
+        Ok(cluster)
     }
 
     /// Opens the cluster recorded in `dir/cluster.json`.
@@ -87,6 +94,7 @@ impl Cluster {
             mode,
             startup_timeout: Duration::from_secs(60),
             children: BTreeMap::new(),
+            reservations: BTreeMap::new(),
         }
     }
 
@@ -228,6 +236,8 @@ impl Cluster {
                 pid,
             });
         }
+        // The node binds its port itself.
+        self.reservations.remove(name);
         let (child, log_offset) =
             process::spawn(&node, self.binaries.for_role(node.role), self.mode)?;
         let pid = child.id();
@@ -270,6 +280,11 @@ impl Cluster {
                 process::stop(&node, pid, &binary, child.as_mut(), STOP_GRACE)?;
             }
             tracing::info!(node = %node.name, pid, kill, "node stopped");
+        }
+        // Best effort: connections the node closed keep its port in
+        // TIME_WAIT for a while, and then only the node itself can bind it.
+        if let Ok(reservation) = ports::reserve(node.address) {
+            self.reservations.insert(node.name.clone(), reservation);
         }
         self.set_pid(&node.name, None)
     }

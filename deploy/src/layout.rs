@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use crate::Error;
 use crate::node::{NodeName, Role};
-use crate::ports;
+use crate::ports::{self, Reservation};
 use crate::spec::ClusterSpec;
 use crate::state::{ClusterState, NodeState};
 
@@ -112,13 +112,18 @@ pub(crate) fn rack_path(r: u8) -> Result<RackPath, Error> {
 }
 
 /// Lays `spec` out in `layout`: directories, free ports, every config file
-/// and the state file. Starts nothing.
-pub(crate) fn lay_out(layout: &Layout, spec: &ClusterSpec) -> Result<ClusterState, Error> {
+/// and the state file. Starts nothing; returns each node's port reserved
+/// (see `ports`) until it starts.
+pub(crate) fn lay_out(
+    layout: &Layout,
+    spec: &ClusterSpec,
+) -> Result<(ClusterState, BTreeMap<NodeName, Reservation>), Error> {
     spec.validate()?;
     mkdir(layout.dir())?;
     mkdir(&layout.logs_dir())?;
 
-    let namenode_addrs = ports::free_addrs(&vec![IpAddr::V4(Ipv4Addr::LOCALHOST); spec.namenodes])?;
+    let namenode_ports = ports::free_addrs(&vec![IpAddr::V4(Ipv4Addr::LOCALHOST); spec.namenodes])?;
+    let namenode_addrs: Vec<SocketAddr> = namenode_ports.iter().map(Reservation::addr).collect();
     let mut datanode_ips = Vec::new();
     for (r, &count) in spec.racks.iter().enumerate() {
         // validate() caps racks and datanodes per rack at 254, so both fit an octet.
@@ -129,8 +134,9 @@ pub(crate) fn lay_out(layout: &Layout, spec: &ClusterSpec) -> Result<ClusterStat
             datanode_ips.push((IpAddr::V4(Ipv4Addr::new(127, 0, r, n)), rack_path(r)?));
         }
     }
-    let datanode_addrs =
+    let datanode_ports =
         ports::free_addrs(&datanode_ips.iter().map(|(ip, _)| *ip).collect::<Vec<_>>())?;
+    let datanode_addrs: Vec<SocketAddr> = datanode_ports.iter().map(Reservation::addr).collect();
 
     write_topology(layout, spec)?;
     write_client_config(&layout.client_config(), &namenode_addrs, None, None)?;
@@ -219,7 +225,11 @@ pub(crate) fn lay_out(layout: &Layout, spec: &ClusterSpec) -> Result<ClusterStat
         nodes,
     };
     state.save(&layout.state_file())?;
-    Ok(state)
+    let names = state.nodes.iter().map(|n| n.name.clone());
+    let reservations = names
+        .zip(namenode_ports.into_iter().chain(datanode_ports))
+        .collect();
+    Ok((state, reservations))
 }
 
 /// Writes a client config naming `namenodes`, optionally binding the client
@@ -340,7 +350,7 @@ mod tests {
             racks: vec![2, 1],
             ..ClusterSpec::default()
         };
-        let state = lay_out(&layout, &spec).unwrap();
+        let (state, _ports) = lay_out(&layout, &spec).unwrap();
         let summary: Vec<(String, String, Option<String>)> = state
             .nodes
             .iter()
@@ -376,7 +386,7 @@ mod tests {
             ..ClusterSpec::default()
         };
         spec.groups.insert("alice".into(), vec!["staff".into()]);
-        let state = lay_out(&layout, &spec).unwrap();
+        let (state, _ports) = lay_out(&layout, &spec).unwrap();
         let nn = &state.nodes[0];
 
         let topology: TopologyTable =
@@ -422,7 +432,7 @@ mod tests {
     fn a_lone_namenode_names_no_ensemble() {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(dir.path()).unwrap();
-        let state = lay_out(&layout, &ClusterSpec::default()).unwrap();
+        let (state, _ports) = lay_out(&layout, &ClusterSpec::default()).unwrap();
         let config = dfs_namenode::NamenodeConfig::load(&state.nodes[0].config).unwrap();
         assert!(config.ensemble.is_empty());
         assert_eq!(config.server_id, 1);
@@ -443,7 +453,7 @@ mod tests {
             },
             ..ClusterSpec::default()
         };
-        let state = lay_out(&layout, &spec).unwrap();
+        let (state, _ports) = lay_out(&layout, &spec).unwrap();
         let namenodes: Vec<&NodeState> = state
             .nodes
             .iter()

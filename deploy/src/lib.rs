@@ -6,7 +6,7 @@
 //! - [`layout`] – the cluster directory ([`Layout`]) and the config files written into it.
 //! - [`state`] – `cluster.json`, every node's name, address, config and pid.
 //! - [`node`] – node names (`nn1`, `dn4`) and roles.
-//! - `ports` – free ports below the kernel's ephemeral range, so none is taken before its node starts.
+//! - `ports` – free ports below the kernel's ephemeral range, held until their node starts.
 //! - [`binaries`] – where the `namenode`, `datanode` and `dfs` binaries are.
 //! - [`process`] – spawning a node, waiting for `ready`, signals, stopping by pid.
 //! - `liveness` – asking the namenodes whether every datanode is live.

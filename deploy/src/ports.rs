@@ -1,13 +1,20 @@
-//! Choosing the ports nodes listen on.
+//! Choosing the ports nodes listen on, and holding them while the node is
+//! not running.
 //!
-//! A port is chosen when the cluster is laid out, and bound when its node
-//! starts, which for a node started late or restarted can be seconds later.
-//! A port the kernel handed out (`bind(ip, 0)`) lies in its ephemeral range,
-//! which the kernel keeps handing out meanwhile, to any process on the
-//! machine (another cluster's layout, a client's outgoing connection), so
-//! the node may find its own address taken. The ports chosen here lie
-//! below the ephemeral range, where the kernel never allocates: only another
-//! launcher choosing the same random port at the same time can collide.
+//! A port is chosen when the cluster is laid out and bound when its node
+//! starts, which for a node started late, or restarted, can be seconds
+//! later. Meanwhile any process on the machine may take it: the kernel
+//! keeps handing out ports of its ephemeral range (`bind(ip, 0)`, a
+//! client's outgoing connection), and another launcher may choose the same
+//! port. So:
+//!
+//! - ports are chosen at random below the ephemeral range, where the kernel
+//!   never allocates;
+//! - each comes as a [`Reservation`]: a socket bound to it but not
+//!   listening and without `SO_REUSEADDR`, so that nobody else can bind it
+//!   while connections to it are refused as if nothing were there. The
+//!   launcher drops it just before the node starts, and takes it again
+//!   once the node has stopped.
 //!
 //! ```text
 //! 1024 ........ 10000 [ chosen here, random start ] ephemeral low (32768) ... 65535
@@ -17,7 +24,10 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
+
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage};
 
 use crate::Error;
 
@@ -28,10 +38,37 @@ const DEFAULT_EPHEMERAL_LOW: u16 = 32_768;
 /// Fewer candidate ports than this and we let the kernel choose instead.
 const MIN_CANDIDATES: u16 = 1_000;
 
-/// One free port for each ip, none in the kernel's ephemeral range when it
-/// leaves room below (else the kernel's choice). The listeners stay open
-/// until every port is chosen, so no two are the same.
-pub(crate) fn free_addrs(ips: &[IpAddr]) -> Result<Vec<SocketAddr>, Error> {
+/// A port held for a node that is not running: bound, not listening.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    addr: SocketAddr,
+    _socket: OwnedFd,
+}
+
+impl Reservation {
+    /// The reserved address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// Reserves `addr` (a node's own address, while it does not run).
+pub(crate) fn reserve(addr: SocketAddr) -> io::Result<Reservation> {
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let socket = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    socket::bind(socket.as_raw_fd(), &SockaddrStorage::from(addr))?;
+    Ok(Reservation {
+        addr,
+        _socket: socket,
+    })
+}
+
+/// One reserved free port for each ip, none in the kernel's ephemeral
+/// range when it leaves room below (else a port of the kernel's choice).
+pub(crate) fn free_addrs(ips: &[IpAddr]) -> Result<Vec<Reservation>, Error> {
     let port_error = |ip: IpAddr| {
         move |source| Error::Io {
             action: "finding a free port on",
@@ -42,20 +79,21 @@ pub(crate) fn free_addrs(ips: &[IpAddr]) -> Result<Vec<SocketAddr>, Error> {
     let high = ephemeral_low();
     let mut candidates = (high > LOWEST.saturating_add(MIN_CANDIDATES))
         .then(|| Candidates::new(LOWEST, high, random_u64()));
-    let mut listeners = Vec::new();
-    for &ip in ips {
-        let listener = match candidates.as_mut() {
-            Some(candidates) => candidates.bind(ip),
-            None => TcpListener::bind((ip, 0)),
-        }
-        .map_err(port_error(ip))?;
-        listeners.push(listener);
-    }
-    listeners
-        .iter()
-        .zip(ips)
-        .map(|(l, &ip)| l.local_addr().map_err(port_error(ip)))
+    ips.iter()
+        .map(|&ip| {
+            match candidates.as_mut() {
+                Some(candidates) => candidates.reserve(ip),
+                None => kernel_choice(ip),
+            }
+            .map_err(port_error(ip))
+        })
         .collect()
+}
+
+/// A port the kernel chooses for `ip`, reserved.
+fn kernel_choice(ip: IpAddr) -> io::Result<Reservation> {
+    let addr = TcpListener::bind((ip, 0))?.local_addr()?;
+    reserve(addr)
 }
 
 /// The ports `[low, high)` in order from a random start, wrapping around.
@@ -94,11 +132,11 @@ impl Candidates {
         Some(port)
     }
 
-    /// Binds `ip` on the next candidate that is free.
-    fn bind(&mut self, ip: IpAddr) -> io::Result<TcpListener> {
+    /// Reserves the next candidate that is free on `ip`.
+    fn reserve(&mut self, ip: IpAddr) -> io::Result<Reservation> {
         while let Some(port) = self.next_port() {
-            match TcpListener::bind((ip, port)) {
-                Ok(listener) => return Ok(listener),
+            match reserve(SocketAddr::new(ip, port)) {
+                Ok(reservation) => return Ok(reservation),
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => {}
                 Err(e) => return Err(e),
             }
@@ -132,7 +170,11 @@ fn random_u64() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::net::TcpStream;
+
     use super::*;
+
+    const LOCALHOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
     #[test]
     fn candidates_cover_the_range_once_from_the_start_and_wrap() {
@@ -142,10 +184,9 @@ mod tests {
     }
 
     #[test]
-    fn chosen_ports_are_distinct_free_and_below_the_ephemeral_range() {
-        let ip = IpAddr::from([127, 0, 0, 1]);
-        let addrs = free_addrs(&[ip; 8]).unwrap();
-        let mut ports: Vec<u16> = addrs.iter().map(SocketAddr::port).collect();
+    fn chosen_ports_are_distinct_and_below_the_ephemeral_range() {
+        let reserved = free_addrs(&[LOCALHOST; 8]).unwrap();
+        let mut ports: Vec<u16> = reserved.iter().map(|r| r.addr().port()).collect();
         ports.sort_unstable();
         ports.dedup();
         assert_eq!(ports.len(), 8);
@@ -156,19 +197,30 @@ mod tests {
                 "{ports:?}"
             );
         }
-        // Released again: each can be bound.
-        for addr in addrs {
-            TcpListener::bind(addr).unwrap();
-        }
+    }
+
+    #[test]
+    fn a_reserved_port_cannot_be_bound_refuses_connections_and_is_free_once_dropped() {
+        let reservation = free_addrs(&[LOCALHOST]).unwrap().remove(0);
+        let addr = reservation.addr();
+        // std binds with SO_REUSEADDR, as servers do: still refused.
+        let err = TcpListener::bind(addr).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        let err = TcpStream::connect(addr).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+        drop(reservation);
+        let listener = TcpListener::bind(addr).unwrap();
+        drop(listener);
+        // And it can be taken again once its node is gone.
+        reserve(addr).unwrap();
     }
 
     #[test]
     fn a_taken_port_is_skipped() {
-        let ip = IpAddr::from([127, 0, 0, 1]);
-        let taken = TcpListener::bind((ip, 0)).unwrap();
+        let taken = TcpListener::bind((LOCALHOST, 0)).unwrap();
         let port = taken.local_addr().unwrap().port();
         let mut c = Candidates::new(port, port.saturating_add(50), 0);
-        let listener = c.bind(ip).unwrap();
-        assert_ne!(listener.local_addr().unwrap().port(), port);
+        let reservation = c.reserve(LOCALHOST).unwrap();
+        assert_ne!(reservation.addr().port(), port);
     }
 }
