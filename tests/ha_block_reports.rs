@@ -19,8 +19,6 @@ const ELECTION: Duration = Duration::from_secs(30);
 const BLOCK: usize = 1024 * 1024;
 
 #[test]
-#[ignore = "runtime bug: a namenode drops reports of replicas of blocks it has not applied yet \
-            and learns them only from the next full report (6 h); see the closing report of wt-ops"]
 fn a_namenode_that_got_the_block_reports_before_its_sync_knows_the_replicas_when_it_leads() {
     let mut cluster = MiniCluster::builder()
         .namenodes(3)

@@ -354,6 +354,15 @@ impl Replica {
         }
     }
 
+    /// The namespace now matches the quorum's: have every datanode report
+    /// its replicas again against it.
+    pub(crate) fn request_full_reports(&self) {
+        self.blocks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .request_full_reports();
+    }
+
     /// A digest of the namespace, equal on replicas that applied the same txns.
     pub(crate) fn digest(&self) -> u64 {
         self.read(Namespace::digest)

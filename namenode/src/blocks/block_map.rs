@@ -342,6 +342,11 @@ impl BlockMap {
         })
     }
 
+    /// Drops every queued command.
+    pub(crate) fn clear_commands(&mut self) {
+        self.commands.clear();
+    }
+
     /// Takes the commands queued for `datanode`.
     pub(crate) fn take_commands(&mut self, datanode: &DatanodeId) -> Vec<Command> {
         self.commands.remove(datanode).unwrap_or_default()

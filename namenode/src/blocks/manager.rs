@@ -52,6 +52,8 @@ pub(crate) struct BlockManager {
     rng: StdRng,
     /// Datanodes already handled as dead (their replicas forgotten).
     dead: HashSet<DatanodeId>,
+    /// Datanodes asked to register again, and so to send a full report.
+    stale_reports: HashSet<DatanodeId>,
 }
 
 impl BlockManager {
@@ -63,6 +65,7 @@ impl BlockManager {
             topology,
             rng: StdRng::seed_from_u64(seed),
             dead: HashSet::new(),
+            stale_reports: HashSet::new(),
         }
     }
 
@@ -81,6 +84,7 @@ impl BlockManager {
     ) -> RackPath {
         let rack = self.rack_of(transfer_addr.ip());
         self.dead.remove(&id);
+        self.stale_reports.remove(&id);
         self.datanodes
             .register(id, transfer_addr, rack.clone(), storage, now);
         rack
@@ -97,11 +101,28 @@ impl BlockManager {
     ) -> Option<Vec<Command>> {
         match self.datanodes.heartbeat(id, storage, active_transfers, now) {
             HeartbeatOutcome::MustRegister => None,
+            HeartbeatOutcome::Accepted if self.stale_reports.contains(id) => None,
             HeartbeatOutcome::Accepted => {
                 self.dead.remove(id);
                 Some(self.map.take_commands(id))
             }
         }
+    }
+
+    /// Our namespace just caught up with the quorum (we follow or lead a
+    /// new epoch): the reports judged against the older namespace may have
+    /// dropped replicas of blocks we did not know yet, and the commands they
+    /// queued may be wrong. Forget those commands and ask every datanode to
+    /// register again, which brings its full report; the datanodes stay
+    /// live (and writable) meanwhile.
+    pub(crate) fn request_full_reports(&mut self) {
+        self.map.clear_commands();
+        self.stale_reports = self
+            .datanodes
+            .all()
+            .into_iter()
+            .map(|n| n.id.clone())
+            .collect();
     }
 
     /// Where datanode `id` is, if registered.
@@ -364,6 +385,32 @@ mod tests {
             }
         }
         manager
+    }
+
+    #[test]
+    fn after_catching_up_every_datanode_registers_again_and_old_commands_are_dropped() {
+        let now = Instant::now();
+        let mut m = cluster(now);
+        let storage = Storage::default();
+        let unknown = Reported {
+            block: BlockId(9),
+            gen_stamp: GenStamp(1),
+            length: 1,
+        };
+        // A report judged against a namespace without block 9 queues a delete.
+        m.map.received(&dn("r1n1"), unknown, |_| None);
+        m.request_full_reports();
+        assert_eq!(
+            m.heartbeat(&dn("r1n1"), storage, 0, now),
+            None,
+            "re-register"
+        );
+        let addr: SocketAddr = "127.0.1.1:9866".parse().unwrap();
+        m.register(dn("r1n1"), addr, storage, now);
+        assert_eq!(m.heartbeat(&dn("r1n1"), storage, 0, now), Some(vec![]));
+        // The datanodes stay live and writable meanwhile.
+        assert_eq!(m.heartbeat(&dn("r2n1"), storage, 0, now), None);
+        assert!(m.choose_targets(None, 3, &[], &[], 1 << 20, now).is_ok());
     }
 
     #[test]

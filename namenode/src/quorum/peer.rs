@@ -587,8 +587,9 @@ impl Peer {
                     Ok(core) => session.core = Some(core),
                     Err(e) => return self.go_looking(e.to_string()),
                 }
-                tracing::info!(%epoch, "epoch established; syncing learners");
                 let waiting = std::mem::take(&mut session.awaiting_sync);
+                self.replica.request_full_reports();
+                tracing::info!(%epoch, "epoch established; syncing learners");
                 for (conn, last) in waiting {
                     self.sync_learner(conn, last).await;
                 }
@@ -1200,6 +1201,7 @@ impl Peer {
                 };
                 session.core = Some(Learner::new(session.role, session.leader, epoch, synced_to));
                 self.election.on_established(epoch);
+                self.replica.request_full_reports();
                 tracing::info!(leader = %session.leader, %epoch, %synced_to, "synced with the leader");
                 let ack = FromLearner::AckNewLeader(v1::AckNewLeader {
                     epoch: u64::from(epoch.0),

@@ -232,6 +232,12 @@ impl DatanodeProtocol for DatanodeService {
                 };
                 blocks.map.rbw_reported(&id, replica, r.full, expected);
             }
+            // Judged against a namespace that may lag the quorum's: only the
+            // leader acts on what a report shows (a follower that was behind
+            // asks for the reports again once it caught up).
+            if !self.namesystem.role().serving {
+                blocks.map.take_commands(&id);
+            }
         });
         for bad in &r.corrupt {
             tracing::warn!(datanode = %id, block = %BlockId(bad.block_id), "datanode found a corrupt replica");
