@@ -38,6 +38,13 @@ fn rbw_lengths(cluster: &MiniCluster, node: &str) -> Vec<(u64, u64)> {
 /// waits until the block being written holds its share on three
 /// datanodes, and kills the put with SIGKILL.
 fn put_and_kill(cluster: &MiniCluster, user: &str, path: &str, bytes: &[u8]) {
+    // Only this put's blocks count, not rbw leftovers of an earlier one.
+    let before: std::collections::HashSet<u64> = cluster
+        .datanodes()
+        .iter()
+        .flat_map(|dn| rbw_lengths(cluster, dn))
+        .map(|(id, _)| id)
+        .collect();
     let mut put: Child = cluster
         .dfs_command(user)
         .args(["put", "-", path])
@@ -57,7 +64,11 @@ fn put_and_kill(cluster: &MiniCluster, user: &str, path: &str, bytes: &[u8]) {
             let holders = cluster
                 .datanodes()
                 .iter()
-                .filter(|dn| rbw_lengths(cluster, dn).iter().any(|(_, l)| *l == tail))
+                .filter(|dn| {
+                    rbw_lengths(cluster, dn)
+                        .iter()
+                        .any(|(id, l)| *l == tail && !before.contains(id))
+                })
                 .count();
             holders == 3
         },
