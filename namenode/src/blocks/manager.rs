@@ -52,6 +52,9 @@ pub(crate) struct BlockManager {
     rng: StdRng,
     /// Datanodes already handled as dead (their replicas forgotten).
     dead: HashSet<DatanodeId>,
+    /// Datanodes whose reports were judged against a namespace that lacked
+    /// some of their blocks (we were behind the quorum).
+    misjudged: HashSet<DatanodeId>,
     /// Datanodes asked to register again, and so to send a full report.
     stale_reports: HashSet<DatanodeId>,
 }
@@ -65,6 +68,7 @@ impl BlockManager {
             topology,
             rng: StdRng::seed_from_u64(seed),
             dead: HashSet::new(),
+            misjudged: HashSet::new(),
             stale_reports: HashSet::new(),
         }
     }
@@ -109,20 +113,23 @@ impl BlockManager {
         }
     }
 
-    /// Our namespace just caught up with the quorum (we follow or lead a
-    /// new epoch): the reports judged against the older namespace may have
-    /// dropped replicas of blocks we did not know yet, and the commands they
-    /// queued may be wrong. Forget those commands and ask every datanode to
-    /// register again, which brings its full report; the datanodes stay
-    /// live (and writable) meanwhile.
+    /// A report from `datanode` was judged while we do not serve, against a
+    /// namespace that may lag the quorum's: what it asked for (deletes of
+    /// blocks we did not know yet, ...) is dropped, and the datanode will be
+    /// asked for its report again once we caught up.
+    pub(crate) fn drop_judgement_while_behind(&mut self, datanode: &DatanodeId) {
+        if !self.map.take_commands(datanode).is_empty() {
+            self.misjudged.insert(datanode.clone());
+        }
+    }
+
+    /// Our namespace just caught up with the quorum (we follow or lead a new
+    /// epoch): every datanode whose report was misjudged meanwhile must
+    /// register again, which brings its full report; it stays live (and
+    /// writable) meanwhile. Commands queued before are dropped.
     pub(crate) fn request_full_reports(&mut self) {
         self.map.clear_commands();
-        self.stale_reports = self
-            .datanodes
-            .all()
-            .into_iter()
-            .map(|n| n.id.clone())
-            .collect();
+        self.stale_reports.extend(self.misjudged.drain());
     }
 
     /// Where datanode `id` is, if registered.
@@ -399,6 +406,12 @@ mod tests {
         };
         // A report judged against a namespace without block 9 queues a delete.
         m.map.received(&dn("r1n1"), unknown, |_| None);
+        m.drop_judgement_while_behind(&dn("r1n1"));
+        assert_eq!(
+            m.heartbeat(&dn("r1n1"), storage, 0, now),
+            Some(vec![]),
+            "not yet"
+        );
         m.request_full_reports();
         assert_eq!(
             m.heartbeat(&dn("r1n1"), storage, 0, now),
@@ -408,8 +421,8 @@ mod tests {
         let addr: SocketAddr = "127.0.1.1:9866".parse().unwrap();
         m.register(dn("r1n1"), addr, storage, now);
         assert_eq!(m.heartbeat(&dn("r1n1"), storage, 0, now), Some(vec![]));
-        // The datanodes stay live and writable meanwhile.
-        assert_eq!(m.heartbeat(&dn("r2n1"), storage, 0, now), None);
+        // The others were judged right: nothing to ask them.
+        assert_eq!(m.heartbeat(&dn("r2n1"), storage, 0, now), Some(vec![]));
         assert!(m.choose_targets(None, 3, &[], &[], 1 << 20, now).is_ok());
     }
 

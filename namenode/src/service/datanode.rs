@@ -236,7 +236,7 @@ impl DatanodeProtocol for DatanodeService {
             // leader acts on what a report shows (a follower that was behind
             // asks for the reports again once it caught up).
             if !self.namesystem.role().serving {
-                blocks.map.take_commands(&id);
+                blocks.drop_judgement_while_behind(&id);
             }
         });
         for bad in &r.corrupt {
