@@ -96,6 +96,16 @@ impl BlockMap {
         expected: impl Fn(BlockId) -> Option<Expected>,
     ) {
         let previous = self.by_datanode.remove(datanode).unwrap_or_default();
+        // A bad checksum a reader found stays known: the datanode cannot tell.
+        let found_bad: Vec<BlockId> = previous
+            .iter()
+            .copied()
+            .filter(|block| {
+                self.blocks
+                    .get(block)
+                    .is_some_and(|r| r.corrupt.get(datanode) == Some(&Corruption::Reported))
+            })
+            .collect();
         for block in previous {
             self.forget(block, datanode);
         }
@@ -103,6 +113,15 @@ impl BlockMap {
         self.forget_rbw_of(datanode);
         for replica in replicas {
             self.received(datanode, *replica, &expected);
+        }
+        for block in found_bad {
+            let still_there = self
+                .blocks
+                .get(&block)
+                .is_some_and(|r| r.healthy.contains_key(datanode));
+            if still_there {
+                self.mark_corrupt(datanode, block);
+            }
         }
     }
 
@@ -492,6 +511,19 @@ mod tests {
         map.full_report(&dn("a"), &[rep(2, 5, 10)], known);
         assert_eq!(map.holders(BlockId(1)).0, Vec::<DatanodeId>::new());
         assert_eq!(map.holders(BlockId(2)).0, vec![dn("a")]);
+    }
+
+    #[test]
+    fn a_bad_checksum_a_reader_found_survives_the_next_full_report() {
+        let mut map = BlockMap::default();
+        map.full_report(&dn("a"), &[rep(1, 5, 10), rep(2, 5, 10)], known);
+        map.mark_corrupt(&dn("a"), BlockId(1));
+        map.full_report(&dn("a"), &[rep(1, 5, 10), rep(2, 5, 10)], known);
+        assert_eq!(map.healthy_count(BlockId(1), GenStamp(5)), 0);
+        assert_eq!(map.healthy_count(BlockId(2), GenStamp(5)), 1);
+        // Once the datanode no longer has it, it is forgotten.
+        map.full_report(&dn("a"), &[rep(2, 5, 10)], known);
+        assert_eq!(map.holders(BlockId(1)).0, Vec::<DatanodeId>::new());
     }
 
     #[test]
