@@ -179,10 +179,7 @@ impl Replica {
         };
         self.set_namespace(namespace, base);
         for (zxid, bytes) in &recovered.txns {
-            let logged = Logged::decode(bytes).map_err(|e| Error::Replay {
-                zxid: *zxid,
-                reason: e.to_string(),
-            })?;
+            let logged = Logged::decode(*zxid, bytes)?;
             self.apply(*zxid, &logged).map_err(|e| Error::Replay {
                 zxid: *zxid,
                 reason: e.to_string(),
@@ -285,10 +282,7 @@ impl Replica {
             && records.first().is_some_and(|(z, _)| self.follows(*z))
         {
             for (zxid, bytes) in &records {
-                let logged = Logged::decode(bytes).map_err(|e| Error::Replay {
-                    zxid: *zxid,
-                    reason: e.to_string(),
-                })?;
+                let logged = Logged::decode(*zxid, bytes)?;
                 self.apply(*zxid, &logged)?;
             }
             return Ok(());

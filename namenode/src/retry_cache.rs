@@ -13,7 +13,8 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::txn::{DecodeError, Txn, Zxid};
+use crate::error::Error;
+use crate::txn::{Txn, Zxid};
 
 /// Calls remembered; the oldest are forgotten first.
 const CAPACITY: usize = 100_000;
@@ -43,9 +44,15 @@ impl Logged {
         postcard::to_stdvec(self).unwrap_or_default()
     }
 
-    /// Decodes bytes written by [`Logged::encode`].
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Logged, DecodeError> {
-        Ok(postcard::from_bytes(bytes)?)
+    /// Decodes the bytes [`Logged::encode`] wrote for `zxid`.
+    ///
+    /// # Errors
+    /// `Replay` naming `zxid` when they do not decode.
+    pub(crate) fn decode(zxid: Zxid, bytes: &[u8]) -> Result<Logged, Error> {
+        postcard::from_bytes(bytes).map_err(|e| Error::Replay {
+            zxid,
+            reason: format!("undecodable transaction: {e}"),
+        })
     }
 }
 
@@ -84,6 +91,7 @@ impl RetryCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::txn::{BlockId, BlockRecord, GenStamp};
 
     fn call(n: u64) -> CallId {
         CallId {
@@ -105,8 +113,28 @@ mod tests {
             call: Some(call(3)),
             txn: txn(3),
         };
-        assert_eq!(Logged::decode(&logged.encode()).unwrap(), logged);
-        assert!(Logged::decode(&[0xff; 3]).is_err());
+        assert_eq!(Logged::decode(Zxid(1), &logged.encode()).unwrap(), logged);
+        assert!(Logged::decode(Zxid(1), &[0xff; 3]).is_err());
+        let add_block = Logged {
+            call: None,
+            txn: Txn::AddBlock {
+                path: "/f".into(),
+                previous: Some(BlockRecord {
+                    id: BlockId(1 << 30),
+                    gen_stamp: GenStamp(1001),
+                    length: 7,
+                }),
+                block: BlockRecord {
+                    id: BlockId((1 << 30) + 1),
+                    gen_stamp: GenStamp(1002),
+                    length: 0,
+                },
+            },
+        };
+        assert_eq!(
+            Logged::decode(Zxid(2), &add_block.encode()).unwrap(),
+            add_block
+        );
     }
 
     #[test]

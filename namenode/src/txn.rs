@@ -157,52 +157,9 @@ pub enum Txn {
     },
 }
 
-/// Why bytes could not be turned back into a transaction.
-#[derive(Debug, thiserror::Error)]
-#[error("undecodable transaction: {0}")]
-pub struct DecodeError(#[from] postcard::Error);
-
-impl Txn {
-    /// Encodes the transaction for the journal and the wire.
-    pub fn encode(&self) -> Vec<u8> {
-        // postcard only fails on writer errors, and a Vec writer has none.
-        postcard::to_stdvec(self).unwrap_or_default()
-    }
-
-    /// Decodes bytes written by [`Txn::encode`].
-    pub fn decode(bytes: &[u8]) -> Result<Txn, DecodeError> {
-        Ok(postcard::from_bytes(bytes)?)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn txn_round_trips_through_bytes() {
-        let txn = Txn::Rename {
-            src: "/a".into(),
-            dst: "/b/c".into(),
-            mtime_ms: 1_700_000_000_000,
-        };
-        assert_eq!(Txn::decode(&txn.encode()).unwrap(), txn);
-        assert!(Txn::decode(&[0xff, 0xff, 0xff]).is_err());
-        let txn = Txn::AddBlock {
-            path: "/f".into(),
-            previous: Some(BlockRecord {
-                id: BlockId(1 << 30),
-                gen_stamp: GenStamp(1001),
-                length: 7,
-            }),
-            block: BlockRecord {
-                id: BlockId((1 << 30) + 1),
-                gen_stamp: GenStamp(1002),
-                length: 0,
-            },
-        };
-        assert_eq!(Txn::decode(&txn.encode()).unwrap(), txn);
-    }
 
     #[test]
     fn a_block_record_shows_as_hdfs_names_it() {

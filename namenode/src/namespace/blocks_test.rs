@@ -861,7 +861,7 @@ proptest! {
         let mut replica = Namespace::new(policy());
         let mut replayed = Vec::new();
         for txn in &f.log {
-            let decoded = Txn::decode(&txn.encode()).unwrap();
+            let decoded = super::namespace_test::journaled(txn);
             match replica.apply(&decoded) {
                 Ok(blocks) => replayed.extend(blocks),
                 Err(e) => prop_assert!(false, "{:?}: {}", txn, e),

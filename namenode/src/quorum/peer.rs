@@ -609,8 +609,12 @@ impl Peer {
     }
 
     async fn on_learner_message(&mut self, conn: u64, msg: v1::LearnerMessage) {
-        let settings = self.settings.clone();
         let current = self.current;
+        // Checked before the session is borrowed; only a learner's first message needs it.
+        let is_member = match &msg.kind {
+            Some(FromLearner::Info(info)) => self.may_learn(ServerId(info.sid), info.observer),
+            _ => false,
+        };
         let Some(session) = self.leader_session() else {
             return;
         };
@@ -622,15 +626,10 @@ impl Peer {
         match (c.sid, kind) {
             (None, FromLearner::Info(info)) => {
                 let sid = ServerId(info.sid);
-                let is_member = if info.observer {
-                    settings.observers.contains(&sid)
-                } else {
-                    settings.voters.contains(&sid)
-                };
                 let Some(learner_accepted) = transport::epoch_from_wire(info.accepted_epoch) else {
                     return self.drop_learner(conn, "bad accepted epoch");
                 };
-                if !is_member || sid == settings.me {
+                if !is_member {
                     tracing::warn!(%sid, observer = info.observer, "refusing a learner that is not in the ensemble as such");
                     return self.drop_learner(conn, "not a member");
                 }
@@ -727,6 +726,16 @@ impl Peer {
         }
     }
 
+    /// Whether `sid` is another member of the ensemble in the role it claims.
+    fn may_learn(&self, sid: ServerId, observer: bool) -> bool {
+        let role = if observer {
+            &self.settings.observers
+        } else {
+            &self.settings.voters
+        };
+        sid != self.settings.me && role.contains(&sid)
+    }
+
     fn leader_on_message(&mut self, from: ServerId, msg: Message) {
         let Some(core) = self.leader_session().and_then(|s| s.core.as_mut()) else {
             return;
@@ -782,7 +791,7 @@ impl Peer {
         let sent = match sent {
             Ok(()) => {
                 let new_leader = FromLeader::NewLeader(v1::NewLeader {
-                    epoch: u64::from(epoch.0),
+                    epoch: transport::epoch_to_wire(epoch),
                     zxid: committed.0,
                 });
                 send_wait(session, conn, new_leader).await
@@ -959,7 +968,7 @@ impl Peer {
                         payload,
                     } => FromLeader::Inform(txn_message(epoch, zxid, payload)),
                     Message::Commit { epoch, zxid } => FromLeader::Commit(v1::Commit {
-                        epoch: u64::from(epoch.0),
+                        epoch: transport::epoch_to_wire(epoch),
                         zxid: zxid.0,
                     }),
                     Message::Ack { .. } => return,
@@ -978,7 +987,7 @@ impl Peer {
             Phase::Learning(session) => {
                 if let Message::Ack { epoch, zxid } = msg {
                     let ack = FromLearner::Ack(v1::Ack {
-                        epoch: u64::from(epoch.0),
+                        epoch: transport::epoch_to_wire(epoch),
                         zxid: zxid.0,
                     });
                     if session
@@ -1014,11 +1023,7 @@ impl Peer {
                 let Some(payload) = session.unapplied.remove(&zxid) else {
                     return;
                 };
-                let applied = Logged::decode(&payload)
-                    .map_err(|e| Error::Replay {
-                        zxid,
-                        reason: e.to_string(),
-                    })
+                let applied = Logged::decode(zxid, &payload)
                     .and_then(|logged| self.replica.apply(zxid, &logged));
                 if let Err(e) = applied {
                     tracing::error!(%zxid, error = %e, "a committed txn did not apply; stopping");
@@ -1064,7 +1069,7 @@ impl Peer {
         let id = self.new_session_id();
         let info = FromLearner::Info(v1::LearnerInfo {
             sid: self.settings.me.0,
-            accepted_epoch: u64::from(self.accepted.0),
+            accepted_epoch: transport::epoch_to_wire(self.accepted),
             observer: role == LearnerRole::Observer,
         });
         let link = transport::follow(
@@ -1130,8 +1135,8 @@ impl Peer {
                 };
                 session.epoch = Some(epoch);
                 let ack = FromLearner::AckEpoch(v1::AckEpoch {
-                    epoch: u64::from(epoch.0),
-                    current_epoch: current_epoch.map(|e| u64::from(e.0)),
+                    epoch: transport::epoch_to_wire(epoch),
+                    current_epoch: current_epoch.map(transport::epoch_to_wire),
                     last_zxid: self.replica.journal.last_zxid().0,
                 });
                 self.send_to_leader(ack);
@@ -1168,10 +1173,7 @@ impl Peer {
             }
             FromLeader::SyncTxn(txn) => {
                 let zxid = Zxid(txn.zxid);
-                let logged = Logged::decode(&txn.payload).map_err(|e| Error::Replay {
-                    zxid,
-                    reason: e.to_string(),
-                })?;
+                let logged = Logged::decode(zxid, &txn.payload)?;
                 session.last_sync = Some(self.replica.journal.append(zxid, txn.payload.to_vec()));
                 self.replica.apply(zxid, &logged)?;
             }
@@ -1204,7 +1206,7 @@ impl Peer {
                 self.replica.request_full_reports();
                 tracing::info!(leader = %session.leader, %epoch, %synced_to, "synced with the leader");
                 let ack = FromLearner::AckNewLeader(v1::AckNewLeader {
-                    epoch: u64::from(epoch.0),
+                    epoch: transport::epoch_to_wire(epoch),
                 });
                 self.send_to_leader(ack);
                 self.publish_role();
@@ -1237,7 +1239,7 @@ impl Peer {
             }
             FromLeader::Ping(_) => {
                 self.send_to_leader(FromLearner::Ping(v1::Ping {
-                    epoch: u64::from(current.0),
+                    epoch: transport::epoch_to_wire(current),
                 }));
             }
             _ => return Err(wrong("broadcast message before NEWLEADER")),
@@ -1274,26 +1276,31 @@ impl Peer {
 
     async fn on_tick(&mut self) {
         let now = Instant::now();
-        let settings = self.settings.clone();
+        let QuorumSettings {
+            init_timeout,
+            sync_timeout,
+            ping_interval,
+            ..
+        } = self.settings;
         self.early_joins
-            .retain(|j| now.duration_since(j.at) < settings.init_timeout);
+            .retain(|j| now.duration_since(j.at) < init_timeout);
         match &mut self.phase {
             Phase::Looking => {}
             Phase::Leading(session) => {
                 let established = session.core.as_ref().is_some_and(Leader::has_quorum);
-                if !established && now.duration_since(session.started) > settings.init_timeout {
+                if !established && now.duration_since(session.started) > init_timeout {
                     return self.go_looking("no quorum joined in time");
                 }
                 let silent: Vec<u64> = session
                     .conns
                     .iter()
-                    .filter(|(_, c)| now.duration_since(c.last_heard) > settings.sync_timeout)
+                    .filter(|(_, c)| now.duration_since(c.last_heard) > sync_timeout)
                     .map(|(id, _)| *id)
                     .collect();
-                if now.duration_since(session.last_ping) >= settings.ping_interval {
+                if now.duration_since(session.last_ping) >= ping_interval {
                     session.last_ping = now;
                     let ping = FromLeader::Ping(v1::Ping {
-                        epoch: u64::from(self.current.0),
+                        epoch: transport::epoch_to_wire(self.current),
                     });
                     let conns: Vec<u64> = session.conns.keys().copied().collect();
                     for conn in conns {
@@ -1305,12 +1312,10 @@ impl Peer {
                 }
             }
             Phase::Learning(session) => {
-                if now.duration_since(session.last_heard) > settings.sync_timeout {
+                if now.duration_since(session.last_heard) > sync_timeout {
                     return self.go_looking("the leader is silent past the sync timeout");
                 }
-                if session.core.is_none()
-                    && now.duration_since(session.started) > settings.init_timeout
-                {
+                if session.core.is_none() && now.duration_since(session.started) > init_timeout {
                     self.go_looking("the sync with the leader did not finish in time");
                 }
             }
@@ -1367,8 +1372,8 @@ impl Peer {
                 .map(ToString::to_string)
                 .unwrap_or_default(),
             state: transport::state_to_wire(role.state).into(),
-            current_epoch: u64::from(self.current.0),
-            accepted_epoch: u64::from(self.accepted.0),
+            current_epoch: transport::epoch_to_wire(self.current),
+            accepted_epoch: transport::epoch_to_wire(self.accepted),
             last_zxid: self.replica.journal.last_zxid().0,
             applied_zxid: self.replica.applied().0,
             leader_sid,
@@ -1501,7 +1506,7 @@ async fn send_snap(
     let mut chunks = image.chunks(SNAP_CHUNK).peekable();
     if chunks.peek().is_none() {
         let last = v1::SnapChunk {
-            epoch: u64::from(epoch.0),
+            epoch: transport::epoch_to_wire(epoch),
             data: Bytes::new(),
             last: true,
         };
@@ -1509,7 +1514,7 @@ async fn send_snap(
     }
     while let Some(chunk) = chunks.next() {
         let chunk = v1::SnapChunk {
-            epoch: u64::from(epoch.0),
+            epoch: transport::epoch_to_wire(epoch),
             data: Bytes::copy_from_slice(chunk),
             last: chunks.peek().is_none(),
         };
@@ -1524,7 +1529,7 @@ async fn send_snap(
 
 fn sync_start(epoch: Epoch, mode: v1::SyncMode, zxid: Zxid) -> FromLeader {
     FromLeader::SyncStart(v1::SyncStart {
-        epoch: u64::from(epoch.0),
+        epoch: transport::epoch_to_wire(epoch),
         mode: mode.into(),
         zxid: zxid.0,
     })
@@ -1532,13 +1537,13 @@ fn sync_start(epoch: Epoch, mode: v1::SyncMode, zxid: Zxid) -> FromLeader {
 
 fn leader_info(epoch: Epoch) -> FromLeader {
     FromLeader::LeaderInfo(v1::LeaderInfo {
-        epoch: u64::from(epoch.0),
+        epoch: transport::epoch_to_wire(epoch),
     })
 }
 
 fn txn_message(epoch: Epoch, zxid: Zxid, payload: Bytes) -> v1::Txn {
     v1::Txn {
-        epoch: u64::from(epoch.0),
+        epoch: transport::epoch_to_wire(epoch),
         zxid: zxid.0,
         payload,
     }

@@ -241,7 +241,7 @@ pub(crate) fn notification_to_wire(n: &Notification) -> v1::Notification {
         state: state_to_wire(n.state).into(),
         leader: n.vote.leader.0,
         zxid: n.vote.zxid.0,
-        peer_epoch: u64::from(n.vote.peer_epoch.0),
+        peer_epoch: epoch_to_wire(n.vote.peer_epoch),
     }
 }
 
@@ -274,6 +274,11 @@ pub(crate) fn state_to_wire(state: PeerState) -> v1::PeerState {
         PeerState::Leading => v1::PeerState::Leading,
         PeerState::Observing => v1::PeerState::Observing,
     }
+}
+
+/// The wire form of an epoch.
+pub(crate) fn epoch_to_wire(epoch: Epoch) -> u64 {
+    u64::from(epoch.0)
 }
 
 /// An epoch from the wire; `None` when it does not fit.
