@@ -16,6 +16,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    dfs::tune_allocator();
     let args = Args::parse();
     dfs::init_tracing("info");
     let config = dfs_datanode::DatanodeConfig::load(&args.config)?;

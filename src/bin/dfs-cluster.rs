@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    dfs::tune_allocator();
     let args = dfs_deploy::cli::Args::parse();
     // `bench failover` fails its client over on purpose: those warnings are the measurement.
     dfs::init_tracing("warn,dfs_client=error");
