@@ -27,6 +27,8 @@ use crate::reports::{Change, ReportHub, ReportQueue};
 use crate::server::serve_transfers;
 
 const PACKET: usize = 64 * 1024;
+/// The largest packet a read sends.
+const READ_PACKET: usize = 256 * 1024;
 const S: i32 = v1::PipelineStatus::Success as i32;
 const E: i32 = v1::PipelineStatus::Error as i32;
 const EC: i32 = v1::PipelineStatus::ErrorChecksum as i32;
@@ -306,7 +308,7 @@ async fn read_all(
             .collect();
         verify_chunks(&p.data, &sums).expect("every read packet verifies");
         assert_eq!(p.offset_in_block % 512, 0, "chunk aligned");
-        assert!(p.data.len() <= PACKET);
+        assert!(p.data.len() <= READ_PACKET);
         let start = *first.get_or_insert(p.offset_in_block);
         assert_eq!(p.offset_in_block, start + out.len() as u64, "contiguous");
         out.extend_from_slice(&p.data);

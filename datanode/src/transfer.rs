@@ -20,13 +20,14 @@ use dfs_proto::ids::{BlockId, GenStamp};
 use dfs_proto::v1;
 use tokio::sync::mpsc;
 
-use crate::block_reader::PACKET_SIZE;
 use crate::block_store::ReplicaReader;
 use crate::data_path::DataPath;
 use crate::pipeline::{Packet, Setup, Target, WriteHeader};
 
 /// Packets sent but not yet acknowledged.
 const WINDOW: usize = 16;
+/// Bytes of data per packet, as a client writes them.
+const PACKET_SIZE: usize = 64 * 1024;
 
 /// What to copy where.
 #[derive(Debug, Clone)]

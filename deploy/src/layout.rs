@@ -28,6 +28,11 @@ use serde::Serialize;
 
 use crate::Error;
 use crate::node::{NodeName, Role};
+
+/// Runtime threads of each datanode: a local cluster runs several on one
+/// machine, where one thread each beats cross-thread wake-ups per packet
+/// (`dfs cat` of 1 GiB: 0.75 s with the default, 0.56 s with one).
+const DATANODE_WORKER_THREADS: usize = 1;
 use crate::ports::{self, Reservation};
 use crate::spec::ClusterSpec;
 use crate::state::{ClusterState, NodeState};
@@ -208,6 +213,7 @@ pub(crate) fn lay_out(
                 listen: address,
                 data_dir: &layout.node_data(&name),
                 heartbeat_interval_ms: millis(spec.heartbeat_interval),
+                worker_threads: DATANODE_WORKER_THREADS,
             },
         )?;
         nodes.push(NodeState {
@@ -336,6 +342,7 @@ struct DatanodeToml<'a> {
     listen: SocketAddr,
     data_dir: &'a Path,
     heartbeat_interval_ms: u64,
+    worker_threads: usize,
 }
 
 #[cfg(test)]

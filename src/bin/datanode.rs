@@ -14,14 +14,23 @@ struct Args {
     config: PathBuf,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     dfs::tune_allocator();
     let args = Args::parse();
     dfs::init_tracing("info");
     let config = dfs_datanode::DatanodeConfig::load(&args.config)?;
-    let shutdown = dfs::cancel_on_signals();
-    dfs_datanode::run(config, shutdown)
-        .await
-        .with_context(|| format!("datanode with config {}", args.config.display()))
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.worker_threads {
+        runtime.worker_threads(threads);
+    }
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let shutdown = dfs::cancel_on_signals();
+        dfs_datanode::run(config, shutdown)
+            .await
+            .with_context(|| format!("datanode with config {}", args.config.display()))
+    })
 }
