@@ -38,7 +38,7 @@ use crate::error::Error;
 use crate::fs::DfsClient;
 use crate::owned_task::OwnedTask;
 
-/// Verified packets buffered per block being fetched (256 KiB each, typically).
+/// Verified packets buffered per block being fetched (up to 1 MiB each).
 pub const READ_AHEAD_PACKETS: usize = 4;
 /// A replica silent for this long is abandoned for the next one.
 const PACKET_TIMEOUT: Duration = Duration::from_secs(30);

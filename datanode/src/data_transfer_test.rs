@@ -28,7 +28,7 @@ use crate::server::serve_transfers;
 
 const PACKET: usize = 64 * 1024;
 /// The largest packet a read sends.
-const READ_PACKET: usize = 256 * 1024;
+const READ_PACKET: usize = 1024 * 1024;
 const S: i32 = v1::PipelineStatus::Success as i32;
 const E: i32 = v1::PipelineStatus::Error as i32;
 const EC: i32 = v1::PipelineStatus::ErrorChecksum as i32;
@@ -382,6 +382,29 @@ async fn three_node_pipeline_acks_every_packet_and_finalizes_identical_replicas(
     assert_eq!(
         (sum.crc32c, sum.length),
         (crc32c::crc32c(&data), data.len() as u64)
+    );
+}
+
+#[tokio::test]
+async fn reads_span_several_packets_and_start_inside_a_chunk() {
+    let node = Node::start();
+    let data = pattern(2 * READ_PACKET + READ_PACKET / 2 + 300, 9);
+    let acks = write_block(&[&node], B, GS, &data).await;
+    assert!(statuses(&acks).iter().all(|s| s == &vec![S]));
+    node.wait_idle().await;
+
+    let (start, whole) = read_all(&node, B, GS, 0, 0).await;
+    assert_eq!((start, whole.len()), (0, data.len()));
+    assert!(whole == data, "whole block differs");
+    // From inside a chunk of the second packet to inside the third one.
+    let from = READ_PACKET + 1000;
+    let len = READ_PACKET + 5;
+    let (start, part) = read_all(&node, B, GS, from as u64, len as u64).await;
+    let chunk_start = from / 512 * 512;
+    assert_eq!(start, chunk_start as u64);
+    assert!(
+        part == data[chunk_start..(from + len).div_ceil(512) * 512],
+        "range differs"
     );
 }
 
