@@ -51,16 +51,18 @@ pub fn cancel_on_signals() -> CancellationToken {
 /// `dfs cat`. Peak memory does not change; freed memory is only returned
 /// later, once more than the trim threshold of it sits free at the top.
 pub fn tune_allocator() {
-    /// Allocations below this come from the heap (glibc's default adapts
-    /// between 128 KiB and 32 MiB; setting the trim threshold fixes it).
-    const MMAP_THRESHOLD: libc::c_int = 4 << 20;
-    /// Free memory kept at the heap top before it is trimmed.
-    const TRIM_THRESHOLD: libc::c_int = 64 << 20;
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets glibc's malloc parameters (under its own lock);
-    // it takes plain integers and touches no memory of ours.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+    {
+        /// Allocations below this come from the heap (glibc's default adapts
+        /// between 128 KiB and 32 MiB; setting the trim threshold fixes it).
+        const MMAP_THRESHOLD: libc::c_int = 4 << 20;
+        /// Free memory kept at the heap top before it is trimmed.
+        const TRIM_THRESHOLD: libc::c_int = 64 << 20;
+        // SAFETY: mallopt only sets glibc's malloc parameters (under its own
+        // lock); it takes plain integers and touches no memory of ours.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+        }
     }
 }
