@@ -32,7 +32,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use dfs_proto::checksum::CHUNK_SIZE;
+use dfs_proto::checksum::chunk_checksums;
 use dfs_proto::ids::GenStamp;
 use dfs_proto::v1;
 use dfs_proto::v1::PipelineStatus;
@@ -317,9 +317,10 @@ impl Packet {
 
 /// Little-endian CRC32C per 512-byte chunk, as `Packet.checksums` carries them.
 pub(crate) fn encode_checksums(data: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(data.len().div_ceil(CHUNK_SIZE) * 4);
-    for chunk in data.chunks(CHUNK_SIZE) {
-        out.put_u32_le(crc32c::crc32c(chunk));
+    let sums = chunk_checksums(data);
+    let mut out = BytesMut::with_capacity(sums.len() * 4);
+    for sum in sums {
+        out.put_u32_le(sum);
     }
     out.freeze()
 }

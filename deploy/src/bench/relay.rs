@@ -13,6 +13,8 @@ use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use dfs_proto::checksum::chunk_checksums;
+
 /// Bytes read, checksummed and forwarded at a time (one dfs packet).
 const BUFFER: usize = 64 * 1024;
 /// Bytes per CRC32C (one dfs chunk).
@@ -114,8 +116,9 @@ fn run_hop(mut upstream: TcpStream, mut downstream: Option<TcpStream>) -> io::Re
             break;
         }
         let data = buf.get(..n).unwrap_or(&buf);
-        for chunk in data.chunks(CHUNK) {
-            fold = fold_one(fold, crc32c::crc32c(chunk));
+        // The same chunk checksum code as the datanodes' and the client's.
+        for sum in chunk_checksums(data) {
+            fold = fold_one(fold, sum);
         }
         if let Some(d) = downstream.as_mut() {
             d.write_all(data)?;
