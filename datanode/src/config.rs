@@ -1,11 +1,13 @@
 //! The datanode's configuration file (TOML, serde defaults).
 
 use std::net::SocketAddr;
+use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::block_scanner::ScanSettings;
 use crate::error::Error;
 
 /// The datanode's TOML configuration file.
@@ -35,6 +37,17 @@ pub struct DatanodeConfig {
     /// calls them corrupt). Default false.
     #[serde(default)]
     pub discard_data: bool,
+    /// Milliseconds between two verifications of the same finalized replica
+    /// by the block scanner, which reads every replica and checks it
+    /// against its stored checksums (HDFS's `dfs.datanode.scan.period.hours`).
+    /// 0 disables the scanner. Default 1 814 400 000 (504 h = 3 weeks).
+    #[serde(default = "default_scan_period_ms")]
+    pub scan_period_ms: u64,
+    /// Bytes per second the block scanner may read, so that it never starves
+    /// reads and writes (HDFS's `dfs.block.scanner.volume.bytes.per.second`).
+    /// Must be positive. Default 1 048 576 (1 MiB/s).
+    #[serde(default = "default_scan_bytes_per_second")]
+    pub scan_bytes_per_second: u64,
     /// Threads of the datanode's async runtime. Default: one per CPU core.
     /// A machine that runs several datanodes (a local cluster) is faster
     /// with fewer: every packet crosses tasks, and a wake-up on another
@@ -51,6 +64,12 @@ fn default_heartbeat_interval_ms() -> u64 {
 }
 fn default_block_report_interval_ms() -> u64 {
     6 * 60 * 60 * 1000
+}
+fn default_scan_period_ms() -> u64 {
+    504 * 60 * 60 * 1000
+}
+fn default_scan_bytes_per_second() -> u64 {
+    1024 * 1024
 }
 
 impl DatanodeConfig {
@@ -80,6 +99,9 @@ impl DatanodeConfig {
         if self.block_report_interval_ms == 0 {
             return Err("block_report_interval_ms must be positive".into());
         }
+        if self.scan_bytes_per_second == 0 {
+            return Err("scan_bytes_per_second must be positive".into());
+        }
         if self.worker_threads == Some(0) {
             return Err("worker_threads must be at least 1".into());
         }
@@ -95,6 +117,20 @@ impl DatanodeConfig {
     pub(crate) fn block_report_interval(&self) -> Duration {
         Duration::from_millis(self.block_report_interval_ms)
     }
+
+    /// The block scanner's period and rate; `None` when it is disabled.
+    pub(crate) fn block_scanner(&self) -> Option<ScanSettings> {
+        let period = Duration::from_millis(self.scan_period_ms);
+        if period.is_zero() {
+            return None;
+        }
+        // check() refuses 0; a config built without it gets no scanner rather than a stuck one.
+        let bytes_per_second = NonZeroU64::new(self.scan_bytes_per_second)?;
+        Some(ScanSettings {
+            period,
+            bytes_per_second,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -109,6 +145,9 @@ mod tests {
         assert_eq!(ok.block_report_interval(), Duration::from_secs(6 * 3600));
         assert!(ok.check().is_ok());
         assert_eq!(ok.worker_threads, None);
+        let scanner = ok.block_scanner().expect("the scanner is on by default");
+        assert_eq!(scanner.period, Duration::from_secs(504 * 3600));
+        assert_eq!(scanner.bytes_per_second.get(), 1024 * 1024);
         let none: DatanodeConfig = toml::from_str("namenodes = []\ndata_dir = \"/d\"").unwrap();
         assert!(none.check().is_err());
         let idle: DatanodeConfig = toml::from_str(
@@ -116,5 +155,27 @@ mod tests {
         )
         .unwrap();
         assert!(idle.check().is_err());
+    }
+
+    #[test]
+    fn a_zero_scan_period_disables_the_scanner_and_a_zero_rate_is_refused() {
+        let config = |extra: &str| -> DatanodeConfig {
+            toml::from_str(&format!(
+                "namenodes = [\"127.0.0.1:8020\"]\ndata_dir = \"/d\"\n{extra}"
+            ))
+            .unwrap()
+        };
+        let off = config("scan_period_ms = 0");
+        assert!(off.check().is_ok());
+        assert_eq!(off.block_scanner(), None);
+        let fast = config("scan_period_ms = 1500\nscan_bytes_per_second = 65536");
+        assert_eq!(
+            fast.block_scanner(),
+            Some(ScanSettings {
+                period: Duration::from_millis(1500),
+                bytes_per_second: NonZeroU64::new(65536).unwrap(),
+            })
+        );
+        assert!(config("scan_bytes_per_second = 0").check().is_err());
     }
 }

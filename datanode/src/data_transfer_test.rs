@@ -632,7 +632,7 @@ async fn a_flipped_byte_is_served_as_stored_and_caught_by_verify_all() {
     assert_eq!(bad_packets, 1, "the client's verification catches it");
     let mut reader = node.dp.store.open_finalized(B, GS).expect("open");
     assert!(matches!(
-        reader.verify_all(),
+        reader.verify_all(|_| std::ops::ControlFlow::Continue(())),
         Err(block_store::Error::ChecksumMismatch { offset: 69_632, .. })
     ));
 }

@@ -1,14 +1,15 @@
 //! Replica changes on their way to the namenodes: the data path records a
 //! finalized, deleted or corrupt replica, or an rbw replica its pipeline
-//! left behind, once, and every namenode actor takes its own copy when it
-//! next sends an incremental block report.
+//! left behind, once (the block scanner records corrupt replicas too), and
+//! every namenode actor takes its own copy when it next sends an
+//! incremental block report.
 //!
 //! ```text
-//!   pipeline / deletes / reader ──► ReportHub ──► ReportQueue (one per namenode)
-//!                                                   │ notify
-//!                                                   v
-//!                                    namenode actor: take() -> BlockReport(full = false)
-//!                                                    failed? put_back()
+//!   pipeline / deletes / reader / scanner ──► ReportHub ──► ReportQueue (one per namenode)
+//!                                                             │ notify
+//!                                                             v
+//!                                              namenode actor: take() -> BlockReport(full = false)
+//!                                                              failed? put_back()
 //! ```
 //!
 //! A queue holds at most one change per block (a newer one replaces an older

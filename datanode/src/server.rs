@@ -1,5 +1,6 @@
 //! Wires the datanode together: identity, the block store, the DataTransfer
-//! service on the transfer listener, and one actor per namenode.
+//! service on the transfer listener, the block scanner, and one actor per
+//! namenode.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
@@ -7,11 +8,13 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::block_scanner::BlockScanner;
 use crate::block_store::{BlockStore, ReplicaInfo, ReplicaState};
 use crate::config::DatanodeConfig;
 use crate::data_path::{DataPath, TransferSettings, Writers};
@@ -79,6 +82,19 @@ pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<
         Arc::clone(&dp),
         shutdown.child_token(),
     ));
+    match config.block_scanner() {
+        Some(settings) => {
+            let scanner = BlockScanner::new(
+                Arc::clone(&dp.store),
+                dp.reports.clone(),
+                settings,
+                Handle::current(),
+                shutdown.child_token(),
+            );
+            tasks.spawn_blocking(move || scanner.run());
+        }
+        None => tracing::info!("block scanner disabled (scan_period_ms = 0)"),
+    }
     let me = Identity {
         id: id.clone(),
         transfer_addr,

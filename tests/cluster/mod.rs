@@ -18,6 +18,8 @@
 //! server id N; `ha_status`, `leader` and `wait_for_leader` read what
 //! `dfs admin ha-status --json` says of it. `.lay_out()` instead of
 //! `.start()` starts nothing, for tests that start nodes one by one.
+//! `.datanode_config(key, value)` sets a key in every datanode's config file
+//! (`scan_period_ms`, say) over what the layout wrote.
 
 // Each test file uses its own part of the harness.
 #![allow(dead_code)]
@@ -87,6 +89,18 @@ pub(crate) fn leader_of(rows: &[Value], quorum: usize) -> Option<String> {
         .and_then(|leader| leader["node"].as_str().map(str::to_owned))
 }
 
+/// Sets `keys` in the TOML file at `path`, keeping its other keys.
+fn set_keys(path: &Path, keys: &toml::Table) {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let mut table: toml::Table = text
+        .parse()
+        .unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()));
+    table.extend(keys.clone());
+    std::fs::write(path, table.to_string())
+        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
 /// Shapes a [`MiniCluster`] before it starts.
 #[derive(Debug)]
 pub(crate) struct Builder {
@@ -94,6 +108,8 @@ pub(crate) struct Builder {
     racks: Vec<usize>,
     without_datanodes: bool,
     startup_timeout: Duration,
+    /// Keys set in every datanode's config over what the layout wrote.
+    datanode_settings: toml::Table,
 }
 
 impl Builder {
@@ -178,6 +194,13 @@ impl Builder {
         self
     }
 
+    /// Sets `key = value` in every datanode's config file, over what the
+    /// layout wrote: any `DatanodeConfig` key (the datanode refuses unknown ones).
+    pub(crate) fn datanode_config(mut self, key: &str, value: impl Into<toml::Value>) -> Self {
+        self.datanode_settings.insert(key.to_owned(), value.into());
+        self
+    }
+
     /// How long each node may take to get ready (default 60 s).
     pub(crate) fn startup_timeout(mut self, timeout: Duration) -> Self {
         self.startup_timeout = timeout;
@@ -209,6 +232,12 @@ impl Builder {
             Cluster::create(dir.path(), &self.spec, binaries.clone(), SpawnMode::Child)
                 .unwrap_or_else(|e| panic!("laying out the cluster: {e}"));
         cluster.set_startup_timeout(self.startup_timeout);
+        if !self.datanode_settings.is_empty() {
+            let datanodes = cluster.nodes().iter().filter(|n| n.role == Role::Datanode);
+            for node in datanodes {
+                set_keys(&node.config, &self.datanode_settings);
+            }
+        }
         MiniCluster {
             cluster,
             binaries,
@@ -239,6 +268,7 @@ impl MiniCluster {
             racks: Vec::new(),
             without_datanodes: false,
             startup_timeout: Duration::from_secs(60),
+            datanode_settings: toml::Table::new(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Block store tests: each builds a store in a temp dir and checks files and replies.
 
 use std::fs::{self, OpenOptions};
+use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -225,12 +226,39 @@ fn an_unverified_bad_packet_is_stored_and_caught_by_verify_all() {
     store.finalize(w).expect("finalize");
     let mut r = store.open_finalized(B, GS).expect("open");
     assert!(matches!(
-        r.verify_all(),
+        r.verify_all(|_| ControlFlow::Continue(())),
         Err(Error::ChecksumMismatch {
             block: B,
             offset: 1536
         })
     ));
+}
+
+#[test]
+fn verify_all_paces_every_slice_and_stops_when_told() {
+    let (_dir, store) = open_store();
+    let data = pattern(2 * (1 << 20) + 700, 4);
+    write_block(&store, B, GS, &data);
+    let mut r = store.open_finalized(B, GS).expect("open");
+    let mut slices = Vec::new();
+    let done = r
+        .verify_all(|n| {
+            slices.push(n);
+            ControlFlow::Continue(())
+        })
+        .expect("clean replica verifies");
+    assert_eq!(done, ControlFlow::Continue(()));
+    assert_eq!(slices, vec![1 << 20, 1 << 20, 700]);
+
+    let mut r = store.open_finalized(B, GS).expect("open");
+    let mut calls = 0;
+    let stopped = r
+        .verify_all(|_| {
+            calls += 1;
+            ControlFlow::Break(())
+        })
+        .expect("stopped, not failed");
+    assert_eq!((stopped, calls), (ControlFlow::Break(()), 1));
 }
 
 #[test]
@@ -448,11 +476,16 @@ fn a_flipped_byte_is_caught_by_verify_all_and_by_verify_chunks_on_read_output() 
     let data = pattern((1 << 20) + 3000, 6);
     write_block(&store, B, GS, &data);
     let mut r = store.open_finalized(B, GS).expect("open");
-    r.verify_all().expect("clean replica verifies");
+    let verified = r
+        .verify_all(|_| ControlFlow::Continue(()))
+        .expect("clean replica verifies");
+    assert_eq!(verified, ControlFlow::Continue(()));
     flip_byte(&layout(&dir).finalized_block(B), 1_050_000);
 
     let mut r = store.open_finalized(B, GS).expect("open");
-    let err = r.verify_all().expect_err("flipped byte");
+    let err = r
+        .verify_all(|_| ControlFlow::Continue(()))
+        .expect_err("flipped byte");
     assert!(
         matches!(err, Error::ChecksumMismatch { block: B, offset } if offset == 1_050_000 / 512 * 512),
         "{err:?}"

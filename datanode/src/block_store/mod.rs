@@ -613,6 +613,11 @@ impl BlockStore {
         self.lock().finalized.values().copied().collect()
     }
 
+    /// The finalized replica of `block`, if it has one.
+    pub(crate) fn finalized(&self, block: BlockId) -> Option<ReplicaInfo> {
+        self.lock().finalized.get(&block).copied()
+    }
+
     /// Unfinalized replicas no writer holds (left by interrupted
     /// pipelines), with the bytes each holds.
     pub(crate) fn abandoned_rbw(&self) -> Vec<ReplicaInfo> {

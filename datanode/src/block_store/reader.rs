@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::io;
+use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 
 use dfs_proto::checksum::verify_chunks;
@@ -73,6 +74,11 @@ impl ReplicaReader {
             meta,
             is_cut_in_chunk: data_len > info.length && !info.length.is_multiple_of(CHUNK),
         })
+    }
+
+    /// The replica this reader reads, as the replica map listed it when opened.
+    pub(crate) fn info(&self) -> ReplicaInfo {
+        self.info
     }
 
     /// The replica's length in bytes.
@@ -190,13 +196,18 @@ impl ReplicaReader {
         }
     }
 
-    /// Reads the whole replica and checks every chunk against its checksum
-    /// (for the block scanner).
+    /// Reads the whole replica in 1 MiB slices and checks every chunk against
+    /// its checksum (for the block scanner). After each slice, `pace` gets
+    /// the bytes it held and may stop the read (`Break`, returned as
+    /// `Ok(Break(()))`): the scanner throttles itself and sees shutdown there.
     ///
     /// # Errors
-    /// `ChecksumMismatch` at the first bad chunk's offset.
-    #[cfg_attr(not(test), expect(dead_code, reason = "the block scanner lands later"))]
-    pub(crate) fn verify_all(&mut self) -> Result<(), Error> {
+    /// `ChecksumMismatch` at the first bad chunk's offset; `CorruptReplica`
+    /// when a file turns out shorter than the replica map says.
+    pub(crate) fn verify_all(
+        &mut self,
+        mut pace: impl FnMut(u64) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, Error> {
         let mut offset = 0;
         while offset < self.info.length {
             let (start, data, sums) = self.read_chunks(offset, VERIFY_SLICE)?;
@@ -210,7 +221,10 @@ impl ReplicaReader {
                 break;
             }
             offset = start + data.len() as u64;
+            if pace(data.len() as u64).is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
         }
-        Ok(())
+        Ok(ControlFlow::Continue(()))
     }
 }

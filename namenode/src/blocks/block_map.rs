@@ -307,6 +307,21 @@ impl BlockMap {
             .insert(block);
     }
 
+    /// Marks a replica corrupt that its own datanode found bad (its block
+    /// scanner, or a read it refused), if this map holds that datanode's
+    /// replica healthy at the reported generation stamp: a report that
+    /// crossed a newer replica, or names one the datanode already moved
+    /// aside, changes nothing. Returns whether it marked the replica.
+    pub(crate) fn mark_found_corrupt(&mut self, datanode: &DatanodeId, replica: Reported) -> bool {
+        let is_held = self
+            .replica(replica.block, datanode)
+            .is_some_and(|held| held.gen_stamp == replica.gen_stamp);
+        if is_held {
+            self.mark_corrupt(datanode, replica.block);
+        }
+        is_held
+    }
+
     /// Forgets every replica of a dead datanode and its queued commands.
     pub(crate) fn remove_datanode(&mut self, datanode: &DatanodeId) {
         for block in self.by_datanode.remove(datanode).unwrap_or_default() {
@@ -577,6 +592,32 @@ mod tests {
         map.invalidate_replaced_corrupt(BlockId(1), 3);
         assert_eq!(map.take_commands(&dn("a")).len(), 1);
         assert_eq!(map.holders(BlockId(1)).1, Vec::<DatanodeId>::new());
+    }
+
+    #[test]
+    fn a_datanode_marks_its_own_replica_corrupt_only_at_the_gen_stamp_held() {
+        let mut map = BlockMap::default();
+        for d in ["a", "b"] {
+            map.received(&dn(d), rep(1, 5, 10), known);
+        }
+        assert!(
+            !map.mark_found_corrupt(&dn("a"), rep(1, 4, 10)),
+            "an older replica"
+        );
+        assert!(
+            !map.mark_found_corrupt(&dn("c"), rep(1, 5, 10)),
+            "not held there"
+        );
+        assert!(
+            !map.mark_found_corrupt(&dn("a"), rep(2, 5, 10)),
+            "unknown block"
+        );
+        assert_eq!(map.healthy_count(BlockId(1), GenStamp(5)), 2);
+        assert!(map.mark_found_corrupt(&dn("a"), rep(1, 5, 0)), "any length");
+        assert_eq!(map.holders(BlockId(1)), (vec![dn("b")], vec![dn("a")]));
+        // It survives the datanode's next full report, as a reader's report does.
+        map.full_report(&dn("a"), &[rep(1, 5, 10)], known);
+        assert_eq!(map.holders(BlockId(1)), (vec![dn("b")], vec![dn("a")]));
     }
 
     fn writing(block: BlockId) -> Option<Expected> {

@@ -200,6 +200,12 @@ impl DatanodeProtocol for DatanodeService {
                 format!("more than {MAX_REPORTED} replicas"),
             ));
         }
+        if r.corrupt.len() > MAX_REPORTED {
+            return Err(invalid(
+                "corrupt",
+                format!("more than {MAX_REPORTED} replicas"),
+            ));
+        }
         let (rbw, finalized): (Vec<&v1::ReportedBlock>, Vec<&v1::ReportedBlock>) =
             r.blocks.iter().partition(|b| b.under_construction);
         let (deleted, received): (Vec<&v1::ReportedBlock>, Vec<&v1::ReportedBlock>) =
@@ -212,6 +218,16 @@ impl DatanodeProtocol for DatanodeService {
                 length: b.length,
             })
             .collect();
+        let corrupt: Vec<Reported> = r
+            .corrupt
+            .iter()
+            .map(|b| Reported {
+                block: BlockId(b.block_id),
+                gen_stamp: GenStamp(b.gen_stamp),
+                length: b.length,
+            })
+            .collect();
+        let mut marked = Vec::with_capacity(corrupt.len());
         self.namesystem.with_expected_blocks(|expected| {
             let mut blocks = self.blocks();
             if r.full {
@@ -232,6 +248,10 @@ impl DatanodeProtocol for DatanodeService {
                 };
                 blocks.map.rbw_reported(&id, replica, r.full, expected);
             }
+            // After the replicas: a full report lists a corrupt replica among them.
+            for bad in &corrupt {
+                marked.push(blocks.map.mark_found_corrupt(&id, *bad));
+            }
             // Judged against a namespace that may lag the quorum's: only the
             // leader acts on what a report shows (a follower that was behind
             // asks for the reports again once it caught up).
@@ -239,8 +259,10 @@ impl DatanodeProtocol for DatanodeService {
                 blocks.drop_judgement_while_behind(&id);
             }
         });
-        for bad in &r.corrupt {
-            tracing::warn!(datanode = %id, block = %BlockId(bad.block_id), "datanode found a corrupt replica");
+        for (bad, marked) in corrupt.iter().zip(marked) {
+            // Not marked: not a replica this namenode holds healthy there (moved
+            // aside at the datanode's start-up, or already replaced).
+            tracing::warn!(datanode = %id, block = %bad.block, gen_stamp = %bad.gen_stamp, marked, "datanode found a corrupt replica");
         }
         tracing::debug!(datanode = %id, replicas = received.len(), deleted = deleted.len(), full = r.full, "block report");
         Ok(Response::new(v1::BlockReportResponse {}))
