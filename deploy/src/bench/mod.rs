@@ -385,7 +385,9 @@ impl Bench {
     }
 
     /// Stops every datanode, adds `discard_data = true` to its config and
-    /// starts it again; waits until the namenode sees them all live.
+    /// starts it again; waits until the namenode sees them all live. Their
+    /// block scanners are turned off: a replica without data fails its check,
+    /// and re-replicating it would load the machine being measured.
     fn restart_datanodes_discarding(&mut self) -> Result<(), Error> {
         for name in self.datanodes() {
             self.cluster.stop_node(name.as_str())?;
@@ -397,6 +399,7 @@ impl Bench {
                 source: std::io::Error::other(e),
             })?;
             table.insert("discard_data".to_owned(), toml::Value::Boolean(true));
+            table.insert("scan_period_ms".to_owned(), toml::Value::Integer(0));
             fs::write(&config, table.to_string()).map_err(Error::io("writing", &config))?;
             self.cluster.start_node(name.as_str())?;
         }
