@@ -6,41 +6,9 @@
 
 mod cluster;
 
-use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::time::Duration;
 
-use cluster::{MiniCluster, random_bytes, wait_until};
-
-/// Flips every bit of the byte at `offset` of `file`.
-fn flip_byte(file: &Path, offset: u64) {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(file)
-        .unwrap();
-    let mut byte = [0u8; 1];
-    f.read_exact_at(&mut byte, offset).unwrap();
-    byte[0] ^= 0xff;
-    f.write_all_at(&byte, offset).unwrap();
-    f.sync_all().unwrap();
-}
-
-/// `blk_ID_GS` → ID.
-fn block_id(block: &serde_json::Value) -> u64 {
-    let name = block["name"].as_str().unwrap();
-    let (id, _) = name.strip_prefix("blk_").unwrap().split_once('_').unwrap();
-    id.parse().unwrap()
-}
-
-fn addresses(block: &serde_json::Value) -> Vec<String> {
-    block["locations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["address"].as_str().unwrap().to_owned())
-        .collect()
-}
+use cluster::{MiniCluster, flip_byte, fsck_addresses, fsck_block_id, random_bytes, wait_until};
 
 #[test]
 fn the_block_scanner_finds_a_flipped_byte_nobody_reads_and_the_block_is_repaired() {
@@ -62,9 +30,9 @@ fn the_block_scanner_finds_a_flipped_byte_nobody_reads_and_the_block_is_repaired
 
     let fsck = cluster.fsck("/f");
     let block = fsck["files"][0]["blocks"][0].clone();
-    let id = block_id(&block);
-    assert_eq!(addresses(&block).len(), 3, "{block}");
-    let victim_addr = addresses(&block)[0].clone();
+    let id = fsck_block_id(&block);
+    assert_eq!(fsck_addresses(&block).len(), 3, "{block}");
+    let victim_addr = fsck_addresses(&block)[0].clone();
     let victim = cluster.datanode_at(&victim_addr);
 
     eprintln!("--- flip a byte of {victim}'s replica of blk_{id}, and read nothing");
@@ -80,7 +48,7 @@ fn the_block_scanner_finds_a_flipped_byte_nobody_reads_and_the_block_is_repaired
             Duration::from_secs(30),
             || {
                 let block = &cluster.fsck("/f")["files"][0]["blocks"][0];
-                block["corrupt_replicas"] == 1 && !addresses(block).contains(&victim_addr)
+                block["corrupt_replicas"] == 1 && !fsck_addresses(block).contains(&victim_addr)
             },
         );
         for node in cluster.datanodes() {

@@ -6,43 +6,11 @@
 
 mod cluster;
 
-use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::time::Duration;
 
-use cluster::{MiniCluster, random_bytes, wait_until};
+use cluster::{MiniCluster, flip_byte, fsck_addresses, fsck_block_id, random_bytes, wait_until};
 
 const BLOCK: usize = 1024 * 1024;
-
-/// Flips every bit of the byte at `offset` of `file`.
-fn flip_byte(file: &Path, offset: u64) {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(file)
-        .unwrap();
-    let mut byte = [0u8; 1];
-    f.read_exact_at(&mut byte, offset).unwrap();
-    byte[0] ^= 0xff;
-    f.write_all_at(&byte, offset).unwrap();
-    f.sync_all().unwrap();
-}
-
-/// `blk_ID_GS` → ID.
-fn block_id(block: &serde_json::Value) -> u64 {
-    let name = block["name"].as_str().unwrap();
-    let (id, _) = name.strip_prefix("blk_").unwrap().split_once('_').unwrap();
-    id.parse().unwrap()
-}
-
-fn addresses(locations: &serde_json::Value) -> Vec<String> {
-    locations
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["address"].as_str().unwrap().to_owned())
-        .collect()
-}
 
 #[test]
 fn a_flipped_byte_is_detected_reported_and_repaired() {
@@ -59,8 +27,8 @@ fn a_flipped_byte_is_detected_reported_and_repaired() {
 
     let fsck = cluster.fsck("/f");
     let block = fsck["files"][0]["blocks"][1].clone();
-    let id = block_id(&block);
-    let victim = cluster.datanode_at(&addresses(&block["locations"])[0]);
+    let id = fsck_block_id(&block);
+    let victim = cluster.datanode_at(&fsck_addresses(&block)[0]);
     let victim_addr = cluster.addr(&victim).to_string();
 
     eprintln!("--- flip a byte of {victim}'s replica of block {id}");
@@ -105,7 +73,7 @@ fn a_flipped_byte_is_detected_reported_and_repaired() {
         );
         let block = &fsck["files"][0]["blocks"][1];
         assert!(
-            !addresses(&block["locations"]).contains(&victim_addr),
+            !fsck_addresses(block).contains(&victim_addr),
             "{victim} still listed as healthy: {block}"
         );
         assert_eq!(
@@ -150,8 +118,8 @@ fn a_flipped_byte_is_detected_reported_and_repaired() {
     {
         let fsck = cluster.fsck("/f");
         let block = fsck["files"][0]["blocks"][0].clone();
-        let id = block_id(&block);
-        for address in addresses(&block["locations"]) {
+        let id = fsck_block_id(&block);
+        for address in fsck_addresses(&block) {
             let node = cluster.datanode_at(&address);
             flip_byte(&cluster.finalized_replica(&node, id).unwrap(), 100);
         }

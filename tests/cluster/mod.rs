@@ -69,6 +69,38 @@ pub(crate) fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// Flips every bit of the byte at `offset` of `file` (a replica on disk).
+pub(crate) fn flip_byte(file: &Path, offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)
+        .unwrap();
+    let mut byte = [0u8; 1];
+    f.read_exact_at(&mut byte, offset).unwrap();
+    byte[0] ^= 0xff;
+    f.write_all_at(&byte, offset).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// The block id of a block of `dfs fsck --json` (named `blk_ID_GS`).
+pub(crate) fn fsck_block_id(block: &Value) -> u64 {
+    let name = block["name"].as_str().unwrap();
+    let (id, _) = name.strip_prefix("blk_").unwrap().split_once('_').unwrap();
+    id.parse().unwrap()
+}
+
+/// The datanode addresses of a block of `dfs fsck --json --locations`.
+pub(crate) fn fsck_addresses(block: &Value) -> Vec<String> {
+    block["locations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["address"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// The namenode that leads in `rows` (from `dfs admin ha-status --json`,
 /// with `node` added): it reports LEADING, has established its epoch
 /// (current epoch = accepted epoch; a leader still in discovery or sync
