@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::block_scanner::ScanSettings;
 use crate::error::Error;
+use crate::scanner::ScanSettings;
 
 /// The datanode's TOML configuration file.
 #[derive(Debug, Clone, Deserialize)]

@@ -6,7 +6,7 @@
 //! - `data_path`: what every transfer shares (store, reports, live writers, timeouts).
 //! - `pipeline`: the WriteBlock pipeline stage: forward, write, merge acks, recover.
 //! - `block_reader`: ReadBlock ranges and BlockChecksum of finalized replicas.
-//! - `block_scanner`: verifies every finalized replica against its checksums, throttled, once a period.
+//! - `scanner`: verifies every finalized replica against its checksums, throttled, once a period.
 //! - `transfer`: this node as a writer: re-replication and rbw copies to replacements.
 //! - `service`: the DataTransfer gRPC service, a thin adapter over the three above.
 //! - `reports`: replica changes queued for each namenode's incremental reports.
@@ -14,7 +14,6 @@
 //! - `server`: wires it together; [`run`] is the binary's entry point.
 
 mod block_reader;
-mod block_scanner;
 mod block_store;
 pub mod config;
 mod data_path;
@@ -23,6 +22,7 @@ mod identity;
 mod namenode_actor;
 mod pipeline;
 mod reports;
+mod scanner;
 mod server;
 mod service;
 mod transfer;

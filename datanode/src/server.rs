@@ -14,7 +14,6 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::block_scanner::BlockScanner;
 use crate::block_store::{BlockStore, ReplicaInfo, ReplicaState};
 use crate::config::DatanodeConfig;
 use crate::data_path::{DataPath, TransferSettings, Writers};
@@ -22,6 +21,7 @@ use crate::error::Error;
 use crate::identity;
 use crate::namenode_actor::{self, Identity, Link};
 use crate::reports::ReportHub;
+use crate::scanner::BlockScanner;
 use crate::service::DataTransferService;
 
 const DRAIN_DEADLINE: Duration = Duration::from_secs(8);

@@ -428,5 +428,5 @@ impl Schedule {
 }
 
 #[cfg(test)]
-#[path = "block_scanner_test.rs"]
+#[path = "scanner_test.rs"]
 mod tests;
