@@ -28,14 +28,14 @@ use serde::Serialize;
 
 use crate::Error;
 use crate::node::{NodeName, Role};
+use crate::ports::{self, Reservation};
+use crate::spec::ClusterSpec;
+use crate::state::{ClusterState, NodeState};
 
 /// Runtime threads of each datanode: a local cluster runs several on one
 /// machine, where one thread each beats cross-thread wake-ups per packet
 /// (`dfs cat` of 1 GiB: 0.75 s with the default, 0.56 s with one).
 const DATANODE_WORKER_THREADS: usize = 1;
-use crate::ports::{self, Reservation};
-use crate::spec::ClusterSpec;
-use crate::state::{ClusterState, NodeState};
 
 /// Name of the state file inside the cluster directory.
 pub(crate) const STATE_FILE: &str = "cluster.json";
