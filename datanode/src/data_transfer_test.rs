@@ -25,6 +25,7 @@ use crate::data_path::{DataPath, TransferSettings, Writers};
 use crate::pipeline::Target;
 use crate::reports::{Change, ReportHub, ReportQueue};
 use crate::server::serve_transfers;
+use crate::test_files::find_file;
 
 const PACKET: usize = 64 * 1024;
 /// The largest packet a read sends.
@@ -131,20 +132,6 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn find_file(dir: &std::path::Path, name: &str) -> Option<PathBuf> {
-    for entry in std::fs::read_dir(dir).ok()? {
-        let path = entry.ok()?.path();
-        if path.is_dir() {
-            if let Some(found) = find_file(&path, name) {
-                return Some(found);
-            }
-        } else if path.file_name().is_some_and(|n| n == name) {
-            return Some(path);
-        }
-    }
-    None
 }
 
 async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {

@@ -29,6 +29,8 @@ mod transfer;
 
 #[cfg(test)]
 mod data_transfer_test;
+#[cfg(test)]
+mod test_files;
 
 pub use config::DatanodeConfig;
 pub use error::Error;

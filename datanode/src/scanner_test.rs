@@ -1,16 +1,13 @@
 //! Block scanner tests: the throttle and the schedule as pure functions of
 //! the time passed in, then the scanner over a real store in a temp dir.
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-
 use dfs_proto::checksum::chunk_checksums;
 use dfs_proto::ids::GenStamp;
 use tempfile::TempDir;
 
 use super::*;
 use crate::reports::ReportQueue;
+use crate::test_files::{find_file, flip_byte};
 
 const MIB: u64 = 1024 * 1024;
 const GS: GenStamp = GenStamp(1001);
@@ -252,32 +249,6 @@ fn write_replica(store: &BlockStore, block: BlockId, data: &[u8]) -> ReplicaInfo
     store.finalize(w).expect("finalize")
 }
 
-fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            if let Some(found) = find_file(&path, name) {
-                return Some(found);
-            }
-        } else if entry.file_name().to_string_lossy() == name {
-            return Some(path);
-        }
-    }
-    None
-}
-
-fn flip_byte(dir: &Path, block: BlockId, at: u64) {
-    let path = find_file(dir, &format!("blk_{}", block.0)).expect("block file");
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .expect("open");
-    let mut b = [0u8];
-    f.read_exact_at(&mut b, at).expect("read byte");
-    f.write_all_at(&[b[0] ^ 0x40], at).expect("write byte");
-}
-
 /// A scanner of a fresh store in a temp dir, with the queue of its one namenode.
 fn scanner(settings: ScanSettings) -> (TempDir, BlockScanner, Arc<ReportQueue>) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -311,7 +282,8 @@ async fn one_pass_reports_exactly_the_flipped_replica_and_leaves_the_good_one() 
     });
     let good = write_replica(&scanner.store, BlockId(1), &pattern(MIB + 3000, 1));
     let bad = write_replica(&scanner.store, BlockId(2), &pattern(MIB + 3000, 2));
-    flip_byte(dir.path(), bad.block, MIB + 100);
+    let file = find_file(dir.path(), &format!("blk_{}", bad.block.0)).expect("block file");
+    flip_byte(&file, MIB + 100);
 
     let (scanner, flow) = scan_due(scanner).await;
     assert_eq!(flow, ControlFlow::Continue(()));

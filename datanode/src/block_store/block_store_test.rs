@@ -2,7 +2,6 @@
 
 use std::fs::{self, OpenOptions};
 use std::ops::ControlFlow;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use dfs_proto::checksum::{CHUNK_SIZE, chunk_checksums, verify_chunks};
@@ -12,6 +11,7 @@ use tempfile::TempDir;
 use super::error::PacketFault;
 use super::layout::{Layout, meta_len_for};
 use super::*;
+use crate::test_files::flip_byte;
 
 const PACKET: usize = 64 * 1024;
 const B: BlockId = BlockId(0x0012_3456);
@@ -76,17 +76,6 @@ fn read_block(store: &BlockStore, block: BlockId, gs: GenStamp) -> Vec<u8> {
 
 fn file_len(path: &Path) -> u64 {
     fs::metadata(path).expect("stat").len()
-}
-
-fn flip_byte(path: &Path, at: u64) {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .expect("open");
-    let mut b = [0u8];
-    f.read_exact_at(&mut b, at).expect("read byte");
-    f.write_all_at(&[b[0] ^ 0x40], at).expect("write byte");
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
