@@ -5,9 +5,11 @@
 //! - [`checksum`]: CRC32C checksums over 512-byte chunks.
 //! - [`topology`]: rack paths, the address→rack table and network distance.
 //! - [`status`]: error kinds carried in `tonic::Status` metadata.
+//! - [`mac`]: HMAC-SHA256 tags (block access tokens, the cluster secret).
 
 pub mod checksum;
 pub mod ids;
+pub mod mac;
 pub mod status;
 pub mod topology;
 
