@@ -485,7 +485,7 @@ mod tests {
             assert_eq!(config.election_finalize_ms, 50);
             assert_eq!(config.sync_timeout_ms, 1500);
             // Unset timers keep the namenode's defaults.
-            assert_eq!(config.ping_interval_ms, 250);
+            assert_eq!(config.ping_interval_ms, 200);
             assert_eq!(config.init_timeout_ms, 5000);
         }
         // Datanodes and clients know every namenode.

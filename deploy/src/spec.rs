@@ -68,10 +68,10 @@ pub struct QuorumTimers {
     /// (`election_finalize_ms`, namenode default 200 ms).
     pub election_finalize: Option<Duration>,
     /// Between the leader's pings to its learners (`ping_interval_ms`,
-    /// namenode default 250 ms).
+    /// namenode default 200 ms).
     pub ping_interval: Option<Duration>,
     /// Silence after which leader and learner give up on each other
-    /// (`sync_timeout_ms`, namenode default 2 s).
+    /// (`sync_timeout_ms`, namenode default 1 s).
     pub sync_timeout: Option<Duration>,
     /// How long a new leader waits for a quorum to join it
     /// (`init_timeout_ms`, namenode default 5 s).

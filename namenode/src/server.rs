@@ -162,14 +162,15 @@ fn without_nagle(
     })
 }
 
-/// Lets client RPCs through only while this namenode leads with a quorum;
-/// others get `NotLeader`, with the leader's address when it is known.
+/// Lets client RPCs through only while this namenode leads with a quorum
+/// and its lease holds; others get `NotLeader`, with the leader's address
+/// when it is known.
 fn only_the_leader(
     role: watch::Receiver<RoleStatus>,
 ) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
     move |request| {
         let role = role.borrow();
-        if role.serving {
+        if role.serves(Instant::now()) {
             return Ok(request);
         }
         Err(Error::NotLeader {
@@ -196,7 +197,7 @@ async fn monitor_replication(
             _ = ticks.tick() => {}
         }
         // Only the leader sends datanodes commands.
-        if !namesystem.role().serving {
+        if !namesystem.role().serves(Instant::now()) {
             continue;
         }
         namesystem.with_expected_blocks(|expected| {

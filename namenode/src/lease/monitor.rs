@@ -62,7 +62,7 @@ impl Monitor {
                 Some(file) = self.requests.recv() => Some(file),
             };
             let role = self.recovery.namesystem.role();
-            if !role.serving {
+            if !role.serves(Instant::now()) {
                 continue;
             }
             let open = self.recovery.namesystem.read(Namespace::open_files);

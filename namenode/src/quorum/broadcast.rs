@@ -491,6 +491,30 @@ impl Leader {
             )
     }
 
+    /// Since when a quorum of voters synced with us (us included, heard at
+    /// `now`) has been heard from: the k-th most recent of their `last_heard`
+    /// times, k a strict majority. The leader's lease runs from there, so a
+    /// leader that was frozen finds it expired the moment it wakes. `None`
+    /// without a synced quorum.
+    pub(crate) fn quorum_heard_at<T: Copy + Ord>(
+        &self,
+        now: T,
+        last_heard: impl Fn(ServerId) -> Option<T>,
+    ) -> Option<T> {
+        if !self.has_quorum() {
+            return None;
+        }
+        let mut times: Vec<T> = self
+            .synced
+            .iter()
+            .filter(|&&sid| sid != self.me && self.voters.contains(&sid))
+            .filter_map(|&sid| last_heard(sid))
+            .collect();
+        times.push(now);
+        times.sort_unstable_by(|a, b| b.cmp(a));
+        times.get(self.voters.len() / 2).copied()
+    }
+
     /// The last zxid committed (initially the history we started with).
     pub(crate) fn last_committed(&self) -> Zxid {
         self.last_committed

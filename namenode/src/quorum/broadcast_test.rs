@@ -121,6 +121,24 @@ fn no_write_without_a_synced_quorum() {
 }
 
 #[test]
+fn the_quorum_was_last_heard_when_its_slowest_needed_member_was() {
+    // Voters {1..5}: us (at 100) and two of followers 2 and 3 make the quorum.
+    let l = leader();
+    let heard = |sid: ServerId| match sid.0 {
+        2 => Some(90),
+        3 => Some(40),
+        9 => Some(99), // an observer never counts
+        _ => None,
+    };
+    assert_eq!(l.quorum_heard_at(100, heard), Some(40));
+    let mut lost = leader();
+    lost.on_peer_lost(ServerId(3));
+    assert_eq!(lost.quorum_heard_at(100, heard), None, "no quorum synced");
+    let alone = Leader::new(ServerId(1), E, ids(&[1]), Zxid::ZERO).unwrap();
+    assert_eq!(alone.quorum_heard_at(100, |_| None), Some(100));
+}
+
+#[test]
 fn a_single_voter_leads_alone() {
     let mut l = Leader::new(ServerId(1), E, ids(&[1]), Zxid::ZERO).unwrap();
     let (zxid, actions) = l.propose(bytes("a")).unwrap();

@@ -15,6 +15,7 @@
 //! Only `peer` and `transport` do I/O.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use dfs_proto::ids::Epoch;
 
@@ -32,8 +33,12 @@ mod replay;
 pub(crate) struct RoleStatus {
     /// LOOKING, FOLLOWING, LEADING or OBSERVING.
     pub(crate) state: election::PeerState,
-    /// Whether it leads with a quorum synced: the only state that serves clients.
+    /// Whether it leads with a quorum synced: the only state that serves
+    /// clients (while its lease lasts: see [`RoleStatus::serves`]).
     pub(crate) serving: bool,
+    /// Until when a leader may serve without hearing from its quorum again;
+    /// `None` when it needs no lease (it is the only voter) or does not lead.
+    pub(crate) lease_until: Option<Instant>,
     /// Its current epoch (the one datanode commands carry).
     pub(crate) epoch: Epoch,
     /// The leader's client address, once known.
@@ -46,9 +51,18 @@ impl RoleStatus {
         RoleStatus {
             state: election::PeerState::Looking,
             serving: false,
+            lease_until: None,
             epoch,
             leader: None,
         }
+    }
+
+    /// Whether it may answer clients and command datanodes at `now`: it
+    /// leads, and has heard from a quorum recently enough that no other
+    /// leader can have been elected meanwhile. A leader frozen past its
+    /// lease refuses from the moment it wakes, before its own timers notice.
+    pub(crate) fn serves(&self, now: Instant) -> bool {
+        self.serving && self.lease_until.is_none_or(|until| now < until)
     }
 }
 

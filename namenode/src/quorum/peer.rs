@@ -839,6 +839,13 @@ impl Peer {
             }));
             return;
         };
+        let lease = self.role.borrow().lease_until;
+        if lease.is_some_and(|until| Instant::now() >= until) {
+            // Past our lease (we were frozen, or cut off): the quorum may
+            // have a new leader already.
+            let _ = write.reply.send(Err(Error::NotLeader { leader: None }));
+            return;
+        }
         let Some(core) = session.core.as_mut().filter(|c| c.has_quorum()) else {
             let _ = write.reply.send(Err(Error::NotLeader { leader: None }));
             return;
@@ -1310,6 +1317,8 @@ impl Peer {
                 for conn in silent {
                     self.drop_learner(conn, "silent past the sync timeout");
                 }
+                // Renews the lease the services check.
+                self.publish_role();
             }
             Phase::Learning(session) => {
                 if now.duration_since(session.last_heard) > sync_timeout {
@@ -1329,12 +1338,38 @@ impl Peer {
         }
     }
 
+    /// Until when this leader may serve: half a sync timeout after its
+    /// quorum was last heard from. A follower gives up on us a whole sync
+    /// timeout after it last heard from us (and then still has to elect),
+    /// so while the lease holds no other leader can be serving. An ensemble
+    /// with one voter needs no lease. Past its lease a frozen leader that
+    /// wakes refuses clients until it is re-confirmed or has stepped down.
+    fn lease_until(&self, session: &LeaderSession) -> Option<Instant> {
+        if self.settings.voters.len() <= 1 {
+            return None;
+        }
+        let now = Instant::now();
+        let heard: BTreeMap<ServerId, Instant> = session
+            .conns
+            .values()
+            .filter_map(|c| c.sid.map(|sid| (sid, c.last_heard)))
+            .collect();
+        let since = session
+            .core
+            .as_ref()
+            .and_then(|core| core.quorum_heard_at(now, |sid| heard.get(&sid).copied()));
+        // No synced quorum: a lease that has already run out.
+        Some(since.map_or(now, |since| since + self.settings.sync_timeout / 2))
+    }
+
     /// Tells the services whether we serve, and whom clients should ask.
     fn publish_role(&self) {
+        let mut lease_until = None;
         let (state, serving, leader) = match &self.phase {
             Phase::Looking => (PeerState::Looking, false, None),
             Phase::Leading(session) => {
                 let serving = session.core.as_ref().is_some_and(Leader::has_quorum);
+                lease_until = self.lease_until(session);
                 // Without a quorum we are no one's leader to point to.
                 let me = self.settings.members.get(&self.settings.me).copied();
                 (PeerState::Leading, serving, me.filter(|_| serving))
@@ -1351,6 +1386,7 @@ impl Peer {
         self.role.send_replace(RoleStatus {
             state,
             serving,
+            lease_until,
             epoch: self.current,
             leader,
         });

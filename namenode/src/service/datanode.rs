@@ -170,7 +170,7 @@ impl DatanodeProtocol for DatanodeService {
         // Every namenode tracks the datanodes; only the leader commands them.
         let role = self.namesystem.role();
         let commands = match queued {
-            Some(_) if !role.serving => Vec::new(),
+            Some(_) if !role.serves(Instant::now()) => Vec::new(),
             Some(commands) => self.to_wire(commands),
             None => vec![v1::DatanodeCommand {
                 command: Some(v1::datanode_command::Command::Reregister(v1::ReRegister {})),
@@ -255,7 +255,7 @@ impl DatanodeProtocol for DatanodeService {
             // Judged against a namespace that may lag the quorum's: only the
             // leader acts on what a report shows (a follower that was behind
             // asks for the reports again once it caught up).
-            if !self.namesystem.role().serving {
+            if !self.namesystem.role().serves(Instant::now()) {
                 blocks.drop_judgement_while_behind(&id);
             }
         });
