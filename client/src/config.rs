@@ -26,10 +26,21 @@ pub struct ClientConfig {
     /// Default: 15000.
     #[serde(default = "default_failover_timeout_ms")]
     pub failover_timeout_ms: u64,
+    /// Milliseconds one namenode call may go unanswered before the client
+    /// tries the next namenode (with the same call id, so a write is still
+    /// applied once). Namenode calls are metadata only, answered in
+    /// milliseconds; what does not answer in a second is frozen or cut off.
+    /// Default: 1000.
+    #[serde(default = "default_rpc_timeout_ms")]
+    pub rpc_timeout_ms: u64,
 }
 
 fn default_failover_timeout_ms() -> u64 {
     15_000
+}
+
+fn default_rpc_timeout_ms() -> u64 {
+    1_000
 }
 
 impl ClientConfig {
@@ -40,12 +51,18 @@ impl ClientConfig {
             bind_address: None,
             user: None,
             failover_timeout_ms: default_failover_timeout_ms(),
+            rpc_timeout_ms: default_rpc_timeout_ms(),
         }
     }
 
     /// How long a call keeps failing over before it gives up.
     pub fn failover_timeout(&self) -> Duration {
         Duration::from_millis(self.failover_timeout_ms)
+    }
+
+    /// How long one attempt at one namenode may take.
+    pub fn rpc_timeout(&self) -> Duration {
+        Duration::from_millis(self.rpc_timeout_ms)
     }
 
     /// Loads `explicit` if given, else `./dfs.toml`. (`$DFS_CONFIG` reaches

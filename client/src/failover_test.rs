@@ -2,9 +2,9 @@ use std::time::{Duration, Instant};
 
 use dfs_proto::status::{ErrorKind, LEADER_HINT_KEY};
 
-use super::{Verdict, classify};
+use super::{Verdict, classify, next_candidate};
 use crate::error::Error;
-use crate::fake_cluster::{FakeNamenodes, NamenodeFault, dead_address};
+use crate::fake_cluster::{FakeNamenodes, NamenodeFault, dead_address, frozen_namenode};
 
 const LONG: u64 = 10_000;
 
@@ -219,4 +219,70 @@ async fn refusal_is_returned_without_trying_other_namenodes() {
         .map(|(n, _, _)| n.clone())
         .collect();
     assert_eq!(nodes, [nn0.clone(), nn0], "nn1 was never asked");
+}
+
+#[test]
+fn the_next_candidate_is_untried_and_not_silent_when_possible() {
+    let none_tried = |_: usize| false;
+    /// (from, silent, tried, expected)
+    type Case = (usize, &'static [bool], &'static [usize], Option<usize>);
+    let cases: [Case; 6] = [
+        (0, &[false, false, false], &[0], Some(1)),
+        (2, &[false, false, false], &[2], Some(0)),
+        (0, &[false, true, false], &[0], Some(2)),
+        (0, &[false, true, true], &[0], None),
+        (1, &[false, false, false], &[0, 1, 2], None),
+        (0, &[true], &[0], None),
+    ];
+    for (from, silent, tried, expected) in cases {
+        assert_eq!(
+            next_candidate(from, silent, |i| tried.contains(&i)),
+            expected,
+            "from {from}, silent {silent:?}, tried {tried:?}"
+        );
+    }
+    assert_eq!(next_candidate(0, &[], none_tried), None);
+}
+
+#[tokio::test]
+async fn frozen_leader_costs_one_attempt_and_hints_naming_it_are_passed_over() {
+    let (_frozen, frozen) = frozen_namenode();
+    let nns = FakeNamenodes::start(2).await;
+    let [nn1, nn2] = [0, 1].map(|i| nns.addresses[i].clone());
+    // The followers still believe the frozen node leads; no one else does yet.
+    {
+        let mut state = nns.state();
+        state.followers.insert(nn1.clone(), Some(frozen.clone()));
+        state.followers.insert(nn2.clone(), Some(frozen.clone()));
+    }
+    let client = nns.client_with_rpc_timeout(&[&frozen, &nn1, &nn2], LONG, 300);
+    let elected = {
+        let state = nns.state.clone();
+        let nn2 = nn2.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            let mut state = state.lock().unwrap();
+            state.followers.remove(&nn2);
+            state.followers.insert(nn1, Some(nn2));
+        })
+    };
+
+    let started = Instant::now();
+    client.mkdirs("/a", false).await.unwrap();
+    let elapsed = started.elapsed();
+    elected.await.unwrap();
+    // One 300 ms attempt at the frozen node, then rounds over the others
+    // (pauses of at most 250 ms) until nn2 leads at 700 ms: never a second
+    // wait on the frozen node.
+    assert!(
+        elapsed < Duration::from_millis(1_150),
+        "took {elapsed:?} to reach the new leader"
+    );
+    let served: Vec<String> = nns.calls_of("Mkdirs").into_iter().map(|(n, _)| n).collect();
+    assert_eq!(served.last(), Some(&nn2));
+
+    // The next call starts where the last one succeeded.
+    let started = Instant::now();
+    client.stat("/a").await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(250));
 }

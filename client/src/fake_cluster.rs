@@ -139,9 +139,20 @@ impl FakeNamenodes {
 
     /// A client of `namenodes` (in that order) that fails over for `timeout_ms`.
     pub(crate) fn client(&self, namenodes: &[&str], timeout_ms: u64) -> DfsClient {
+        self.client_with_rpc_timeout(namenodes, timeout_ms, 1_000)
+    }
+
+    /// [`FakeNamenodes::client`] whose attempts give up after `rpc_timeout_ms`.
+    pub(crate) fn client_with_rpc_timeout(
+        &self,
+        namenodes: &[&str],
+        timeout_ms: u64,
+        rpc_timeout_ms: u64,
+    ) -> DfsClient {
         let config = ClientConfig {
             user: Some("tester".into()),
             failover_timeout_ms: timeout_ms,
+            rpc_timeout_ms,
             ..ClientConfig::new(namenodes.iter().map(|n| (*n).to_owned()).collect())
         };
         DfsClient::connect(&config, None).unwrap()
@@ -159,6 +170,15 @@ impl FakeNamenodes {
 }
 
 /// An address with nothing listening: connecting to it is refused.
+/// A namenode frozen as by SIGSTOP: the kernel completes TCP handshakes
+/// into the listen backlog, but nothing ever reads or answers. Frozen while
+/// the listener lives.
+pub(crate) fn frozen_namenode() -> (std::net::TcpListener, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    (listener, address)
+}
+
 pub(crate) async fn dead_address() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     listener.local_addr().unwrap().to_string()

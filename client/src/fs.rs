@@ -160,6 +160,7 @@ impl DfsClient {
             &config.namenodes,
             config.bind_address,
             config.failover_timeout(),
+            config.rpc_timeout(),
         )?;
         Ok(DfsClient {
             namenodes,

@@ -99,9 +99,12 @@ pub struct WorkDirArgs {
 /// What `bench failover` measures.
 #[derive(Debug, clap::Args)]
 pub struct FailoverArgs {
-    /// Leader kills.
+    /// Leader kills (or freezes).
     #[arg(long, env = "DFS_BENCH_TRIALS", default_value_t = 20)]
     pub trials: usize,
+    /// What happens to the leader: `kill` (kill -9) or `pause` (SIGSTOP).
+    #[arg(long, value_enum, env = "DFS_BENCH_FAULT", default_value = "kill")]
+    pub fault: crate::bench::failover::Fault,
     /// Namenodes of the ensemble.
     #[arg(long, env = "DFS_BENCH_NAMENODES", default_value_t = 3)]
     pub namenodes: usize,
@@ -184,11 +187,11 @@ pub struct UpArgs {
     #[arg(long, env = "DFS_CLUSTER_ELECTION_FINALIZE_MS")]
     pub election_finalize_ms: Option<u64>,
     /// Between the leader's pings to its followers, in milliseconds
-    /// [default: the namenode's, 250].
+    /// [default: the namenode's, 200].
     #[arg(long, env = "DFS_CLUSTER_PING_INTERVAL_MS")]
     pub ping_interval_ms: Option<u64>,
     /// Silence after which leader and follower give up on each other, in
-    /// milliseconds [default: the namenode's, 2000].
+    /// milliseconds [default: the namenode's, 1000].
     #[arg(long, env = "DFS_CLUSTER_SYNC_TIMEOUT_MS")]
     pub sync_timeout_ms: Option<u64>,
     /// How long a new leader waits for a quorum to join it, in milliseconds
@@ -277,6 +280,7 @@ pub fn run(args: Args, out: &mut impl Write) -> Result<(), Error> {
             Some(BenchCommand::Failover(f)) => {
                 let options = crate::bench::failover::FailoverOptions {
                     trials: f.trials,
+                    fault: f.fault,
                     namenodes: f.namenodes,
                     dir: f.work.dir,
                     keep: f.work.keep,

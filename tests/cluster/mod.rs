@@ -654,6 +654,16 @@ impl MiniCluster {
     /// election it reports LEADING, its followers FOLLOWING, all still in
     /// the old epoch.
     pub(crate) fn serves_clients(&self, node: &str) -> bool {
+        self.dfs_command(&self.superuser())
+            .env("DFS_CONFIG", self.client_config_of(node))
+            .args(["ls", "/"])
+            .output()
+            .is_ok_and(|out| out.status.success())
+    }
+
+    /// Writes and returns a client config that asks namenode `node` alone,
+    /// once (no failover).
+    pub(crate) fn client_config_of(&self, node: &str) -> PathBuf {
         let path = self.dir().join(format!("dfs-{node}-only.toml"));
         let config = ClientConfig {
             failover_timeout_ms: 0,
@@ -661,11 +671,7 @@ impl MiniCluster {
         };
         dfs_deploy::layout::save_client_config(&path, &config)
             .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-        self.dfs_command(&self.superuser())
-            .env("DFS_CONFIG", &path)
-            .args(["ls", "/"])
-            .output()
-            .is_ok_and(|out| out.status.success())
+        path
     }
 
     /// Waits until a namenode leads a quorum; returns its name.

@@ -1,25 +1,30 @@
 //! `dfs-cluster bench failover`: how long writes stop when the leading
-//! namenode dies.
+//! namenode dies (`--fault kill`, kill -9) or freezes (`--fault pause`,
+//! SIGSTOP: a long GC pause, a stuck disk, a VM stall).
 //!
 //! ```text
 //! cluster: N namenodes (an ensemble, default 3), no datanodes, the real binaries
 //! per trial: wait for an established leader; one mkdir through a long-lived
 //!            client, so that it talks to the leader as an application would
-//!            t0; kill -9 the leader; then, concurrently from t0:
+//!            t0; kill -9 or SIGSTOP the leader; then, concurrently from t0:
 //!              the client's next mkdir, failing over until it succeeds ──► write gap
+//!              `dfs mkdir` run as a new process (the binary, default
+//!              settings), once ───────────────────────────────────────────► dfs mkdir
 //!              GetPeerStatus every 10 ms until another namenode leads a
 //!              quorum and answers a client call itself ──────────────────► election
-//!            restart the killed namenode; time until it follows again ──► rejoin
+//!            restart (or SIGCONT) the old leader; time until it follows ──► rejoin
 //! report: p50 / p99 / max of each
 //! ```
 //!
 //! The write gap is what a client sees: the election plus the client's
-//! failover backoff (50 ms doubling to 1 s, jittered) and its first request
-//! to the new leader.
+//! failover (a killed leader refuses connections at once; a frozen one
+//! costs one attempt's deadline, 1 s, after which the client passes it
+//! over) and its first request to the new leader.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dfs_client::{ClientConfig, DfsClient};
@@ -38,11 +43,31 @@ const POLL: Duration = Duration::from_millis(10);
 /// Bound on an election, a write gap or a rejoin before the trial fails.
 const TRIAL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How the leader is taken away in each trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fault {
+    /// kill -9: connections are refused at once.
+    Kill,
+    /// SIGSTOP: the process keeps its sockets and answers nothing.
+    Pause,
+}
+
+impl Fault {
+    fn verb(self) -> &'static str {
+        match self {
+            Fault::Kill => "kill -9",
+            Fault::Pause => "SIGSTOP",
+        }
+    }
+}
+
 /// What to measure and where.
 #[derive(Debug, Clone)]
 pub struct FailoverOptions {
-    /// Leader kills.
+    /// Leader kills (or freezes).
     pub trials: usize,
+    /// What happens to the leader.
+    pub fault: Fault,
     /// Namenodes of the ensemble (at least 3).
     pub namenodes: usize,
     /// Working directory (must be empty or missing); a fresh one under the
@@ -57,6 +82,7 @@ pub struct FailoverOptions {
 struct Trial {
     election: Duration,
     write_gap: Duration,
+    dfs_mkdir: Duration,
     rejoin: Duration,
 }
 
@@ -146,7 +172,12 @@ fn measure(
             .map_err(client_error("mkdir before the kill"))?;
 
         let t0 = Instant::now();
-        cluster.kill_node(&leader_node)?;
+        match options.fault {
+            Fault::Kill => cluster.kill_node(&leader_node)?,
+            Fault::Pause => cluster.pause_node(&leader_node)?,
+        }
+        let dfs_mkdir =
+            spawn_dfs_mkdir(&cluster, &user, &format!("/bench-failover/cli{trial}"), t0);
         let path = format!("/bench-failover/t{trial}");
         let (write_gap, election) = runtime.block_on(async {
             tokio::join!(first_write(&client, &path, t0), async {
@@ -165,9 +196,18 @@ fn measure(
         });
         let write_gap = write_gap?;
         let (new_leader, election) = election?;
+        let dfs_mkdir = dfs_mkdir.join().map_err(|_| {
+            client_error("dfs mkdir")(dfs_client::Error::Usage("panicked".into()))
+        })??;
 
         let restarted = Instant::now();
-        let address = cluster.start_node(&leader_node)?;
+        let address = match options.fault {
+            Fault::Kill => cluster.start_node(&leader_node)?,
+            Fault::Pause => {
+                cluster.resume_node(&leader_node)?;
+                cluster.node(&leader_node)?.address
+            }
+        };
         let follows = runtime.block_on(ensemble::wait_following(
             &namenodes,
             address,
@@ -185,22 +225,55 @@ fn measure(
         say(
             out,
             &format!(
-                "  trial {trial}/{}: killed {leader_node}; {} leads after {}; first mkdir after {}; \
-                 {leader_node} follows {} after its restart",
+                "  trial {trial}/{}: {} {leader_node}; {} leads after {}; first mkdir after {}; \
+                 dfs mkdir after {}; {leader_node} follows {} after it is back",
                 options.trials,
+                options.fault.verb(),
                 node_at(&cluster, &new_leader)?,
                 secs(election),
                 secs(write_gap),
+                secs(dfs_mkdir),
                 secs(rejoin),
             ),
         )?;
         trials.push(Trial {
             election,
             write_gap,
+            dfs_mkdir,
             rejoin,
         });
     }
-    say(out, &render(options.namenodes, &trials))
+    say(out, &render(options.namenodes, options.fault, &trials))
+}
+
+/// Runs `dfs mkdir path` (the binary, the cluster's client config, default
+/// settings) on a thread; it yields the time from `t0` until the command
+/// succeeded.
+fn spawn_dfs_mkdir(
+    cluster: &Cluster,
+    user: &str,
+    path: &str,
+    t0: Instant,
+) -> std::thread::JoinHandle<Result<Duration, Error>> {
+    let mut command = Command::new(&cluster.binaries().dfs);
+    command
+        .env("DFS_CONFIG", cluster.layout().client_config())
+        .env("DFS_USER", user)
+        .env_remove("RUST_LOG")
+        .args(["mkdir", path])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    std::thread::spawn(move || {
+        let out = command
+            .output()
+            .map_err(Error::io("running", "dfs mkdir"))?;
+        if !out.status.success() {
+            return Err(client_error("dfs mkdir after the fault")(
+                dfs_client::Error::Usage(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+            ));
+        }
+        Ok(t0.elapsed())
+    })
 }
 
 /// Retries `mkdir path` (each call failing over on its own) until it
@@ -218,11 +291,12 @@ async fn first_write(client: &DfsClient, path: &str, t0: Instant) -> Result<Dura
 }
 
 /// The report: p50, p99 and max of each figure over the trials.
-fn render(namenodes: usize, trials: &[Trial]) -> String {
+fn render(namenodes: usize, fault: Fault, trials: &[Trial]) -> String {
     let mut text = format!(
-        "\ndfs-cluster bench failover: {namenodes} namenodes, {} trial(s), kill -9 of the leader each\n\
+        "\ndfs-cluster bench failover: {namenodes} namenodes, {} trial(s), {} of the leader each\n\
          {:<44} {:>9} {:>9} {:>9}\n",
         trials.len(),
+        fault.verb(),
         "",
         "p50",
         "p99",
@@ -233,17 +307,18 @@ fn render(namenodes: usize, trials: &[Trial]) -> String {
     };
     let rows = [
         (
-            "new leader elected (after the kill)",
+            "new leader elected (after the fault)",
             figure(|t| t.election),
         ),
         (
-            "first mkdir succeeds (after the kill)",
+            "first mkdir succeeds (after the fault)",
             figure(|t| t.write_gap),
         ),
         (
-            "killed namenode follows (after its restart)",
-            figure(|t| t.rejoin),
+            "`dfs mkdir` succeeds (new process, after)",
+            figure(|t| t.dfs_mkdir),
         ),
+        ("old leader follows (once it is back)", figure(|t| t.rejoin)),
     ];
     for (name, values) in rows {
         let cell =
@@ -298,9 +373,11 @@ mod tests {
         let trial = |ms: u64| Trial {
             election: Duration::from_millis(ms),
             write_gap: Duration::from_millis(ms + 100),
+            dfs_mkdir: Duration::from_millis(ms + 200),
             rejoin: Duration::from_millis(50),
         };
-        let text = render(3, &[trial(300), trial(100), trial(200)]);
+        let text = render(3, Fault::Pause, &[trial(300), trial(100), trial(200)]);
+        assert!(text.contains("SIGSTOP of the leader"), "{text}");
         assert!(text.contains("3 namenodes, 3 trial(s)"), "{text}");
         let line = |name: &str| {
             text.lines()
@@ -317,6 +394,7 @@ mod tests {
         // Read from the right, skipping the units: max, p99, p50.
         assert_eq!(line("new leader"), ["0.300", "0.300", "0.200"]);
         assert_eq!(line("first mkdir"), ["0.400", "0.400", "0.300"]);
-        assert_eq!(line("killed namenode"), ["0.050", "0.050", "0.050"]);
+        assert_eq!(line("`dfs mkdir`"), ["0.500", "0.500", "0.400"]);
+        assert_eq!(line("old leader"), ["0.050", "0.050", "0.050"]);
     }
 }
