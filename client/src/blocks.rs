@@ -75,7 +75,9 @@ pub struct LocatedBlock {
     pub block: Block,
     /// Offset of its first byte in the file.
     pub offset: u64,
-    /// Healthy replicas, nearest first (for a block being written: the pipeline).
+    /// Replicas to read, nearest first: the healthy ones, or, when none is
+    /// known healthy, the corrupt ones (verified chunk by chunk like any
+    /// other). For a block being written: the pipeline.
     pub locations: Vec<Datanode>,
     /// Replicas the namenode knows to be corrupt.
     pub corrupt: Vec<Datanode>,
@@ -94,6 +96,13 @@ impl LocatedBlock {
                 .map(Datanode::from_wire)
                 .collect(),
         })
+    }
+
+    /// The locations not known to be corrupt.
+    pub fn healthy(&self) -> impl Iterator<Item = &Datanode> {
+        self.locations
+            .iter()
+            .filter(|d| !self.corrupt.iter().any(|c| c.id == d.id))
     }
 
     /// Offset just past the block's last byte in the file.

@@ -4,7 +4,7 @@
 //! report interval; register again when the namenode asks (it restarted) and
 //! keep retrying, with backoff, while it is unreachable. Commands in
 //! heartbeat replies (delete, replicate, finalize an rbw after lease
-//! recovery) are carried out unless the reply's epoch is older than the
+//! recovery, verify a replica a reader reported) are carried out unless the reply's epoch is older than the
 //! newest this datanode has seen (fencing).
 //!
 //! ```text
@@ -31,6 +31,7 @@ use crate::block_store::{self, ReplicaInfo};
 use crate::data_path::DataPath;
 use crate::pipeline::Target;
 use crate::reports::{Change, Pending, ReportQueue};
+use crate::scanner;
 use crate::transfer::{self, CopyOrder};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -254,6 +255,11 @@ async fn full_report(
         blocks,
         full: true,
         corrupt,
+        verified: pending
+            .verified
+            .values()
+            .map(|r| reported(*r, false))
+            .collect(),
     };
     match client.block_report(request).await {
         Ok(_) => {
@@ -319,6 +325,11 @@ fn incremental_request(me: &Identity, pending: &Pending) -> v1::BlockReportReque
             .values()
             .map(|r| reported(*r, false))
             .collect(),
+        verified: pending
+            .verified
+            .values()
+            .map(|r| reported(*r, false))
+            .collect(),
     }
 }
 
@@ -367,6 +378,16 @@ async fn obey(command: v1::datanode_command::Command, link: &Link, namenode: Soc
             let dp = Arc::clone(&link.dp);
             link.dp.tasks.spawn(replicate(dp, order));
         }
+        Command::VerifyBlocks(v) => {
+            let blocks: Vec<(BlockId, GenStamp)> = v
+                .blocks
+                .iter()
+                .map(|b| (BlockId(b.block_id), GenStamp(b.gen_stamp)))
+                .collect();
+            tracing::info!(%namenode, ?blocks, "verifying replicas a reader reported bad");
+            let dp = Arc::clone(&link.dp);
+            link.dp.tasks.spawn(verify_reported(dp, blocks));
+        }
         Command::FinalizeRbw(f) => {
             for b in f.blocks {
                 let dp = Arc::clone(&link.dp);
@@ -376,6 +397,21 @@ async fn obey(command: v1::datanode_command::Command, link: &Link, namenode: Soc
         }
     }
     false
+}
+
+/// Priority scans of replicas a reader reported bad, one after the other
+/// on a blocking thread; each verdict goes out in the next incremental report.
+async fn verify_reported(dp: Arc<DataPath>, blocks: Vec<(BlockId, GenStamp)>) {
+    let (store, reports) = (Arc::clone(&dp.store), dp.reports.clone());
+    let scanned = tokio::task::spawn_blocking(move || {
+        for (block, gs) in blocks {
+            scanner::verify_now(&store, &reports, block, gs);
+        }
+    })
+    .await;
+    if let Err(e) = scanned {
+        tracing::warn!(error = %e, "verify task failed");
+    }
 }
 
 /// Lease recovery closed the block's file at `length`: stops a pipeline

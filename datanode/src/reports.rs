@@ -1,6 +1,7 @@
 //! Replica changes on their way to the namenodes: the data path records a
 //! finalized, deleted or corrupt replica, or an rbw replica its pipeline
-//! left behind, once (the block scanner records corrupt replicas too), and
+//! left behind, once (the block scanner records corrupt replicas too, and a
+//! priority scan the replicas it verified), and
 //! every namenode actor takes its own copy when it next sends an
 //! incremental block report.
 //!
@@ -48,12 +49,14 @@ pub(crate) struct Pending {
     pub(crate) changes: HashMap<BlockId, Change>,
     /// Replicas found corrupt.
     pub(crate) corrupt: HashMap<BlockId, ReplicaInfo>,
+    /// Replicas a priority scan found intact (a namenode suspected them).
+    pub(crate) verified: HashMap<BlockId, ReplicaInfo>,
 }
 
 impl Pending {
     /// Whether there is nothing to report.
     pub(crate) fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.corrupt.is_empty()
+        self.changes.is_empty() && self.corrupt.is_empty() && self.verified.is_empty()
     }
 }
 
@@ -85,8 +88,16 @@ impl ReportQueue {
         for (block, change) in old.changes {
             pending.changes.entry(block).or_insert(change);
         }
+        // A verdict recorded meanwhile (corrupt or verified) beats either old one.
         for (block, info) in old.corrupt {
-            pending.corrupt.entry(block).or_insert(info);
+            if !pending.verified.contains_key(&block) {
+                pending.corrupt.entry(block).or_insert(info);
+            }
+        }
+        for (block, info) in old.verified {
+            if !pending.corrupt.contains_key(&block) {
+                pending.verified.entry(block).or_insert(info);
+            }
         }
     }
 
@@ -147,7 +158,16 @@ impl ReportHub {
     /// A replica was found corrupt.
     pub(crate) fn corrupt(&self, info: ReplicaInfo) {
         self.record(|p| {
+            p.verified.remove(&info.block);
             p.corrupt.insert(info.block, info);
+        });
+    }
+
+    /// A priority scan found a replica intact.
+    pub(crate) fn verified(&self, info: ReplicaInfo) {
+        self.record(|p| {
+            p.corrupt.remove(&info.block);
+            p.verified.insert(info.block, info);
         });
     }
 }
@@ -198,5 +218,24 @@ mod tests {
         let p = q.take();
         assert_eq!(p.changes[&BlockId(1)], Change::Received(info(1, 2)));
         assert_eq!(p.corrupt.len(), 1);
+    }
+
+    #[test]
+    fn the_latest_verdict_on_a_replica_wins() {
+        let (hub, queues) = ReportHub::new(1);
+        let q = &queues[0];
+        hub.verified(info(1, 1));
+        hub.corrupt(info(2, 1));
+        hub.corrupt(info(1, 1));
+        hub.verified(info(2, 1));
+        let p = q.take();
+        assert_eq!(p.corrupt.keys().collect::<Vec<_>>(), vec![&BlockId(1)]);
+        assert_eq!(p.verified.keys().collect::<Vec<_>>(), vec![&BlockId(2)]);
+        // A verdict recorded after a failed report beats the one put back.
+        hub.corrupt(info(2, 1));
+        q.put_back(p);
+        let p = q.take();
+        assert!(p.verified.is_empty());
+        assert_eq!(p.corrupt.len(), 2);
     }
 }

@@ -17,6 +17,16 @@
 //! as the block reader does; it never moves or deletes a replica (the
 //! namenode has a corrupt one replaced, then deleted).
 //!
+//! # Priority scans
+//!
+//! A reader's report of a bad replica only makes the namenode suspect it;
+//! the leader then sends `VerifyBlocks`, and [`verify_now`] checks each
+//! named replica at once, outside the schedule and unthrottled (one replica
+//! per command, asked for only by a reader of its file, once a minute at
+//! most). Its verdict goes to every namenode: `corrupt` as above, or
+//! `verified` (intact), which clears the suspicion. The datanode is the only
+//! judge of its replicas.
+//!
 //! # When a replica is due
 //!
 //! Each replica is verified at most once per period (`scan_period_ms`). The
@@ -63,7 +73,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dfs_proto::ids::BlockId;
+use dfs_proto::ids::{BlockId, GenStamp};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
@@ -195,29 +205,89 @@ impl BlockScanner {
     /// Logs a failed verification of `info`, reports it if it is corrupt,
     /// and tells the schedule when to try it again.
     fn record_failure(&mut self, info: ReplicaInfo, e: block_store::Error) {
-        let ReplicaInfo {
-            block, gen_stamp, ..
-        } = info;
-        match e {
-            block_store::Error::ReplicaNotFound { .. }
-            | block_store::Error::GenStampMismatch { .. } => {
-                tracing::debug!(%block, %gen_stamp, error = %e, "replica gone or replaced before its scan; skipped");
-                self.schedule.forget(block);
-                return;
-            }
-            block_store::Error::ChecksumMismatch { offset, .. } => {
-                tracing::warn!(%block, %gen_stamp, offset, "block scanner found a checksum mismatch; replica reported corrupt");
-                self.reports.corrupt(info);
-            }
-            block_store::Error::CorruptReplica { reason, .. } => {
-                tracing::warn!(%block, %gen_stamp, %reason, "block scanner found a corrupt replica; reported");
-                self.reports.corrupt(info);
-            }
-            e => {
-                tracing::warn!(%block, %gen_stamp, error = %e, "block scanner could not verify a replica; trying again next period");
-            }
+        if report_failure(&self.reports, info, e) == Failure::Gone {
+            self.schedule.forget(info.block);
+        } else {
+            self.schedule.scanned(info.block, Instant::now());
         }
-        self.schedule.scanned(block, Instant::now());
+    }
+}
+
+/// What a failed verification says of the replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// Deleted or replaced before it was read: nothing to say.
+    Gone,
+    /// Bad checksums or files that disagree: reported corrupt.
+    Corrupt,
+    /// Could not be read (I/O): no verdict.
+    Unread,
+}
+
+/// Logs a failed verification of `info` and reports it if it is corrupt.
+fn report_failure(reports: &ReportHub, info: ReplicaInfo, e: block_store::Error) -> Failure {
+    let ReplicaInfo {
+        block, gen_stamp, ..
+    } = info;
+    match e {
+        block_store::Error::ReplicaNotFound { .. }
+        | block_store::Error::GenStampMismatch { .. } => {
+            tracing::debug!(%block, %gen_stamp, error = %e, "replica gone or replaced before its scan; skipped");
+            Failure::Gone
+        }
+        block_store::Error::ChecksumMismatch { offset, .. } => {
+            tracing::warn!(%block, %gen_stamp, offset, "block scanner found a checksum mismatch; replica reported corrupt");
+            reports.corrupt(info);
+            Failure::Corrupt
+        }
+        block_store::Error::CorruptReplica { reason, .. } => {
+            tracing::warn!(%block, %gen_stamp, %reason, "block scanner found a corrupt replica; reported");
+            reports.corrupt(info);
+            Failure::Corrupt
+        }
+        e => {
+            tracing::warn!(%block, %gen_stamp, error = %e, "block scanner could not verify a replica; trying again next period");
+            Failure::Unread
+        }
+    }
+}
+
+/// A priority scan: verifies this datanode's replica of `block` at
+/// `gen_stamp` now, because a reader reported it bad, and reports the
+/// verdict to every namenode (`verified` or `corrupt`; nothing when the
+/// replica is gone or unreadable). Blocks on disk reads: call it on a
+/// blocking thread.
+pub(crate) fn verify_now(
+    store: &BlockStore,
+    reports: &ReportHub,
+    block: BlockId,
+    gen_stamp: GenStamp,
+) {
+    let mut reader = match store.open_finalized(block, gen_stamp) {
+        Ok(reader) => reader,
+        Err(e) => {
+            let info = ReplicaInfo {
+                block,
+                gen_stamp,
+                length: 0,
+            };
+            report_failure(reports, info, e);
+            return;
+        }
+    };
+    let opened = reader.info();
+    match reader.verify_all(|_| ControlFlow::Continue(())) {
+        Ok(_) => {
+            tracing::info!(%block, %gen_stamp, length = opened.length, "replica a reader reported is intact");
+            reports.verified(opened);
+        }
+        // Rewritten in place by a recovery meanwhile: no verdict on what is stored now.
+        Err(e) if store.finalized(block) != Some(opened) => {
+            tracing::debug!(%block, %gen_stamp, error = %e, "replica replaced while verified; skipped");
+        }
+        Err(e) => {
+            report_failure(reports, opened, e);
+        }
     }
 }
 

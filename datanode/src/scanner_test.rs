@@ -377,3 +377,33 @@ async fn shutdown_wakes_an_idle_scanner() {
         .expect("the scanner stops promptly")
         .expect("scan task");
 }
+
+#[test]
+fn a_priority_scan_reports_its_verdict_on_exactly_the_replica_asked_for() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, _) = BlockStore::open(dir.path()).expect("open store");
+    let (hub, queues) = ReportHub::new(2);
+    let good = write_replica(&store, BlockId(1), &pattern(MIB + 3000, 1));
+    let bad = write_replica(&store, BlockId(2), &pattern(MIB + 3000, 2));
+    let file = find_file(dir.path(), &format!("blk_{}", bad.block.0)).expect("block file");
+    flip_byte(&file, MIB + 100);
+
+    verify_now(&store, &hub, good.block, GS);
+    verify_now(&store, &hub, bad.block, GS);
+    // Another stamp, or no replica at all: no verdict.
+    verify_now(&store, &hub, good.block, GenStamp(GS.0 + 1));
+    verify_now(&store, &hub, BlockId(3), GS);
+    for queue in &queues {
+        let reported = queue.take();
+        assert_eq!(
+            reported.verified.into_values().collect::<Vec<_>>(),
+            vec![good]
+        );
+        assert_eq!(
+            reported.corrupt.into_values().collect::<Vec<_>>(),
+            vec![bad]
+        );
+        assert!(reported.changes.is_empty());
+    }
+    assert_eq!(store.replicas().len(), 2, "it deletes nothing");
+}

@@ -91,6 +91,7 @@ impl Namesystem {
                     gen_stamp: owner.record.gen_stamp,
                     length: (!owner.is_last_under_construction).then_some(owner.record.length),
                     replication: owner.replication,
+                    block_size: owner.block_size,
                 })
             })
         })

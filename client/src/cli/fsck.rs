@@ -5,11 +5,15 @@
 //! than its file's replication, *corrupt* when it has no healthy replica at all, and
 //! *mis-replicated* when its file wants ≥ 2 replicas, the cluster has ≥ 2
 //! racks, and every live replica sits on one rack. The path is `CORRUPT`
-//! when any block is corrupt (exit status 1), else `HEALTHY`.
+//! when any block is corrupt (exit status 1), else `MIS_REPLICATED` when
+//! any block is mis-replicated (exit status 0: every byte is readable, and
+//! the namenode's replication monitor moves a replica to another rack),
+//! else `HEALTHY`. Replicas the namenode knows corrupt never count as live,
+//! even where it lists them to readers because no other is left.
 //!
 //! `--json` prints one object (stable shape, fields only ever added):
 //! ```text
-//! { "path": str, "status": "HEALTHY"|"CORRUPT", "racks": int,
+//! { "path": str, "status": "HEALTHY"|"MIS_REPLICATED"|"CORRUPT", "racks": int,
 //!   "summary": { "total_size", "total_dirs", "total_files", "total_blocks",
 //!                "under_replicated_blocks", "mis_replicated_blocks",
 //!                "corrupt_blocks", "corrupt_replicas", "missing_replicas" },
@@ -139,11 +143,14 @@ async fn all_blocks(
     }
 }
 
-/// Healthy, or not.
+/// Healthy, every block readable but one on too few racks, or a block lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
 enum Health {
+    #[serde(rename = "HEALTHY")]
     Healthy,
+    #[serde(rename = "MIS_REPLICATED")]
+    MisReplicated,
+    #[serde(rename = "CORRUPT")]
     Corrupt,
 }
 
@@ -151,6 +158,7 @@ impl Health {
     fn as_str(self) -> &'static str {
         match self {
             Health::Healthy => "HEALTHY",
+            Health::MisReplicated => "MIS_REPLICATED",
             Health::Corrupt => "CORRUPT",
         }
     }
@@ -222,6 +230,8 @@ impl Report {
         }
         let status = if summary.corrupt_blocks > 0 {
             Health::Corrupt
+        } else if summary.mis_replicated_blocks > 0 {
+            Health::MisReplicated
         } else {
             Health::Healthy
         };
@@ -246,9 +256,10 @@ fn assess(
     let blocks = blocks
         .iter()
         .map(|b| {
-            let live = b.locations.len();
-            let replica_racks: BTreeSet<&str> =
-                b.locations.iter().map(|d| d.rack.as_str()).collect();
+            // Corrupt replicas are in `locations` too when no other is left.
+            let healthy: Vec<Datanode> = b.healthy().cloned().collect();
+            let live = healthy.len();
+            let replica_racks: BTreeSet<&str> = healthy.iter().map(|d| d.rack.as_str()).collect();
             BlockReport {
                 name: b.block.name(),
                 offset: b.offset,
@@ -258,7 +269,7 @@ fn assess(
                 under_replicated: live > 0 && live < wanted,
                 mis_replicated: wanted >= 2 && racks >= 2 && replica_racks.len() == 1,
                 corrupt: live == 0,
-                locations: b.locations.clone(),
+                locations: healthy,
             }
         })
         .collect();
@@ -531,6 +542,50 @@ mod tests {
             "a corrupt file is always listed: {text}"
         );
         assert!(text.contains("is CORRUPT"), "{text}");
+    }
+
+    #[test]
+    fn a_block_on_one_rack_of_two_is_not_healthy() {
+        let blocks = [block(
+            1,
+            0,
+            vec![node("a", "/r1"), node("d", "/r1"), node("e", "/r1")],
+            0,
+        )];
+        let report = Report::new(
+            "/f",
+            0,
+            vec![assess(&file("/f", 3, 100), &blocks, false, 2)],
+            2,
+        );
+        assert_eq!(report.status, Health::MisReplicated);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["status"], "MIS_REPLICATED");
+        let text = render(
+            &report,
+            Detail {
+                files: true,
+                blocks: false,
+                locations: false,
+                racks: false,
+            },
+        );
+        assert!(
+            text.contains("Replica placement policy is violated"),
+            "{text}"
+        );
+        assert!(text.ends_with("is MIS_REPLICATED\n"), "{text}");
+    }
+
+    #[test]
+    fn corrupt_replicas_listed_for_readers_do_not_count_as_live() {
+        // No healthy replica left: the namenode lists the corrupt ones to read.
+        let mut only_corrupt = block(1, 0, Vec::new(), 2);
+        only_corrupt.locations = only_corrupt.corrupt.clone();
+        let f = assess(&file("/f", 2, 100), &[only_corrupt], false, 1);
+        assert_eq!(f.blocks[0].live_replicas, 0);
+        assert!(f.blocks[0].corrupt && f.blocks[0].locations.is_empty());
+        assert_eq!(Report::new("/f", 0, vec![f], 1).status, Health::Corrupt);
     }
 
     #[test]

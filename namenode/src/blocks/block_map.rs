@@ -9,6 +9,21 @@
 //! picks up with its next heartbeat. What a block *should* be
 //! (generation stamp, length, replication) comes from the namespace as an
 //! [`Expected`] passed in, so this module never touches the tree.
+//!
+//! # Who may call a replica corrupt
+//!
+//! Only the datanode holding it (HDFS's rule since `markSuspectBlock`). A
+//! reader's report makes a replica *suspect*, nothing more: it stays
+//! healthy, and its datanode is sent a command to verify it now (a
+//! priority scan). The datanode's answer settles it:
+//!
+//! ```text
+//!   healthy ──reader reports it──► suspect ──datanode: checksums fail──► corrupt
+//!      ▲                              │
+//!      └──datanode: verified intact───┘   (no answer in SUSPECT_RETRY: the next report asks again)
+//! ```
+//!
+//! So no report, and no number of reports, takes a replica away from readers.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -22,6 +37,8 @@ pub(crate) struct Expected {
     /// Committed length; `None` while the block is being written.
     pub(crate) length: Option<u64>,
     pub(crate) replication: u16,
+    /// The file's block size: the room a new replica's target needs.
+    pub(crate) block_size: u64,
 }
 
 /// One replica as a datanode reports it.
@@ -51,12 +68,28 @@ pub(crate) enum Command {
         gen_stamp: GenStamp,
         length: u64,
     },
+    /// A reader reported this replica corrupt: verify it now and report
+    /// the outcome (a priority scan).
+    Verify { block: BlockId, gen_stamp: GenStamp },
+}
+
+/// What a reader's report of a bad replica did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Suspicion {
+    /// The replica is now suspect and its datanode is asked to verify it.
+    VerifyQueued,
+    /// Already suspect, its verification asked for recently: nothing more.
+    AlreadySuspect,
+    /// No healthy replica of the block at that generation stamp on that
+    /// datanode (unknown, replaced, or already known corrupt): ignored.
+    NotHeld,
 }
 
 /// Why a replica is not counted as healthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Corruption {
-    /// A reader or the datanode found bad checksums.
+    /// Its datanode found bad checksums or files that disagree (its block
+    /// scanner, a read it refused, or a priority scan a reader asked for).
     Reported,
     /// Older generation stamp than the namespace's: missed a pipeline recovery.
     StaleGenStamp,
@@ -71,7 +104,18 @@ struct Replicas {
 }
 
 /// How long a scheduled re-replication may take before it is scheduled again.
-const REPLICATION_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const REPLICATION_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a suspect replica's verification may take before another
+/// reader's report asks for it again.
+const SUSPECT_RETRY: Duration = Duration::from_secs(60);
+
+/// A replica a reader reported and its datanode has not verified yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Suspect {
+    gen_stamp: GenStamp,
+    /// When its verification was last asked for.
+    asked_at: Instant,
+}
 
 /// Every known replica of every block, and the commands queued for datanodes.
 #[derive(Debug, Default)]
@@ -79,11 +123,14 @@ pub(crate) struct BlockMap {
     blocks: HashMap<BlockId, Replicas>,
     by_datanode: HashMap<DatanodeId, BTreeSet<BlockId>>,
     commands: HashMap<DatanodeId, Vec<Command>>,
-    /// Blocks with a replication in flight, and when it was scheduled.
-    replicating: HashMap<BlockId, Instant>,
+    /// Blocks with a replication in flight: when it was scheduled, and the
+    /// healthy replicas the block has once every copy arrived.
+    replicating: HashMap<BlockId, (Instant, usize)>,
     /// Unfinalized replicas no pipeline writes, of blocks being written,
     /// with the bytes each holds.
     rbw: HashMap<BlockId, BTreeMap<DatanodeId, Reported>>,
+    /// Replicas readers reported bad, waiting for their datanode's verdict.
+    suspects: HashMap<(BlockId, DatanodeId), Suspect>,
 }
 
 impl BlockMap {
@@ -289,13 +336,70 @@ impl BlockMap {
         if let Some(blocks) = self.by_datanode.get_mut(datanode) {
             blocks.remove(&block);
         }
+        self.suspects.remove(&(block, datanode.clone()));
         self.forget(block, datanode);
         self.forget_rbw(block, datanode);
     }
 
-    /// Marks a replica corrupt (a reader saw bad checksums). It is deleted
-    /// once a healthy copy has replaced it.
-    pub(crate) fn mark_corrupt(&mut self, datanode: &DatanodeId, block: BlockId) {
+    /// A reader found bad checksums in `datanode`'s replica of `block` at
+    /// `gen_stamp`: suspects it and, unless that was done within
+    /// `SUSPECT_RETRY`, queues a command for the datanode to verify it. The
+    /// replica stays healthy until the datanode says otherwise.
+    pub(crate) fn mark_suspect(
+        &mut self,
+        datanode: &DatanodeId,
+        block: BlockId,
+        gen_stamp: GenStamp,
+        now: Instant,
+    ) -> Suspicion {
+        let is_held = self
+            .replica(block, datanode)
+            .is_some_and(|held| held.gen_stamp == gen_stamp);
+        if !is_held {
+            return Suspicion::NotHeld;
+        }
+        let key = (block, datanode.clone());
+        if let Some(suspect) = self.suspects.get(&key)
+            && suspect.gen_stamp == gen_stamp
+            && now.saturating_duration_since(suspect.asked_at) < SUSPECT_RETRY
+        {
+            return Suspicion::AlreadySuspect;
+        }
+        self.suspects.insert(
+            key,
+            Suspect {
+                gen_stamp,
+                asked_at: now,
+            },
+        );
+        self.queue(datanode, Command::Verify { block, gen_stamp });
+        Suspicion::VerifyQueued
+    }
+
+    /// Whether a reader's report of `datanode`'s replica of `block` awaits
+    /// the datanode's verdict.
+    #[cfg(test)]
+    pub(crate) fn is_suspect(&self, block: BlockId, datanode: &DatanodeId) -> bool {
+        self.suspects.contains_key(&(block, datanode.clone()))
+    }
+
+    /// `datanode` verified its replica intact (a priority scan): it is no
+    /// longer suspect. Returns whether it was.
+    pub(crate) fn verified(&mut self, datanode: &DatanodeId, replica: Reported) -> bool {
+        let key = (replica.block, datanode.clone());
+        let was = self
+            .suspects
+            .get(&key)
+            .is_some_and(|s| s.gen_stamp == replica.gen_stamp);
+        if was {
+            self.suspects.remove(&key);
+        }
+        was
+    }
+
+    /// Marks a replica corrupt (its datanode found bad checksums). It is
+    /// deleted once a healthy copy has replaced it.
+    fn mark_corrupt(&mut self, datanode: &DatanodeId, block: BlockId) {
         let Some(entry) = self.blocks.get_mut(&block) else {
             return;
         };
@@ -319,6 +423,7 @@ impl BlockMap {
         if is_held {
             self.mark_corrupt(datanode, replica.block);
         }
+        self.suspects.remove(&(replica.block, datanode.clone()));
         is_held
     }
 
@@ -329,6 +434,7 @@ impl BlockMap {
         }
         self.forget_rbw_of(datanode);
         self.commands.remove(datanode);
+        self.suspects.retain(|(_, holder), _| holder != datanode);
     }
 
     /// Drops freed blocks (their file is gone) and tells their holders to delete them.
@@ -342,6 +448,7 @@ impl BlockMap {
                 continue;
             };
             self.replicating.remove(&block);
+            self.suspects.retain(|(b, _), _| *b != block);
             let holders = replicas
                 .healthy
                 .into_keys()
@@ -391,11 +498,13 @@ impl BlockMap {
         self.blocks.keys().copied()
     }
 
-    /// Whether a re-replication of `block` was scheduled recently enough to wait for it.
+    /// Whether a re-replication of `block` was scheduled recently enough to
+    /// wait for it, and not all its copies have arrived yet.
     pub(crate) fn is_replicating(&self, block: BlockId, now: Instant) -> bool {
-        self.replicating
-            .get(&block)
-            .is_some_and(|at| now.duration_since(*at) < REPLICATION_TIMEOUT)
+        let healthy = self.blocks.get(&block).map_or(0, |r| r.healthy.len());
+        self.replicating.get(&block).is_some_and(|(at, goal)| {
+            now.saturating_duration_since(*at) < REPLICATION_TIMEOUT && healthy < *goal
+        })
     }
 
     /// Queues a copy of `block` from `source` to `targets`.
@@ -406,7 +515,12 @@ impl BlockMap {
         targets: Vec<DatanodeId>,
         now: Instant,
     ) {
-        self.replicating.insert(replica.block, now);
+        let healthy = self
+            .blocks
+            .get(&replica.block)
+            .map_or(0, |r| r.healthy.len());
+        self.replicating
+            .insert(replica.block, (now, healthy + targets.len()));
         self.queue(
             source,
             Command::Replicate {
@@ -516,6 +630,7 @@ mod tests {
             gen_stamp: GenStamp(5),
             length: Some(10),
             replication: 3,
+            block_size: 10,
         })
     }
 
@@ -620,11 +735,107 @@ mod tests {
         assert_eq!(map.holders(BlockId(1)), (vec![dn("b")], vec![dn("a")]));
     }
 
+    fn verify(block: u64, gs: u64) -> Command {
+        Command::Verify {
+            block: BlockId(block),
+            gen_stamp: GenStamp(gs),
+        }
+    }
+
+    #[test]
+    fn a_readers_report_only_suspects_a_replica_and_asks_its_datanode_once() {
+        let mut map = BlockMap::default();
+        let now = Instant::now();
+        for d in ["a", "b", "c"] {
+            map.received(&dn(d), rep(1, 5, 10), known);
+        }
+        for d in ["a", "b", "c"] {
+            assert_eq!(
+                map.mark_suspect(&dn(d), BlockId(1), GenStamp(5), now),
+                Suspicion::VerifyQueued
+            );
+        }
+        assert_eq!(
+            map.healthy_count(BlockId(1), GenStamp(5)),
+            3,
+            "reports alone take no replica away"
+        );
+        assert!(map.is_suspect(BlockId(1), &dn("a")));
+        assert_eq!(map.take_commands(&dn("a")), vec![verify(1, 5)]);
+        let again = now + Duration::from_secs(1);
+        assert_eq!(
+            map.mark_suspect(&dn("a"), BlockId(1), GenStamp(5), again),
+            Suspicion::AlreadySuspect
+        );
+        assert!(map.take_commands(&dn("a")).is_empty(), "asked once");
+        // No verdict for a while: the next report asks again.
+        let later = now + SUSPECT_RETRY;
+        assert_eq!(
+            map.mark_suspect(&dn("a"), BlockId(1), GenStamp(5), later),
+            Suspicion::VerifyQueued
+        );
+        assert_eq!(map.take_commands(&dn("a")), vec![verify(1, 5)]);
+    }
+
+    #[test]
+    fn reports_of_replicas_not_held_healthy_are_ignored() {
+        let mut map = BlockMap::default();
+        let now = Instant::now();
+        map.received(&dn("a"), rep(1, 5, 10), known);
+        for (d, block, gs) in [("a", 1, 4), ("b", 1, 5), ("a", 2, 5)] {
+            assert_eq!(
+                map.mark_suspect(&dn(d), BlockId(block), GenStamp(gs), now),
+                Suspicion::NotHeld,
+                "{d} blk_{block}_{gs}"
+            );
+        }
+        assert!(map.take_commands(&dn("a")).is_empty());
+        assert!(map.take_commands(&dn("b")).is_empty());
+    }
+
+    #[test]
+    fn the_datanodes_verdict_settles_a_suspect_replica() {
+        let mut map = BlockMap::default();
+        let now = Instant::now();
+        for d in ["a", "b"] {
+            map.received(&dn(d), rep(1, 5, 10), known);
+            map.mark_suspect(&dn(d), BlockId(1), GenStamp(5), now);
+        }
+        // a: intact; b: its checksums fail.
+        assert!(!map.verified(&dn("a"), rep(1, 4, 10)), "another stamp");
+        assert!(map.verified(&dn("a"), rep(1, 5, 10)));
+        assert!(!map.is_suspect(BlockId(1), &dn("a")));
+        assert!(map.mark_found_corrupt(&dn("b"), rep(1, 5, 10)));
+        assert!(!map.is_suspect(BlockId(1), &dn("b")));
+        assert_eq!(map.holders(BlockId(1)), (vec![dn("a")], vec![dn("b")]));
+        // A verdict nobody asked for changes nothing.
+        assert!(!map.verified(&dn("a"), rep(1, 5, 10)));
+        assert_eq!(map.healthy_count(BlockId(1), GenStamp(5)), 1);
+    }
+
+    #[test]
+    fn suspects_are_forgotten_with_their_replica() {
+        let mut map = BlockMap::default();
+        let now = Instant::now();
+        for d in ["a", "b", "c"] {
+            map.received(&dn(d), rep(1, 5, 10), known);
+            map.mark_suspect(&dn(d), BlockId(1), GenStamp(5), now);
+        }
+        map.deleted(&dn("a"), BlockId(1));
+        map.remove_datanode(&dn("b"));
+        assert!(!map.is_suspect(BlockId(1), &dn("a")));
+        assert!(!map.is_suspect(BlockId(1), &dn("b")));
+        assert!(map.is_suspect(BlockId(1), &dn("c")));
+        map.free([(BlockId(1), GenStamp(5))]);
+        assert!(!map.is_suspect(BlockId(1), &dn("c")));
+    }
+
     fn writing(block: BlockId) -> Option<Expected> {
         (block.0 < 100).then_some(Expected {
             gen_stamp: GenStamp(5),
             length: None,
             replication: 3,
+            block_size: 10,
         })
     }
 

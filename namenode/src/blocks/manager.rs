@@ -1,6 +1,21 @@
 //! The block manager: the datanode registry and the block map behind one
 //! lock, with the decisions that need both: where a new block goes, in which
 //! order a reader should try replicas, and which blocks need new replicas.
+//!
+//! The replication monitor (`check_replication`) repairs, per complete block:
+//!
+//! ```text
+//!  corrupt replicas replaced         delete them
+//!  too few healthy replicas          copy one to targets placement chooses
+//!  all on one rack, others usable    copy one to another rack (mis-replicated) ...
+//!  more than its replication         ... then delete a surplus one, from the
+//!                                    rack holding the most, never the last
+//!                                    one on a rack
+//! ```
+//!
+//! Targets leave out the nodes a copy of that block failed to reach lately
+//! (`in_flight`), and every target reserves a block of its space until it
+//! reports the replica.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -13,6 +28,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use super::block_map::{BlockMap, Command, Expected};
+use super::in_flight::{InFlight, Transfer};
 use super::placement::{self, Candidate, PlacementError, PlacementRequest};
 use crate::datanodes::{Datanode, HeartbeatOutcome, Liveness, Registry, Storage};
 
@@ -57,6 +73,8 @@ pub(crate) struct BlockManager {
     misjudged: HashSet<DatanodeId>,
     /// Datanodes asked to register again, and so to send a full report.
     stale_reports: HashSet<DatanodeId>,
+    /// Blocks sent to targets that have not reported them yet.
+    in_flight: InFlight,
 }
 
 impl BlockManager {
@@ -70,6 +88,7 @@ impl BlockManager {
             dead: HashSet::new(),
             misjudged: HashSet::new(),
             stale_reports: HashSet::new(),
+            in_flight: InFlight::default(),
         }
     }
 
@@ -147,13 +166,42 @@ impl BlockManager {
                 state: self.datanodes.liveness(node, now),
                 remaining: node.storage.remaining,
                 active_transfers: node.active_transfers,
+                scheduled: self.in_flight.count(&node.id),
             })
             .collect()
     }
 
-    /// Chooses datanodes for `wanted` more replicas of a block, in pipeline
-    /// order. The writer is the datanode at `writer_ip`, if one is there.
+    /// Chooses datanodes for `wanted` more replicas of `block` in a write
+    /// pipeline, in pipeline order, and reserves a block of space on each
+    /// until it reports the replica. The writer is the datanode at
+    /// `writer_ip`, if one is there.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn choose_targets(
+        &mut self,
+        block: BlockId,
+        writer_ip: Option<IpAddr>,
+        wanted: usize,
+        chosen: &[DatanodeId],
+        excluded: &[DatanodeId],
+        block_size: u64,
+        now: Instant,
+    ) -> Result<Vec<Location>, PlacementError> {
+        let targets = self.place(writer_ip, wanted, chosen, excluded, block_size, now)?;
+        for target in &targets {
+            self.in_flight
+                .scheduled(&target.id, block, Transfer::Write, now);
+        }
+        Ok(targets)
+    }
+
+    /// `datanode` reported a replica of `block` (finalized or rbw): the
+    /// space reserved for it there is in its reports from now on.
+    pub(crate) fn arrived(&mut self, datanode: &DatanodeId, block: BlockId) {
+        self.in_flight.arrived(datanode, block);
+    }
+
+    /// Chooses targets under the placement policy; reserves nothing.
+    fn place(
         &mut self,
         writer_ip: Option<IpAddr>,
         wanted: usize,
@@ -252,10 +300,11 @@ impl BlockManager {
         WrittenReplicas { finalized, rbw }
     }
 
-    /// Periodic upkeep: forgets the replicas of newly dead datanodes,
-    /// finalizes or deletes the rbw replicas of blocks no longer being
-    /// written, schedules copies of complete blocks with too few healthy
-    /// replicas and deletes replicas beyond a block's replication.
+    /// Periodic upkeep (the replication monitor): forgets the replicas of
+    /// newly dead datanodes, finalizes or deletes the rbw replicas of blocks
+    /// no longer being written, and repairs complete blocks as the module
+    /// docs say. `expected` gives each block's size (the file's block size,
+    /// what a target must have room for) and replication.
     pub(crate) fn check_replication(
         &mut self,
         now: Instant,
@@ -272,7 +321,11 @@ impl BlockManager {
         for id in newly_dead {
             tracing::info!(datanode = %id, "datanode dead; its replicas are lost");
             self.map.remove_datanode(&id);
+            self.in_flight.remove_datanode(&id);
             self.dead.insert(id);
+        }
+        for (block, target) in self.in_flight.expire(now) {
+            tracing::warn!(%block, %target, "re-replication target never reported the block; not choosing it again for a while");
         }
         self.map.settle_rbw(&expected);
         let blocks: Vec<BlockId> = self.map.blocks().collect();
@@ -281,42 +334,119 @@ impl BlockManager {
                 continue;
             };
             // Blocks being written are the pipeline's business.
-            let Some(length) = want.length else {
+            if want.length.is_none() {
                 continue;
-            };
+            }
             self.map
                 .invalidate_replaced_corrupt(block, want.replication);
             let (healthy, corrupt) = self.map.holders(block);
-            if healthy.len() > usize::from(want.replication) {
-                self.remove_excess(block, &healthy, usize::from(want.replication));
-                continue;
-            }
-            let missing = usize::from(want.replication).saturating_sub(healthy.len());
-            if missing == 0 || self.map.is_replicating(block, now) {
-                continue;
-            }
-            let source = healthy.iter().find(|id| {
-                self.datanodes
-                    .get(id)
-                    .is_some_and(|n| self.datanodes.liveness(n, now) == Liveness::Live)
-            });
-            let Some(source) = source.cloned() else {
-                continue;
-            };
-            let Some(replica) = self.map.replica(block, &source) else {
-                continue;
-            };
-            match self.choose_targets(None, missing, &healthy, &corrupt, length, now) {
-                Ok(targets) if !targets.is_empty() => {
-                    let ids: Vec<DatanodeId> = targets.into_iter().map(|t| t.id).collect();
-                    tracing::info!(%block, %source, targets = ?ids, "re-replicating an under-replicated block");
-                    self.map.schedule_replication(&source, replica, ids, now);
+            let replication = usize::from(want.replication);
+            let repair = if healthy.len() < replication {
+                Repair::Copy {
+                    missing: replication - healthy.len(),
                 }
-                Ok(_) => {}
-                Err(e) => tracing::debug!(%block, error = %e, "no target for re-replication"),
+            } else if self.is_mis_replicated(&healthy, replication, now) {
+                Repair::CopyToAnotherRack
+            } else if healthy.len() > replication {
+                self.remove_excess(block, &healthy, replication);
+                continue;
+            } else {
+                continue;
+            };
+            if self.map.is_replicating(block, now) {
+                continue;
             }
+            self.schedule_copy(block, &healthy, &corrupt, repair, want, now);
         }
     }
+
+    /// Whether every healthy replica of a block that wants ≥ 2 sits on one
+    /// rack while a live datanode elsewhere could take one (HDFS's
+    /// `verifyBlockPlacement` with its two-rack minimum).
+    fn is_mis_replicated(&self, healthy: &[DatanodeId], replication: usize, now: Instant) -> bool {
+        if replication < 2 {
+            return false;
+        }
+        let racks: HashSet<&RackPath> = healthy
+            .iter()
+            .filter_map(|id| self.datanodes.get(id))
+            .map(|n| &n.rack)
+            .collect();
+        let [rack] = racks.into_iter().collect::<Vec<_>>()[..] else {
+            return false;
+        };
+        self.datanodes
+            .all()
+            .into_iter()
+            .any(|n| n.rack != *rack && self.datanodes.liveness(n, now) == Liveness::Live)
+    }
+
+    /// Queues a copy of `block` from a live healthy holder to new targets:
+    /// as placement chooses them, or (`CopyToAnotherRack`) one off the
+    /// rack that holds every replica. Leaves out corrupt holders and
+    /// targets that failed to receive this block lately.
+    fn schedule_copy(
+        &mut self,
+        block: BlockId,
+        healthy: &[DatanodeId],
+        corrupt: &[DatanodeId],
+        repair: Repair,
+        want: Expected,
+        now: Instant,
+    ) {
+        let source = healthy.iter().find(|id| {
+            self.datanodes
+                .get(id)
+                .is_some_and(|n| self.datanodes.liveness(n, now) == Liveness::Live)
+        });
+        let Some(source) = source.cloned() else {
+            return;
+        };
+        let Some(replica) = self.map.replica(block, &source) else {
+            return;
+        };
+        let mut excluded: Vec<DatanodeId> = corrupt.to_vec();
+        excluded.extend(self.in_flight.backed_off(block, now));
+        let (wanted, why) = match repair {
+            Repair::Copy { missing } => (missing, "re-replicating an under-replicated block"),
+            Repair::CopyToAnotherRack => {
+                let crowded = self.datanodes.get(&source).map(|n| n.rack.clone());
+                excluded.extend(
+                    self.datanodes
+                        .all()
+                        .into_iter()
+                        .filter(|n| Some(&n.rack) == crowded.as_ref())
+                        .map(|n| n.id.clone()),
+                );
+                (1, "copying a mis-replicated block to another rack")
+            }
+        };
+        // Room for a whole block, as for a write (HDFS's rule), not just
+        // for the bytes this one holds.
+        let size = want.block_size.max(replica.length);
+        match self.place(None, wanted, healthy, &excluded, size, now) {
+            Ok(targets) if !targets.is_empty() => {
+                let ids: Vec<DatanodeId> = targets.into_iter().map(|t| t.id).collect();
+                tracing::info!(%block, %source, targets = ?ids, "{why}");
+                for target in &ids {
+                    self.in_flight
+                        .scheduled(target, block, Transfer::Replication, now);
+                }
+                self.map.schedule_replication(&source, replica, ids, now);
+            }
+            Ok(_) => tracing::debug!(%block, "no target for re-replication"),
+            Err(e) => tracing::debug!(%block, error = %e, "no target for re-replication"),
+        }
+    }
+}
+
+/// What a block's replicas lack.
+#[derive(Debug, Clone, Copy)]
+enum Repair {
+    /// Fewer healthy replicas than its replication.
+    Copy { missing: usize },
+    /// Enough, but all on one rack.
+    CopyToAnotherRack,
 }
 
 impl BlockManager {
@@ -357,7 +487,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::blocks::block_map::Reported;
+    use crate::blocks::block_map::{REPLICATION_TIMEOUT, Reported};
 
     fn dn(s: &str) -> DatanodeId {
         DatanodeId::parse(s).unwrap()
@@ -423,7 +553,10 @@ mod tests {
         assert_eq!(m.heartbeat(&dn("r1n1"), storage, 0, now), Some(vec![]));
         // The others were judged right: nothing to ask them.
         assert_eq!(m.heartbeat(&dn("r2n1"), storage, 0, now), Some(vec![]));
-        assert!(m.choose_targets(None, 3, &[], &[], 1 << 20, now).is_ok());
+        assert!(
+            m.choose_targets(BlockId(1), None, 3, &[], &[], 1 << 20, now)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -432,7 +565,7 @@ mod tests {
         let mut m = cluster(now);
         let ip: IpAddr = "127.0.2.2".parse().unwrap();
         let targets = m
-            .choose_targets(Some(ip), 3, &[], &[], 1 << 20, now)
+            .choose_targets(BlockId(1), Some(ip), 3, &[], &[], 1 << 20, now)
             .unwrap();
         assert_eq!(targets[0].id, dn("r2n2"));
         let racks: HashSet<_> = targets.iter().map(|t| t.rack.clone()).collect();
@@ -471,6 +604,7 @@ mod tests {
                 gen_stamp: GenStamp(1),
                 length: Some(100),
                 replication: 3,
+                block_size: 100,
             })
         };
         let replica = Reported {
@@ -522,6 +656,7 @@ mod tests {
                 gen_stamp: GenStamp(1),
                 length: Some(100),
                 replication: 3,
+                block_size: 100,
             })
         };
         let replica = Reported {
@@ -544,5 +679,231 @@ mod tests {
             .map(|id| m.map.take_commands(&dn(id)).len())
             .sum();
         assert_eq!(deleted, 1);
+    }
+
+    /// Heartbeats from every datanode of [`cluster`] at `at`, with the free
+    /// space `remaining` gives each (by name).
+    fn beat_all(m: &mut BlockManager, at: Instant, remaining: impl Fn(&str) -> u64) {
+        for rack in 1..=2 {
+            for n in 1..=3 {
+                let name = format!("r{rack}n{n}");
+                let storage = Storage {
+                    capacity: 1 << 40,
+                    used: 0,
+                    remaining: remaining(&name),
+                };
+                m.heartbeat(&dn(&name), storage, 0, at);
+            }
+        }
+    }
+
+    /// Complete blocks of 10 bytes, replication 3, in files of 100-byte blocks.
+    fn small(_: BlockId) -> Option<Expected> {
+        Some(Expected {
+            gen_stamp: GenStamp(1),
+            length: Some(10),
+            replication: 3,
+            block_size: 100,
+        })
+    }
+
+    fn replica(block: u64) -> Reported {
+        Reported {
+            block: BlockId(block),
+            gen_stamp: GenStamp(1),
+            length: 10,
+        }
+    }
+
+    /// Every Replicate command queued, as (source, block, targets).
+    fn replications(m: &mut BlockManager) -> Vec<(String, BlockId, Vec<DatanodeId>)> {
+        let mut out = Vec::new();
+        for rack in 1..=2 {
+            for n in 1..=3 {
+                let name = format!("r{rack}n{n}");
+                for command in m.map.take_commands(&dn(&name)) {
+                    if let Command::Replicate { block, targets, .. } = command {
+                        out.push((name.clone(), block, targets));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn rack_of(id: &DatanodeId) -> &str {
+        &id.as_str()[..2]
+    }
+
+    #[test]
+    fn a_block_on_one_rack_gets_a_replica_on_another_then_loses_a_surplus_one() {
+        for seed in 0..20 {
+            let now = Instant::now();
+            let mut m = cluster(now);
+            m.rng = StdRng::seed_from_u64(seed);
+            for id in ["r1n1", "r1n2", "r1n3"] {
+                m.map.received(&dn(id), replica(9), small);
+            }
+            m.check_replication(now, small);
+            let copies = replications(&mut m);
+            let [(_, BlockId(9), targets)] = &copies[..] else {
+                panic!("seed {seed}: expected one copy, got {copies:?}");
+            };
+            let [target] = &targets[..] else {
+                panic!("seed {seed}: one target, got {targets:?}");
+            };
+            assert_eq!(rack_of(target), "r2", "seed {seed}: another rack");
+            m.check_replication(now, small);
+            assert!(replications(&mut m).is_empty(), "seed {seed}: once");
+
+            // The copy arrives: four replicas, one goes, from rack 1.
+            m.map.received(target, replica(9), small);
+            m.arrived(target, BlockId(9));
+            m.check_replication(now, small);
+            let (healthy, _) = m.map.holders(BlockId(9));
+            assert_eq!(healthy.len(), 3, "seed {seed}: {healthy:?}");
+            assert!(healthy.contains(target), "seed {seed}");
+            let racks: HashSet<&str> = healthy.iter().map(rack_of).collect();
+            assert_eq!(racks.len(), 2, "seed {seed}: {healthy:?}");
+            m.check_replication(now, small);
+            assert!(replications(&mut m).is_empty(), "seed {seed}: repaired");
+        }
+    }
+
+    #[test]
+    fn a_block_copied_onto_one_rack_moves_as_soon_as_the_other_rack_is_back() {
+        let now = Instant::now();
+        let mut m = cluster(now);
+        for id in ["r1n1", "r1n2"] {
+            m.map.received(&dn(id), replica(9), small);
+        }
+        // Rack 2 is dead: the third replica can only go to rack 1.
+        let later = now + Duration::from_secs(601);
+        let roomy = |_: &str| 1 << 40;
+        for id in ["r1n1", "r1n2", "r1n3"] {
+            m.heartbeat(
+                &dn(id),
+                Storage {
+                    capacity: 1 << 40,
+                    used: 0,
+                    remaining: 1 << 40,
+                },
+                0,
+                later,
+            );
+        }
+        m.check_replication(later, small);
+        let copies = replications(&mut m);
+        assert_eq!(copies.len(), 1, "{copies:?}");
+        assert_eq!(copies[0].2, vec![dn("r1n3")]);
+        m.map.received(&dn("r1n3"), replica(9), small);
+        m.arrived(&dn("r1n3"), BlockId(9));
+        // Rack 2 registers again a moment later: the copy that is done does
+        // not hold the repair back.
+        for n in 1..=3 {
+            let addr: SocketAddr = format!("127.0.2.{n}:9866").parse().unwrap();
+            m.register(dn(&format!("r2n{n}")), addr, Storage::default(), later);
+        }
+        beat_all(&mut m, later, roomy);
+        m.check_replication(later, small);
+        let copies = replications(&mut m);
+        let [(_, _, targets)] = &copies[..] else {
+            panic!("one copy to rack 2: {copies:?}");
+        };
+        assert_eq!(targets.len(), 1);
+        assert_eq!(rack_of(&targets[0]), "r2");
+    }
+
+    #[test]
+    fn a_block_on_the_only_live_rack_stays_there() {
+        let now = Instant::now();
+        let mut m = cluster(now);
+        for id in ["r1n1", "r1n2", "r1n3"] {
+            m.map.received(&dn(id), replica(9), small);
+        }
+        // Rack 2 falls silent past the dead interval.
+        let later = now + Duration::from_secs(601);
+        for id in ["r1n1", "r1n2", "r1n3"] {
+            m.heartbeat(&dn(id), Storage::default(), 0, later);
+        }
+        m.check_replication(later, small);
+        assert!(replications(&mut m).is_empty());
+        assert_eq!(m.map.holders(BlockId(9)).0.len(), 3, "nothing deleted");
+    }
+
+    #[test]
+    fn re_replication_targets_need_room_for_a_whole_block_and_what_is_on_its_way() {
+        for seed in 0..20 {
+            let now = Instant::now();
+            let mut m = cluster(now);
+            m.rng = StdRng::seed_from_u64(seed);
+            // Room for one 100-byte block on r2n1; the other rack-2 nodes
+            // could hold the 10 bytes of the replica, but not a block.
+            beat_all(&mut m, now, |name| match name {
+                "r2n1" => 100,
+                "r2n2" | "r2n3" => 99,
+                _ => 1 << 40,
+            });
+            for block in [9, 10] {
+                for id in ["r1n1", "r2n3"] {
+                    m.map.received(&dn(id), replica(block), small);
+                }
+            }
+            m.check_replication(now, small);
+            let targets: Vec<DatanodeId> = replications(&mut m)
+                .into_iter()
+                .flat_map(|(_, _, t)| t)
+                .collect();
+            assert_eq!(targets.len(), 2, "seed {seed}: {targets:?}");
+            assert!(
+                !targets.contains(&dn("r2n2")),
+                "seed {seed}: without room for a block: {targets:?}"
+            );
+            let on_r2n1 = targets.iter().filter(|t| **t == dn("r2n1")).count();
+            assert!(
+                on_r2n1 <= 1,
+                "seed {seed}: r2n1 has room for one block, got {targets:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_re_replication_target_is_not_chosen_again_at_once() {
+        let now = Instant::now();
+        let mut m = cluster(now);
+        // Two nodes could take the copy; the others are full.
+        let room = |name: &str| match name {
+            "r1n1" | "r2n1" | "r2n2" | "r2n3" => 1 << 40,
+            _ => 0,
+        };
+        beat_all(&mut m, now, room);
+        for id in ["r1n1", "r2n1"] {
+            m.map.received(&dn(id), replica(9), small);
+        }
+        m.check_replication(now, small);
+        let first = replications(&mut m);
+        let [(_, _, targets)] = &first[..] else {
+            panic!("one copy: {first:?}");
+        };
+        let failed = targets[0].clone();
+        // It never arrives. Once the copy times out, the other node is chosen.
+        let later = now + REPLICATION_TIMEOUT;
+        beat_all(&mut m, later, room);
+        m.check_replication(later, small);
+        let second = replications(&mut m);
+        let [(_, _, targets)] = &second[..] else {
+            panic!("one copy again: {second:?}");
+        };
+        assert_eq!(targets.len(), 1);
+        assert_ne!(targets[0], failed, "the failed target was chosen again");
+        // With no other node left, none is chosen rather than the failed one.
+        let other = targets[0].clone();
+        let much_later = later + REPLICATION_TIMEOUT;
+        beat_all(&mut m, much_later, room);
+        m.check_replication(much_later, small);
+        assert!(
+            replications(&mut m).is_empty(),
+            "both targets failed lately; {failed} and {other} back off"
+        );
     }
 }

@@ -24,10 +24,20 @@
 //! average load are preferred (HDFS's `considerLoad`), and one is picked at random.
 //!
 //! A node is *usable* when it is live, not `excluded`, does not already hold the
-//! block, and has room for it: `remaining >= block_size * (1 + active_transfers)`.
-//! The extra block per transfer in flight is HDFS's reserve for blocks already
-//! scheduled on a node but not yet in its reported space; transfers are not told
-//! apart from reads here, which errs on the safe side.
+//! block, and has room for it and for every block already on its way there
+//! (HDFS's `isGoodTarget`: remaining minus the space scheduled blocks will take
+//! must leave at least one block):
+//!
+//! ```text
+//!  remaining >= block_size * (1 + in_flight)
+//!  in_flight  = max(scheduled, active_transfers)
+//! ```
+//!
+//! `scheduled` counts the blocks the namenode sent the node (write pipelines,
+//! re-replications) that it has not reported yet (`in_flight`), which its last
+//! heartbeat's `remaining` cannot show; `active_transfers` is the node's own
+//! count of transfers in flight (reads too, which errs on the safe side). Both
+//! count the same blocks once they are under way, hence the larger, not the sum.
 //!
 //! Pure: no clock, no I/O, no registry access. Candidates are sorted by id before
 //! any random choice, so the same inputs and seed give the same targets.
@@ -54,6 +64,8 @@ pub(crate) struct Candidate {
     pub(crate) remaining: u64,
     /// Block transfers in flight on the node: its load.
     pub(crate) active_transfers: u32,
+    /// Blocks the namenode sent the node that it has not reported yet.
+    pub(crate) scheduled: u32,
 }
 
 /// What to place: one block, how many replicas, and what to avoid.
@@ -209,7 +221,8 @@ fn max_per_rack(total: usize, racks: usize) -> usize {
 
 /// Whether the node can take the block and every block in flight to it.
 fn has_room(node: &Candidate, block_size: u64) -> bool {
-    let blocks = u64::from(node.active_transfers).saturating_add(1);
+    let in_flight = node.scheduled.max(node.active_transfers);
+    let blocks = u64::from(in_flight).saturating_add(1);
     node.remaining >= block_size.saturating_mul(blocks)
 }
 

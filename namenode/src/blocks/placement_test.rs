@@ -30,6 +30,7 @@ fn live(name: &str, rack: &str) -> Candidate {
         state: Liveness::Live,
         remaining: ROOMY,
         active_transfers: 0,
+        scheduled: 0,
     }
 }
 
@@ -222,6 +223,32 @@ fn stale_dead_full_and_excluded_nodes_are_skipped() {
         assert_eq!(
             targets,
             ids(&["ok-1", "ok-2", "ok-3"]).into_iter().collect(),
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
+fn blocks_the_namenode_sent_a_node_reserve_its_space_before_it_reports_them() {
+    let mut nodes = cluster(&[("/r1", 2), ("/r2", 2)]);
+    // Roomy by its last heartbeat, but two blocks are on their way that it
+    // has not counted yet; r1n2 has room for exactly one more.
+    let r1n1 = node_mut(&mut nodes, "r1n1");
+    r1n1.remaining = 2 * BLOCK;
+    r1n1.scheduled = 2;
+    let r1n2 = node_mut(&mut nodes, "r1n2");
+    r1n2.remaining = 2 * BLOCK;
+    r1n2.scheduled = 1;
+    // The node's own count and the namenode's overlap: the larger one counts.
+    let r2n1 = node_mut(&mut nodes, "r2n1");
+    r2n1.remaining = 2 * BLOCK;
+    r2n1.scheduled = 1;
+    r2n1.active_transfers = 1;
+    for seed in SEEDS {
+        let targets: BTreeSet<_> = place(&fresh(4), &nodes, seed).into_iter().collect();
+        assert_eq!(
+            targets,
+            ids(&["r1n2", "r2n1", "r2n2"]).into_iter().collect(),
             "seed {seed}"
         );
     }
@@ -517,6 +544,7 @@ impl Case {
                     _ => ROOMY,
                 };
                 node.active_transfers = g.random_range(0..6);
+                node.scheduled = g.random_range(0..6);
                 nodes.push(node);
             }
         }
@@ -574,7 +602,7 @@ impl Case {
             .iter()
             .filter(|c| {
                 c.state == Liveness::Live
-                    && c.remaining >= BLOCK * (u64::from(c.active_transfers) + 1)
+                    && c.remaining >= BLOCK * (u64::from(c.active_transfers.max(c.scheduled)) + 1)
                     && !self.excluded.contains(&c.id)
                     && !holders.contains(&c.id)
             })

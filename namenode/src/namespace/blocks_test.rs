@@ -493,6 +493,7 @@ fn block_owner_follows_renames_and_forgets_deleted_blocks() {
         Some(BlockOwner {
             record: *second,
             replication: 5,
+            block_size: 128 * MIB,
             is_last_under_construction: false,
             path: "/a/b/f".into(),
         })
@@ -503,6 +504,35 @@ fn block_owner_follows_renames_and_forgets_deleted_blocks() {
     f.ok(delete("/x", true), &hdfs());
     assert_eq!(f.ns.block_owner(first.id), None);
     assert_eq!(f.ns.block_owner(BlockId(7)), None);
+}
+
+#[test]
+fn only_a_reader_of_its_file_learns_a_blocks_owner_for_a_bad_replica_report() {
+    let mut f = Fixture::new();
+    let blocks = f.write_file("/a/f", &[1]);
+    let block = blocks[0].id;
+    assert_eq!(
+        f.ns.readable_block_owner(block, &alice())
+            .unwrap()
+            .map(|o| o.path),
+        Some("/a/f".to_owned())
+    );
+    f.ok(
+        Op::SetPermission {
+            path: "/a/f".into(),
+            mode: 0o600,
+        },
+        &hdfs(),
+    );
+    assert!(matches!(
+        f.ns.readable_block_owner(block, &alice()),
+        Err(Error::PermissionDenied { .. })
+    ));
+    assert!(f.ns.readable_block_owner(block, &hdfs()).unwrap().is_some());
+    assert!(matches!(
+        f.ns.readable_block_owner(BlockId(7), &alice()),
+        Ok(None)
+    ));
 }
 
 #[test]

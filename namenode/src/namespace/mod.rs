@@ -238,6 +238,8 @@ pub(crate) struct BlockOwner {
     pub(crate) record: BlockRecord,
     /// The file's target replica count.
     pub(crate) replication: u16,
+    /// The file's block size in bytes.
+    pub(crate) block_size: u64,
     /// Whether this is the last block of a file under construction (its
     /// replicas may still be being written, and its length is not final).
     pub(crate) is_last_under_construction: bool,
@@ -457,10 +459,29 @@ impl Namespace {
         Some(BlockOwner {
             record,
             replication: file.replication,
+            block_size: file.block_size,
             is_last_under_construction: file.is_under_construction()
                 && index + 1 == file.blocks.len(),
             path: self.tree.path_of(inode_id)?,
         })
+    }
+
+    /// The file holding block `id`, if `caller` may read it (the check
+    /// every read path makes: traverse, then READ on the file); `Ok(None)`
+    /// for a block the namespace does not know. Bad-replica reports need it.
+    ///
+    /// # Errors
+    /// `PermissionDenied` (or what resolving the path gives).
+    pub(crate) fn readable_block_owner(
+        &self,
+        id: BlockId,
+        caller: &Caller,
+    ) -> Result<Option<BlockOwner>, Error> {
+        let Some(owner) = self.block_owner(id) else {
+            return Ok(None);
+        };
+        self.block_locations(&owner.path, caller, 0, 1)?;
+        Ok(Some(owner))
     }
 
     /// Every file under construction with its lease holder (the lease

@@ -347,6 +347,7 @@ impl ClientProtocol for ClientService {
         let (_, block_size) = self.namesystem.read(|ns| ns.writer_blocks(&r.path))?;
         let replication = self.replication_of(block.id);
         let chosen = self.blocks().choose_targets(
+            block.id,
             writer_ip,
             usize::from(replication),
             &[],
@@ -474,10 +475,12 @@ impl ClientProtocol for ClientService {
             .ok()
             .filter(|c| (1..=16).contains(c))
             .ok_or_else(|| invalid("count", "must be between 1 and 16"))?;
+        let block = required_block("block", r.block)?;
         let (_, block_size) = self.namesystem.read(|ns| ns.writer_blocks(&r.path))?;
         let targets = self
             .blocks()
             .choose_targets(
+                block.id,
                 writer_ip,
                 count,
                 &existing,
@@ -550,14 +553,18 @@ impl ClientProtocol for ClientService {
                             .is_some_and(|rep| rep.gen_stamp == record.gen_stamp)
                     })
                     .collect();
+                let mut locations = manager.sort_for_reader(&current, client_ip, now);
+                if locations.is_empty() {
+                    // No replica is known good: hand out the corrupt ones,
+                    // last, as HDFS does; the reader verifies every chunk and
+                    // may find the good bytes (a replica corrupt in one place
+                    // only, a verdict that was wrong).
+                    locations = manager.sort_for_reader(&corrupt, client_ip, now);
+                }
                 v1::LocatedBlock {
                     block: Some(extended(*record)),
                     offset: *offset,
-                    locations: manager
-                        .sort_for_reader(&current, client_ip, now)
-                        .iter()
-                        .map(location)
-                        .collect(),
+                    locations: locations.iter().map(location).collect(),
                     corrupt_locations: corrupt
                         .iter()
                         .filter_map(|id| manager.location(id))
@@ -583,16 +590,39 @@ impl ClientProtocol for ClientService {
         if r.replicas.len() > 1024 {
             return Err(invalid("replicas", "more than 1024 in one report"));
         }
-        let mut manager = self.blocks();
+        let mut reported = Vec::with_capacity(r.replicas.len());
         for bad in r.replicas {
             let datanode = datanode_ids("datanode_id", std::slice::from_ref(&bad.datanode_id))?;
-            let Some(block) = bad.block.map(block_record) else {
-                continue;
-            };
-            for id in &datanode {
-                tracing::warn!(%block, datanode = %id, reporter = %caller.user, "replica reported corrupt");
-                manager.map.mark_corrupt(id, block.id);
-            }
+            let block = required_block("block", bad.block)?;
+            reported.extend(datanode.into_iter().map(|id| (id, block)));
+        }
+        // Only a reader of the file may speak of its replicas: the same
+        // check as every read path. Blocks the namespace does not know are
+        // dropped (deleted meanwhile).
+        let readable = self.namesystem.read(|ns| {
+            reported
+                .into_iter()
+                .filter_map(
+                    |(id, block)| match ns.readable_block_owner(block.id, &caller) {
+                        Ok(Some(_)) => Some(Ok((id, block))),
+                        Ok(None) => None,
+                        Err(e) => Some(Err(e)),
+                    },
+                )
+                .collect::<Result<Vec<_>, Error>>()
+        });
+        let readable = readable.inspect_err(|e| {
+            tracing::warn!(reporter = %caller.user, error = %e, "bad-replica report refused");
+        })?;
+        let now = Instant::now();
+        let mut manager = self.blocks();
+        for (id, block) in readable {
+            // Suspect only: the datanode verifies the replica before anyone
+            // calls it corrupt (block_map, "Who may call a replica corrupt").
+            let outcome = manager
+                .map
+                .mark_suspect(&id, block.id, block.gen_stamp, now);
+            tracing::warn!(%block, datanode = %id, reporter = %caller.user, ?outcome, "replica reported corrupt; asking its datanode to verify it");
         }
         Ok(Response::new(v1::ReportBadBlocksResponse {}))
     }

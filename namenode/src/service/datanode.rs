@@ -51,6 +51,7 @@ impl DatanodeService {
     fn to_wire(&self, commands: Vec<Command>) -> Vec<v1::DatanodeCommand> {
         let mut deletes = Vec::new();
         let mut finalizes = Vec::new();
+        let mut verifies = Vec::new();
         let mut wire = Vec::new();
         let blocks = self.blocks();
         for command in commands {
@@ -68,6 +69,11 @@ impl DatanodeService {
                     block_id: block.0,
                     gen_stamp: gen_stamp.0,
                     length,
+                }),
+                Command::Verify { block, gen_stamp } => verifies.push(v1::ExtendedBlock {
+                    block_id: block.0,
+                    gen_stamp: gen_stamp.0,
+                    length: 0,
                 }),
                 Command::Replicate {
                     block,
@@ -103,6 +109,13 @@ impl DatanodeService {
             wire.push(v1::DatanodeCommand {
                 command: Some(v1::datanode_command::Command::FinalizeRbw(
                     v1::FinalizeRbw { blocks: finalizes },
+                )),
+            });
+        }
+        if !verifies.is_empty() {
+            wire.push(v1::DatanodeCommand {
+                command: Some(v1::datanode_command::Command::VerifyBlocks(
+                    v1::VerifyBlocks { blocks: verifies },
                 )),
             });
         }
@@ -227,6 +240,21 @@ impl DatanodeProtocol for DatanodeService {
                 length: b.length,
             })
             .collect();
+        if r.verified.len() > MAX_REPORTED {
+            return Err(invalid(
+                "verified",
+                format!("more than {MAX_REPORTED} replicas"),
+            ));
+        }
+        let verified: Vec<Reported> = r
+            .verified
+            .iter()
+            .map(|b| Reported {
+                block: BlockId(b.block_id),
+                gen_stamp: GenStamp(b.gen_stamp),
+                length: b.length,
+            })
+            .collect();
         let mut marked = Vec::with_capacity(corrupt.len());
         self.namesystem.with_expected_blocks(|expected| {
             let mut blocks = self.blocks();
@@ -237,6 +265,9 @@ impl DatanodeProtocol for DatanodeService {
                     blocks.map.received(&id, *replica, expected);
                 }
             }
+            for replica in &received {
+                blocks.arrived(&id, replica.block);
+            }
             for gone in &deleted {
                 blocks.map.deleted(&id, BlockId(gone.block_id));
             }
@@ -246,7 +277,13 @@ impl DatanodeProtocol for DatanodeService {
                     gen_stamp: GenStamp(replica.gen_stamp),
                     length: replica.length,
                 };
+                blocks.arrived(&id, replica.block);
                 blocks.map.rbw_reported(&id, replica, r.full, expected);
+            }
+            for intact in &verified {
+                if blocks.map.verified(&id, *intact) {
+                    tracing::info!(datanode = %id, block = %intact.block, gen_stamp = %intact.gen_stamp, "reported replica verified intact; no longer suspect");
+                }
             }
             // After the replicas: a full report lists a corrupt replica among them.
             for bad in &corrupt {
