@@ -115,6 +115,17 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A client's call id came back with a request other than the one it
+    /// was first applied for (a client bug, or a forged retry).
+    #[error(
+        "call {call} of client {client} was already used for a different request; a retry must repeat its request exactly, a new request needs a new call id"
+    )]
+    CallReused {
+        /// Hex of the client id.
+        client: String,
+        /// The call id.
+        call: u64,
+    },
     /// Create over a file that another client (or, without overwrite, the
     /// same client) is still writing (HDFS `AlreadyBeingCreatedException`).
     #[error(
@@ -238,7 +249,9 @@ impl Error {
             Error::NotADirectory { .. } => ErrorKind::NotADirectory,
             Error::IsADirectory { .. } => ErrorKind::IsADirectory,
             Error::DirectoryNotEmpty { .. } => ErrorKind::DirectoryNotEmpty,
-            Error::InvalidPath { .. } | Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            Error::InvalidPath { .. }
+            | Error::InvalidArgument { .. }
+            | Error::CallReused { .. } => ErrorKind::InvalidArgument,
             Error::AlreadyBeingCreated { .. } => ErrorKind::AlreadyExists,
             Error::RecoveryInProgress { .. } => ErrorKind::RecoveryInProgress,
             // No kind of their own yet: not retriable, the client must start over.
