@@ -126,6 +126,26 @@ pub enum Error {
         /// The call id.
         call: u64,
     },
+    /// A DatanodeProtocol request that does not prove the cluster secret.
+    #[error("datanode request from {peer} refused: {reason}")]
+    DatanodeUnauthenticated {
+        /// Where it came from.
+        peer: String,
+        /// Why the proof failed.
+        reason: String,
+    },
+    /// A registration under the id of a live datanode at another address.
+    #[error(
+        "datanode id {id} belongs to the live datanode at {live_at}; refusing its registration from {from} (a datanode that moved may register once it has been silent for the stale interval)"
+    )]
+    DatanodeIdInUse {
+        /// The id.
+        id: String,
+        /// Where the live datanode of that id is.
+        live_at: std::net::SocketAddr,
+        /// Where the refused registration came from.
+        from: std::net::SocketAddr,
+    },
     /// Create over a file that another client (or, without overwrite, the
     /// same client) is still writing (HDFS `AlreadyBeingCreatedException`).
     #[error(
@@ -252,7 +272,9 @@ impl Error {
             Error::InvalidPath { .. }
             | Error::InvalidArgument { .. }
             | Error::CallReused { .. } => ErrorKind::InvalidArgument,
-            Error::AlreadyBeingCreated { .. } => ErrorKind::AlreadyExists,
+            Error::AlreadyBeingCreated { .. } | Error::DatanodeIdInUse { .. } => {
+                ErrorKind::AlreadyExists
+            }
             Error::RecoveryInProgress { .. } => ErrorKind::RecoveryInProgress,
             // No kind of their own yet: not retriable, the client must start over.
             Error::LeaseMismatch { .. }
@@ -260,7 +282,8 @@ impl Error {
             | Error::NotLastBlock { .. } => ErrorKind::InvalidArgument,
             Error::JournalFailed { .. } => ErrorKind::Unavailable,
             Error::NotLeader { .. } => ErrorKind::NotLeader,
-            Error::JournalCorrupt { .. }
+            Error::DatanodeUnauthenticated { .. }
+            | Error::JournalCorrupt { .. }
             | Error::SnapshotCorrupt { .. }
             | Error::Replay { .. }
             | Error::Config(_)
@@ -297,6 +320,9 @@ fn block_id_or_none(block: Option<&BlockId>) -> String {
 
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
+        if let Error::DatanodeUnauthenticated { .. } = &e {
+            return tonic::Status::unauthenticated(e.to_string());
+        }
         let mut status = match e.kind() {
             Some(kind) => kind.status(e.to_string()),
             None => tonic::Status::internal(format!("namenode: {e}")),

@@ -406,6 +406,20 @@ impl MiniCluster {
             .collect()
     }
 
+    /// The cluster secret the layout wrote into every node's config.
+    pub(crate) fn cluster_secret(&self) -> String {
+        let config = &self.node("nn1").config;
+        let text = std::fs::read_to_string(config)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", config.display()));
+        let table: toml::Table = text
+            .parse()
+            .unwrap_or_else(|e| panic!("parsing {}: {e}", config.display()));
+        table["cluster_secret"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{} has no cluster_secret", config.display()))
+            .to_owned()
+    }
+
     /// The user the namenode treats as superuser.
     pub(crate) fn superuser(&self) -> String {
         self.cluster.superuser()
