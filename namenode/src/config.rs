@@ -98,6 +98,12 @@ pub struct NamenodeConfig {
     /// refuses to start.
     #[serde(default)]
     pub insecure_no_cluster_secret: bool,
+    /// Starts even when the journal's log ends before the last zxid this
+    /// namenode is known to have written (its `seen_zxid` marker), accepting
+    /// that those txns are gone from it: for one start after an operator
+    /// chose to (see README). Default false: such a namenode refuses to start.
+    #[serde(default)]
+    pub accept_shorter_journal: bool,
 }
 
 /// One namenode of the ensemble.
@@ -212,6 +218,7 @@ pub(crate) struct Settings {
     /// What datanode requests must prove.
     pub(crate) cluster_secret: Option<ClusterSecret>,
     pub(crate) insecure_no_cluster_secret: bool,
+    pub(crate) accept_shorter_journal: bool,
 }
 
 impl Settings {
@@ -354,6 +361,7 @@ impl NamenodeConfig {
             quorum: self.quorum()?,
             cluster_secret,
             insecure_no_cluster_secret: self.insecure_no_cluster_secret,
+            accept_shorter_journal: self.accept_shorter_journal,
         })
     }
 

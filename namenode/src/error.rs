@@ -146,6 +146,20 @@ pub enum Error {
         /// Where the refused registration came from.
         from: std::net::SocketAddr,
     },
+    /// The log ends before a zxid this journal is known to have made durable
+    /// (its `seen_zxid` marker): records were lost.
+    #[error(
+        "journal {}: the log ends at zxid {last}, but this namenode durably wrote up to zxid {marked} (recorded in its seen_zxid file): txns were lost (a restored backup, a disk that dropped writes, files deleted by hand). Refusing to start without them. To recover, copy the journal directory of another namenode of the ensemble over this one, or start once with accept_shorter_journal = true in this namenode's config to accept the loss (the quorum then brings it up to date)",
+        dir.display()
+    )]
+    JournalBehindMarker {
+        /// The journal directory.
+        dir: PathBuf,
+        /// Where the log ends.
+        last: Zxid,
+        /// What the marker records.
+        marked: Zxid,
+    },
     /// Create over a file that another client (or, without overwrite, the
     /// same client) is still writing (HDFS `AlreadyBeingCreatedException`).
     #[error(
@@ -283,6 +297,7 @@ impl Error {
             Error::JournalFailed { .. } => ErrorKind::Unavailable,
             Error::NotLeader { .. } => ErrorKind::NotLeader,
             Error::DatanodeUnauthenticated { .. }
+            | Error::JournalBehindMarker { .. }
             | Error::JournalCorrupt { .. }
             | Error::SnapshotCorrupt { .. }
             | Error::Replay { .. }

@@ -51,7 +51,10 @@ pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<
     std::fs::create_dir_all(&settings.data_dir)?;
     let (journal, recovered) = journal::open(
         &settings.data_dir.join("journal"),
-        JournalOptions::default(),
+        JournalOptions {
+            accept_shorter_log: settings.accept_shorter_journal,
+            ..JournalOptions::default()
+        },
     )?;
     epoch::at_least(&settings.data_dir, journal.last_zxid().epoch())?;
     let policy = PermissionPolicy {

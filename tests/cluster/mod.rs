@@ -783,6 +783,24 @@ impl MiniCluster {
             .unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// Starts a stopped node like [`MiniCluster::start`], returning the
+    /// launcher's error (with the tail of the node's log) when it exits
+    /// before it is ready instead of panicking.
+    pub(crate) fn try_start(&mut self, node: &str) -> Result<(), String> {
+        self.cluster
+            .start_node(node)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sets `key = value` in namenode `node`'s config file (takes effect at
+    /// its next start).
+    pub(crate) fn set_namenode_config(&self, node: &str, key: &str, value: impl Into<toml::Value>) {
+        let mut keys = toml::Table::new();
+        keys.insert(key.to_owned(), value.into());
+        set_keys(&self.node(node).config, &keys);
+    }
+
     /// SIGSTOP: the node freezes (it keeps its sockets but answers nothing).
     pub(crate) fn pause(&self, node: &str) {
         self.cluster
