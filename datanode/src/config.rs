@@ -5,6 +5,7 @@ use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use dfs_proto::cluster_proof::ClusterSecret;
 use serde::Deserialize;
 
 use crate::error::Error;
@@ -54,6 +55,15 @@ pub struct DatanodeConfig {
     /// thread costs more than the work itself when the cores are shared.
     #[serde(default)]
     pub worker_threads: Option<usize>,
+    /// The secret this cluster's namenodes and datanodes share, at least 16
+    /// bytes (`dfs-cluster up` writes one): every registration, heartbeat
+    /// and block report proves it. Required unless `insecure_no_cluster_secret`.
+    #[serde(default)]
+    pub cluster_secret: Option<String>,
+    /// Runs without a cluster secret (only against namenodes that set the
+    /// same). Default false: without `cluster_secret` the datanode refuses to start.
+    #[serde(default)]
+    pub insecure_no_cluster_secret: bool,
 }
 
 fn default_listen() -> SocketAddr {
@@ -108,6 +118,24 @@ impl DatanodeConfig {
         Ok(())
     }
 
+    /// The secret to prove to the namenodes; `None` when the operator chose
+    /// to run without one. Checked when the datanode starts.
+    ///
+    /// # Errors
+    /// A secret too short, or none without `insecure_no_cluster_secret`.
+    pub(crate) fn cluster_secret(&self) -> Result<Option<ClusterSecret>, String> {
+        match (&self.cluster_secret, self.insecure_no_cluster_secret) {
+            (Some(text), _) => ClusterSecret::new(text).map(Some),
+            (None, true) => Ok(None),
+            (None, false) => Err(
+                "cluster_secret is not set: the namenodes only accept datanodes \
+                 that prove the cluster's secret (`dfs-cluster up` writes one into every \
+                 node's config); set insecure_no_cluster_secret = true to run without one"
+                    .into(),
+            ),
+        }
+    }
+
     /// Time between heartbeats.
     pub(crate) fn heartbeat_interval(&self) -> Duration {
         Duration::from_millis(self.heartbeat_interval_ms)
@@ -155,6 +183,32 @@ mod tests {
         )
         .unwrap();
         assert!(idle.check().is_err());
+    }
+
+    #[test]
+    fn a_cluster_secret_is_required_unless_explicitly_waived() {
+        let config = |extra: &str| -> DatanodeConfig {
+            toml::from_str(&format!(
+                "namenodes = [\"127.0.0.1:8020\"]\ndata_dir = \"/d\"\n{extra}"
+            ))
+            .unwrap()
+        };
+        let err = config("").cluster_secret().unwrap_err();
+        assert!(err.contains("insecure_no_cluster_secret"), "{err}");
+        assert_eq!(
+            config("insecure_no_cluster_secret = true").cluster_secret(),
+            Ok(None)
+        );
+        let set = config("cluster_secret = \"0123456789abcdef\"").cluster_secret();
+        assert_eq!(
+            set.unwrap().as_ref().map(ClusterSecret::key),
+            Some(&b"0123456789abcdef"[..])
+        );
+        assert!(
+            config("cluster_secret = \"short\"")
+                .cluster_secret()
+                .is_err()
+        );
     }
 
     #[test]

@@ -14,6 +14,12 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// No usable cluster secret (see `DatanodeConfig::cluster_secret`).
+    #[error("{reason}")]
+    ClusterSecret {
+        /// What is wrong.
+        reason: String,
+    },
     /// The persisted datanode id is unreadable.
     #[error("datanode id file {path} is corrupt: {content:?}")]
     CorruptIdentity {

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use dfs_proto::cluster_proof::{self, Claim, ClusterSecret, RequestKind};
 use dfs_proto::ids::{BlockId, DatanodeId, GenStamp};
 use dfs_proto::v1;
 use dfs_proto::v1::datanode_protocol_client::DatanodeProtocolClient;
@@ -47,6 +48,27 @@ pub(crate) struct Identity {
     pub(crate) data_dir: PathBuf,
     pub(crate) heartbeat_interval: Duration,
     pub(crate) block_report_interval: Duration,
+    /// The cluster secret every request proves; `None` when running without one.
+    pub(crate) secret: Option<ClusterSecret>,
+}
+
+impl Identity {
+    /// The proof of the cluster secret for a request of `kind` (announcing
+    /// `transfer_port` when it is a registration).
+    fn proof(&self, kind: RequestKind, transfer_port: u32) -> Option<v1::DatanodeProof> {
+        let secret = self.secret.as_ref()?;
+        let id = self.id.to_string();
+        let claim = Claim {
+            kind,
+            datanode_id: &id,
+            transfer_port,
+        };
+        Some(cluster_proof::prove(
+            secret.key(),
+            &claim,
+            cluster_proof::now_ms(),
+        ))
+    }
 }
 
 /// What an actor shares with the data path.
@@ -142,11 +164,13 @@ async fn register(
     me: &Identity,
     link: &Link,
 ) -> Result<String, tonic::Status> {
+    let transfer_port = u32::from(me.transfer_addr.port());
     let request = v1::RegisterDatanodeRequest {
         datanode_id: me.id.to_string(),
-        transfer_port: u32::from(me.transfer_addr.port()),
+        transfer_port,
         storage: Some(storage_report(me, link)),
         software_version: env!("CARGO_PKG_VERSION").to_owned(),
+        proof: me.proof(RequestKind::Register, transfer_port),
     };
     Ok(client.register_datanode(request).await?.into_inner().rack)
 }
@@ -187,6 +211,7 @@ async fn serve_until_reregister(
                     datanode_id: me.id.to_string(),
                     storage: Some(storage_report(me, link)),
                     active_transfers: link.dp.active.load(Ordering::Relaxed),
+                    proof: me.proof(RequestKind::Heartbeat, 0),
                 };
                 match client.heartbeat(request).await {
                     Ok(reply) => {
@@ -260,6 +285,7 @@ async fn full_report(
             .values()
             .map(|r| reported(*r, false))
             .collect(),
+        proof: me.proof(RequestKind::FullReport, 0),
     };
     match client.block_report(request).await {
         Ok(_) => {
@@ -330,6 +356,7 @@ fn incremental_request(me: &Identity, pending: &Pending) -> v1::BlockReportReque
             .values()
             .map(|r| reported(*r, false))
             .collect(),
+        proof: me.proof(RequestKind::IncrementalReport, 0),
     }
 }
 
@@ -592,6 +619,7 @@ mod tests {
                 data_dir: dir.path().to_owned(),
                 heartbeat_interval: Duration::from_secs(1),
                 block_report_interval: Duration::from_secs(1),
+                secret: None,
             },
             &pending,
         );

@@ -33,6 +33,14 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(8);
 /// # Errors
 /// The data dir or the listen address is unusable.
 pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<(), Error> {
+    let secret = config
+        .cluster_secret()
+        .map_err(|reason| Error::ClusterSecret { reason })?;
+    if secret.is_none() {
+        tracing::warn!(
+            "insecure_no_cluster_secret is set: this datanode proves nothing to the namenodes"
+        );
+    }
     std::fs::create_dir_all(&config.data_dir)?;
     let id = identity::load_or_create(&config.data_dir)?;
     let data_dir = config.data_dir.clone();
@@ -101,6 +109,7 @@ pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<
         data_dir: config.data_dir.clone(),
         heartbeat_interval: config.heartbeat_interval(),
         block_report_interval: config.block_report_interval(),
+        secret,
     };
     let (registered, mut registrations) = mpsc::channel(config.namenodes.len());
     let epochs = Arc::new(namenode_actor::EpochFence::default());

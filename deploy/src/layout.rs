@@ -15,6 +15,8 @@
 //! whole ensemble as `[[ensemble]]` tables. Datanode n of rack r
 //! listens on 127.0.r.n, so the namenode's topology table puts it on
 //! `/dc1/rack{r}` from the source address of its connections alone.
+//! Every node's config carries the cluster secret, 32 random bytes drawn
+//! afresh for each cluster, which datanodes prove to the namenodes.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -143,6 +145,8 @@ pub(crate) fn lay_out(
         ports::free_addrs(&datanode_ips.iter().map(|(ip, _)| *ip).collect::<Vec<_>>())?;
     let datanode_addrs: Vec<SocketAddr> = datanode_ports.iter().map(Reservation::addr).collect();
 
+    // One fresh secret per cluster, in every node's config and nowhere else.
+    let secret = cluster_secret()?;
     write_topology(layout, spec)?;
     write_client_config(&layout.client_config(), &namenode_addrs, None, None)?;
 
@@ -188,6 +192,7 @@ pub(crate) fn lay_out(
                 init_timeout_ms: timers.init_timeout.map(millis),
                 lease_soft_limit_ms: spec.lease_limits.map(|(soft, _)| millis(soft)),
                 lease_hard_limit_ms: spec.lease_limits.map(|(_, hard)| millis(hard)),
+                cluster_secret: &secret,
                 ensemble: &ensemble,
             },
         )?;
@@ -214,6 +219,7 @@ pub(crate) fn lay_out(
                 data_dir: &layout.node_data(&name),
                 heartbeat_interval_ms: millis(spec.heartbeat_interval),
                 worker_threads: DATANODE_WORKER_THREADS,
+                cluster_secret: &secret,
             },
         )?;
         nodes.push(NodeState {
@@ -272,6 +278,17 @@ fn write_topology(layout: &Layout, spec: &ClusterSpec) -> Result<(), Error> {
     write_toml(&layout.topology_file(), &table)
 }
 
+/// A fresh cluster secret: 32 random bytes from the kernel, as 64 hex digits.
+fn cluster_secret() -> Result<String, Error> {
+    use std::io::Read;
+    let source = Path::new("/dev/urandom");
+    let mut bytes = [0u8; 32];
+    fs::File::open(source)
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(Error::io("reading", source))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 fn mkdir(path: &Path) -> Result<(), Error> {
     fs::create_dir_all(path).map_err(Error::io("creating directory", path))
 }
@@ -323,6 +340,8 @@ struct NamenodeToml<'a> {
     lease_soft_limit_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     lease_hard_limit_ms: Option<u64>,
+    cluster_secret: &'a str,
+    // Last: TOML puts tables after plain keys.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     ensemble: &'a [EnsembleMemberToml],
 }
@@ -343,6 +362,7 @@ struct DatanodeToml<'a> {
     data_dir: &'a Path,
     heartbeat_interval_ms: u64,
     worker_threads: usize,
+    cluster_secret: &'a str,
 }
 
 #[cfg(test)]
@@ -425,6 +445,18 @@ mod tests {
             Some(nn.address.to_string().as_str())
         );
         assert_eq!(datanode["heartbeat_interval_ms"].as_integer(), Some(3000));
+        // One secret per cluster, the same in every node's config.
+        let secret = namenode["cluster_secret"].as_str().unwrap();
+        assert_eq!(secret.len(), 64);
+        assert_eq!(datanode["cluster_secret"].as_str(), Some(secret));
+        let (other, _ports) = lay_out(
+            &Layout::new(&dir.path().join("other")).unwrap(),
+            &ClusterSpec::default(),
+        )
+        .unwrap();
+        let other: toml::Table =
+            toml::from_str(&fs::read_to_string(&other.nodes[0].config).unwrap()).unwrap();
+        assert_ne!(other["cluster_secret"].as_str(), Some(secret));
 
         let client: toml::Table =
             toml::from_str(&fs::read_to_string(layout.client_config()).unwrap()).unwrap();

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use dfs_proto::cluster_proof::ClusterSecret;
 use dfs_proto::ids::ServerId;
 use dfs_proto::topology::TopologyTable;
 use serde::Deserialize;
@@ -87,6 +88,24 @@ pub struct NamenodeConfig {
     /// Milliseconds a new leader waits for a quorum to join it. Default 5 000.
     #[serde(default = "default_init_timeout_ms")]
     pub init_timeout_ms: u64,
+    /// The secret this cluster's namenodes and datanodes share, at least 16
+    /// bytes (`dfs-cluster up` writes a fresh random one into every node's
+    /// config). Every registration, heartbeat and block report of a datanode
+    /// must prove it. Required unless `insecure_no_cluster_secret` is set.
+    #[serde(default)]
+    pub cluster_secret: Option<String>,
+    /// Runs without a cluster secret, accepting datanode requests that prove
+    /// nothing: then any process that reaches this namenode can pose as a
+    /// datanode. Default false: without `cluster_secret` the namenode
+    /// refuses to start.
+    #[serde(default)]
+    pub insecure_no_cluster_secret: bool,
+    /// Starts even when the journal's log ends before the last zxid this
+    /// namenode is known to have written (its `seen_zxid` marker), accepting
+    /// that those txns are gone from it: for one start after an operator
+    /// chose to (see README). Default false: such a namenode refuses to start.
+    #[serde(default)]
+    pub accept_shorter_journal: bool,
 }
 
 /// One namenode of the ensemble.
@@ -198,6 +217,33 @@ pub(crate) struct Settings {
     pub(crate) checkpoint_txns: u64,
     pub(crate) groups: BTreeMap<String, Vec<String>>,
     pub(crate) quorum: QuorumSettings,
+    /// What datanode requests must prove.
+    pub(crate) cluster_secret: Option<ClusterSecret>,
+    pub(crate) insecure_no_cluster_secret: bool,
+    pub(crate) accept_shorter_journal: bool,
+}
+
+impl Settings {
+    /// The secret datanode requests must prove, `None` when the operator
+    /// chose to run without one. Checked when the namenode starts (not in
+    /// `validate`, so that a config's other values can be checked alone).
+    ///
+    /// # Errors
+    /// No secret, and no explicit `insecure_no_cluster_secret`.
+    pub(crate) fn datanode_secret(&self) -> Result<Option<&ClusterSecret>, ConfigError> {
+        match (&self.cluster_secret, self.insecure_no_cluster_secret) {
+            (Some(secret), _) => Ok(Some(secret)),
+            (None, true) => Ok(None),
+            (None, false) => Err(ConfigError::Invalid {
+                field: "cluster_secret",
+                reason: "not set: datanodes must prove a secret shared with the namenodes \
+                         (`dfs-cluster up` writes one into every node's config); set \
+                         insecure_no_cluster_secret = true to run without one, letting any \
+                         process that reaches the namenode register as a datanode"
+                    .into(),
+            }),
+        }
+    }
 }
 
 /// The ensemble and its timeouts, validated.
@@ -281,6 +327,15 @@ impl NamenodeConfig {
                 })?
             }
         };
+        let cluster_secret = self
+            .cluster_secret
+            .as_deref()
+            .map(ClusterSecret::new)
+            .transpose()
+            .map_err(|reason| ConfigError::Invalid {
+                field: "cluster_secret",
+                reason,
+            })?;
         let superuser = match &self.superuser {
             Some(user) => user.clone(),
             None => os_user_name(),
@@ -306,6 +361,9 @@ impl NamenodeConfig {
             checkpoint_txns: self.checkpoint_txns.max(1),
             groups: self.groups.clone(),
             quorum: self.quorum()?,
+            cluster_secret,
+            insecure_no_cluster_secret: self.insecure_no_cluster_secret,
+            accept_shorter_journal: self.accept_shorter_journal,
         })
     }
 
@@ -404,6 +462,28 @@ mod tests {
             assert!(config.validate().is_err(), "{bad}");
         }
         assert!(toml::from_str::<NamenodeConfig>("data_dir = \"/x\"\nbogus = 1").is_err());
+    }
+
+    #[test]
+    fn a_cluster_secret_is_required_unless_explicitly_waived() {
+        let config = |extra: &str| -> NamenodeConfig {
+            toml::from_str(&format!("data_dir = \"/x\"\n{extra}")).unwrap()
+        };
+        let missing = config("").validate().unwrap();
+        let err = missing.datanode_secret().unwrap_err().to_string();
+        assert!(err.contains("insecure_no_cluster_secret"), "{err}");
+        let waived = config("insecure_no_cluster_secret = true")
+            .validate()
+            .unwrap();
+        assert!(waived.datanode_secret().unwrap().is_none());
+        let set = config("cluster_secret = \"0123456789abcdef0123\"")
+            .validate()
+            .unwrap();
+        assert_eq!(
+            set.datanode_secret().unwrap().map(ClusterSecret::key),
+            Some(&b"0123456789abcdef0123"[..])
+        );
+        assert!(config("cluster_secret = \"short\"").validate().is_err());
     }
 
     #[test]

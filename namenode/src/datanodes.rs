@@ -52,6 +52,13 @@ pub(crate) enum HeartbeatOutcome {
     MustRegister,
 }
 
+/// A registration refused: the id belongs to a live datanode elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IdInUse {
+    /// Where the datanode registered as this id lives.
+    pub(crate) live_at: SocketAddr,
+}
+
 /// Every datanode that has registered since this namenode started.
 #[derive(Debug)]
 pub(crate) struct Registry {
@@ -70,7 +77,38 @@ impl Registry {
         }
     }
 
-    /// Records a (re-)registration; a datanode that moved keeps its id.
+    /// Whether `id` may register at `transfer_addr` now: a new id, the same
+    /// address again (a restart), or a datanode that moved. A datanode id is
+    /// its identity (its replicas are listed under it), so two live nodes
+    /// must never share one: while the node registered as `id` is live
+    /// (heard from within the stale interval), a registration from another
+    /// address is refused; once it has gone silent past the stale interval
+    /// (HDFS's heartbeats come every few seconds, so it stopped) a node
+    /// that moved may take its id back without waiting to be declared dead.
+    ///
+    /// # Errors
+    /// [`IdInUse`] naming the live node's address.
+    pub(crate) fn may_register(
+        &self,
+        id: &DatanodeId,
+        transfer_addr: SocketAddr,
+        now: Instant,
+    ) -> Result<(), IdInUse> {
+        match self.nodes.get(id) {
+            Some(node)
+                if node.transfer_addr != transfer_addr
+                    && self.liveness(node, now) == Liveness::Live =>
+            {
+                Err(IdInUse {
+                    live_at: node.transfer_addr,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a (re-)registration that [`Registry::may_register`]
+    /// admitted; a datanode that moved keeps its id.
     pub(crate) fn register(
         &mut self,
         id: DatanodeId,
@@ -196,6 +234,47 @@ mod tests {
             HeartbeatOutcome::Accepted
         );
         assert_eq!(r.liveness(r.all()[0], later), Liveness::Live);
+    }
+
+    #[test]
+    fn a_live_datanodes_id_is_refused_from_another_address_until_it_goes_silent() {
+        let t0 = Instant::now();
+        let mut r = registry_with_one(t0);
+        let home: SocketAddr = "127.0.1.1:9866".parse().unwrap();
+        let elsewhere: SocketAddr = "127.0.1.1:9999".parse().unwrap();
+        let other_host: SocketAddr = "127.0.2.5:9866".parse().unwrap();
+        // The node keeps heartbeating: another port or host is refused, and
+        // the refusal names where the live node is.
+        let beat = t0 + Duration::from_secs(20);
+        r.heartbeat(&id("dn1"), Storage::default(), 0, beat);
+        let later = beat + Duration::from_secs(29);
+        for addr in [elsewhere, other_host] {
+            assert_eq!(
+                r.may_register(&id("dn1"), addr, later),
+                Err(IdInUse { live_at: home })
+            );
+        }
+        // Re-registering from its own address (a restart) and new ids are fine.
+        assert_eq!(r.may_register(&id("dn1"), home, later), Ok(()));
+        assert_eq!(r.may_register(&id("dn2"), elsewhere, later), Ok(()));
+        // Silent past the stale interval: a datanode that moved comes back.
+        let silent = beat + Duration::from_secs(30);
+        assert_eq!(r.may_register(&id("dn1"), other_host, silent), Ok(()));
+        r.register(
+            id("dn1"),
+            other_host,
+            "/dc1/rack2".parse().unwrap(),
+            Storage::default(),
+            silent,
+        );
+        assert_eq!(r.get(&id("dn1")).unwrap().transfer_addr, other_host);
+        // And now its old address is the one refused.
+        assert_eq!(
+            r.may_register(&id("dn1"), home, silent),
+            Err(IdInUse {
+                live_at: other_host
+            })
+        );
     }
 
     #[test]

@@ -115,6 +115,51 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A client's call id came back with a request other than the one it
+    /// was first applied for (a client bug, or a forged retry).
+    #[error(
+        "call {call} of client {client} was already used for a different request; a retry must repeat its request exactly, a new request needs a new call id"
+    )]
+    CallReused {
+        /// Hex of the client id.
+        client: String,
+        /// The call id.
+        call: u64,
+    },
+    /// A DatanodeProtocol request that does not prove the cluster secret.
+    #[error("datanode request from {peer} refused: {reason}")]
+    DatanodeUnauthenticated {
+        /// Where it came from.
+        peer: String,
+        /// Why the proof failed.
+        reason: String,
+    },
+    /// A registration under the id of a live datanode at another address.
+    #[error(
+        "datanode id {id} belongs to the live datanode at {live_at}; refusing its registration from {from} (a datanode that moved may register once it has been silent for the stale interval)"
+    )]
+    DatanodeIdInUse {
+        /// The id.
+        id: String,
+        /// Where the live datanode of that id is.
+        live_at: std::net::SocketAddr,
+        /// Where the refused registration came from.
+        from: std::net::SocketAddr,
+    },
+    /// The log ends before a zxid this journal is known to have made durable
+    /// (its `seen_zxid` marker): records were lost.
+    #[error(
+        "journal {}: the log ends at zxid {last}, but this namenode durably wrote up to zxid {marked} (recorded in its seen_zxid file): txns were lost (a restored backup, a disk that dropped writes, files deleted by hand). Refusing to start without them. To recover, copy the journal directory of another namenode of the ensemble over this one, or start once with accept_shorter_journal = true in this namenode's config to accept the loss (the quorum then brings it up to date)",
+        dir.display()
+    )]
+    JournalBehindMarker {
+        /// The journal directory.
+        dir: PathBuf,
+        /// Where the log ends.
+        last: Zxid,
+        /// What the marker records.
+        marked: Zxid,
+    },
     /// Create over a file that another client (or, without overwrite, the
     /// same client) is still writing (HDFS `AlreadyBeingCreatedException`).
     #[error(
@@ -238,8 +283,12 @@ impl Error {
             Error::NotADirectory { .. } => ErrorKind::NotADirectory,
             Error::IsADirectory { .. } => ErrorKind::IsADirectory,
             Error::DirectoryNotEmpty { .. } => ErrorKind::DirectoryNotEmpty,
-            Error::InvalidPath { .. } | Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
-            Error::AlreadyBeingCreated { .. } => ErrorKind::AlreadyExists,
+            Error::InvalidPath { .. }
+            | Error::InvalidArgument { .. }
+            | Error::CallReused { .. } => ErrorKind::InvalidArgument,
+            Error::AlreadyBeingCreated { .. } | Error::DatanodeIdInUse { .. } => {
+                ErrorKind::AlreadyExists
+            }
             Error::RecoveryInProgress { .. } => ErrorKind::RecoveryInProgress,
             // No kind of their own yet: not retriable, the client must start over.
             Error::LeaseMismatch { .. }
@@ -247,7 +296,9 @@ impl Error {
             | Error::NotLastBlock { .. } => ErrorKind::InvalidArgument,
             Error::JournalFailed { .. } => ErrorKind::Unavailable,
             Error::NotLeader { .. } => ErrorKind::NotLeader,
-            Error::JournalCorrupt { .. }
+            Error::DatanodeUnauthenticated { .. }
+            | Error::JournalBehindMarker { .. }
+            | Error::JournalCorrupt { .. }
             | Error::SnapshotCorrupt { .. }
             | Error::Replay { .. }
             | Error::Config(_)
@@ -284,6 +335,9 @@ fn block_id_or_none(block: Option<&BlockId>) -> String {
 
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
+        if let Error::DatanodeUnauthenticated { .. } = &e {
+            return tonic::Status::unauthenticated(e.to_string());
+        }
         let mut status = match e.kind() {
             Some(kind) => kind.status(e.to_string()),
             None => tonic::Status::internal(format!("namenode: {e}")),

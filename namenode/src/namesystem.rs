@@ -30,7 +30,7 @@ use crate::error::Error;
 use crate::journal::{Journal, Recovered};
 use crate::namespace::{Caller, Namespace, Op, PermissionPolicy};
 use crate::quorum::RoleStatus;
-use crate::retry_cache::{CallId, Logged, RetryCache};
+use crate::retry_cache::{Admission, CallId, Logged, RetryCache};
 use crate::txn::{BlockId, Txn, Zxid};
 
 /// Requests waiting for the peer task. Bounded: callers wait when it is busy.
@@ -53,6 +53,8 @@ pub(crate) struct Namesystem {
     namespace: Arc<RwLock<Namespace>>,
     writes: mpsc::Sender<WriteRequest>,
     role: watch::Receiver<RoleStatus>,
+    /// Which request each remembered call answered (the retry cache's).
+    calls: Admission,
 }
 
 impl Namesystem {
@@ -66,6 +68,7 @@ impl Namesystem {
             namespace: replica.namespace.clone(),
             writes,
             role,
+            calls: replica.retry.admission(),
         }
     }
 
@@ -99,16 +102,24 @@ impl Namesystem {
 
     /// Checks `op` for `caller`, applies it and returns once it is committed,
     /// with the txn it became (`None` when it changed nothing). A `call` seen
-    /// before answers with the txn it made then, without applying it again.
+    /// before answers with the txn it made then, without applying it again,
+    /// when it repeats the request it made then.
     ///
     /// # Errors
-    /// The check's error, or `NotLeader` when this namenode cannot take writes.
+    /// The check's error, `CallReused` when `call` was applied for another
+    /// request, or `NotLeader` when this namenode cannot take writes.
     pub(crate) async fn write(
         &self,
         op: Op,
         caller: Caller,
         call: Option<CallId>,
     ) -> Result<Option<Txn>, Error> {
+        // Bound to the request here, so the digest travels with the txn into
+        // the log and every namenode's cache.
+        let call = call.map(|c| c.bound_to(&op, &caller));
+        if let Some(call) = &call {
+            self.calls.admit(call)?;
+        }
         let (reply, replied) = oneshot::channel();
         let request = WriteRequest {
             op,

@@ -6,30 +6,100 @@
 //! predecessor already took: a retried `mkdir` or `create` answers with the
 //! txn it made the first time instead of failing with "already exists".
 //!
+//! An entry is bound to the request it answered: the call carries a digest
+//! of the request's op and user ([`RequestDigest`]), logged with the txn so
+//! that every namenode checks it. A call id reused for a different request
+//! is refused ([`Error::CallReused`]) instead of being answered with the
+//! other request's result.
+//!
 //! Entries come from the log only (not from snapshots), and the oldest are
 //! forgotten beyond [`CAPACITY`]; a client retries within seconds.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::error::Error;
+use crate::namespace::{Caller, Op};
 use crate::txn::{Txn, Zxid};
 
 /// Calls remembered; the oldest are forgotten first.
 const CAPACITY: usize = 100_000;
 
-/// Who asked for a change: the client's random id and its call number.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Most bytes of a client id (ours are 16; HDFS's are 16 too).
+pub(crate) const MAX_CLIENT_ID: usize = 32;
+
+/// Bytes of SHA-256 kept in a [`RequestDigest`]: collisions of 128 bits are
+/// out of reach, and every logged txn carries one.
+const DIGEST_LEN: usize = 16;
+
+/// A digest of what a call asked for: its op and its user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct RequestDigest([u8; DIGEST_LEN]);
+
+impl RequestDigest {
+    /// The digest of `op` asked for by `caller`.
+    pub(crate) fn of(op: &Op, caller: &Caller) -> RequestDigest {
+        let mut hash = Sha256::new();
+        // postcard only fails on writer errors, and a Vec writer has none.
+        let op = postcard::to_stdvec(op).unwrap_or_default();
+        hash.update((op.len() as u64).to_be_bytes());
+        hash.update(&op);
+        hash.update(caller.user.as_bytes());
+        let full = hash.finalize();
+        let mut digest = [0; DIGEST_LEN];
+        digest.copy_from_slice(&full[..DIGEST_LEN]);
+        RequestDigest(digest)
+    }
+}
+
+/// Who asked for a change: the client's random id and its call number,
+/// bound to the request once the namesystem knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct CallId {
-    /// The client's id (at most 32 bytes).
+    /// The client's id (1 to [`MAX_CLIENT_ID`] bytes).
     pub(crate) client: Vec<u8>,
     /// Numbered by the client; the same on every retry of one call.
     pub(crate) call: u64,
+    /// What the call asked for; `None` only in txns logged before digests
+    /// existed (any retry matches them).
+    pub(crate) request: Option<RequestDigest>,
+}
+
+impl CallId {
+    /// Call `call` of `client`, not yet bound to a request.
+    pub(crate) fn new(client: Vec<u8>, call: u64) -> CallId {
+        CallId {
+            client,
+            call,
+            request: None,
+        }
+    }
+
+    /// This call bound to `op` asked for by `caller`.
+    pub(crate) fn bound_to(self, op: &Op, caller: &Caller) -> CallId {
+        CallId {
+            request: Some(RequestDigest::of(op, caller)),
+            ..self
+        }
+    }
+
+    fn key(&self) -> Key {
+        (self.client.clone(), self.call)
+    }
+
+    fn reused(&self) -> Error {
+        Error::CallReused {
+            client: self.client.iter().map(|b| format!("{b:02x}")).collect(),
+            call: self.call,
+        }
+    }
 }
 
 /// A txn as the journal and the quorum carry it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Logged {
     /// The call that made it, when a client did.
     pub(crate) call: Option<CallId>,
@@ -37,54 +107,167 @@ pub(crate) struct Logged {
     pub(crate) txn: Txn,
 }
 
+/// The call as the first journal format wrote it (and the current one
+/// still writes it, with the digest after the txn).
+#[derive(Serialize, Deserialize)]
+struct WireCall {
+    client: Vec<u8>,
+    call: u64,
+}
+
+/// The journal encoding: the first format's fields, then the digest, so a
+/// record of the first format (which ends after the txn) never decodes as
+/// this one and falls back to [`LoggedV1`].
+#[derive(Serialize, Deserialize)]
+struct LoggedV2 {
+    call: Option<WireCall>,
+    txn: Txn,
+    request: Option<RequestDigest>,
+}
+
+/// The first journal encoding, before calls carried a digest.
+#[derive(Deserialize)]
+struct LoggedV1 {
+    call: Option<WireCall>,
+    txn: Txn,
+}
+
 impl Logged {
     /// Encodes for the journal and the wire.
     pub(crate) fn encode(&self) -> Vec<u8> {
+        let wire = LoggedV2 {
+            call: self.call.as_ref().map(|c| WireCall {
+                client: c.client.clone(),
+                call: c.call,
+            }),
+            txn: self.txn.clone(),
+            request: self.call.as_ref().and_then(|c| c.request),
+        };
         // postcard only fails on writer errors, and a Vec writer has none.
-        postcard::to_stdvec(self).unwrap_or_default()
+        postcard::to_stdvec(&wire).unwrap_or_default()
     }
 
-    /// Decodes the bytes [`Logged::encode`] wrote for `zxid`.
+    /// Decodes the bytes [`Logged::encode`] (or the first format) wrote for `zxid`.
     ///
     /// # Errors
     /// `Replay` naming `zxid` when they do not decode.
     pub(crate) fn decode(zxid: Zxid, bytes: &[u8]) -> Result<Logged, Error> {
-        postcard::from_bytes(bytes).map_err(|e| Error::Replay {
-            zxid,
-            reason: format!("undecodable transaction: {e}"),
+        let (call, txn, request) = match postcard::from_bytes::<LoggedV2>(bytes) {
+            Ok(v2) => (v2.call, v2.txn, v2.request),
+            Err(e) => match postcard::from_bytes::<LoggedV1>(bytes) {
+                Ok(v1) => (v1.call, v1.txn, None),
+                Err(_) => {
+                    return Err(Error::Replay {
+                        zxid,
+                        reason: format!("undecodable transaction: {e}"),
+                    });
+                }
+            },
+        };
+        Ok(Logged {
+            call: call.map(|c| CallId {
+                client: c.client,
+                call: c.call,
+                request,
+            }),
+            txn,
         })
     }
 }
 
+/// One remembered call: what it made, and the request it answered.
+#[derive(Debug)]
+struct Entry {
+    made: (Zxid, Txn),
+    request: Option<RequestDigest>,
+}
+
+impl Entry {
+    fn answers(&self, call: &CallId) -> bool {
+        match (self.request, call.request) {
+            (Some(ours), Some(theirs)) => ours == theirs,
+            // Logged before digests, or asked without one: nothing to compare.
+            _ => true,
+        }
+    }
+}
+
+/// A call's key in the cache: client id and call id.
+type Key = (Vec<u8>, u64);
+
 /// The calls applied most recently, with the txn each made.
 #[derive(Debug, Default)]
 pub(crate) struct RetryCache {
-    entries: HashMap<CallId, (Zxid, Txn)>,
-    order: VecDeque<CallId>,
+    entries: HashMap<Key, Entry>,
+    order: VecDeque<Key>,
+    /// The request each remembered call answered, shared with RPC handlers
+    /// (the cache itself belongs to the quorum's peer task).
+    bindings: Admission,
+}
+
+/// The cache's call → request bindings, for RPC handlers to refuse a reused
+/// call id before it reaches the peer task.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Admission(Arc<Mutex<HashMap<Key, Option<RequestDigest>>>>);
+
+impl Admission {
+    /// Whether `call` may go ahead: unseen, or a retry of the same request.
+    ///
+    /// # Errors
+    /// `CallReused` when the call was applied for a different request.
+    pub(crate) fn admit(&self, call: &CallId) -> Result<(), Error> {
+        let bindings = self.lock();
+        let bound = bindings.get(&call.key()).copied().flatten();
+        match (bound, call.request) {
+            (Some(ours), Some(theirs)) if ours != theirs => Err(call.reused()),
+            _ => Ok(()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Option<RequestDigest>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl RetryCache {
     /// Remembers that `call` made `txn` at `zxid`.
     pub(crate) fn insert(&mut self, call: CallId, zxid: Zxid, txn: Txn) {
-        if self.entries.insert(call.clone(), (zxid, txn)).is_none() {
-            self.order.push_back(call);
+        let key = call.key();
+        let entry = Entry {
+            made: (zxid, txn),
+            request: call.request,
+        };
+        let mut bindings = self.bindings.lock();
+        bindings.insert(key.clone(), entry.request);
+        if self.entries.insert(key.clone(), entry).is_none() {
+            self.order.push_back(key);
         }
         while self.order.len() > CAPACITY {
             if let Some(oldest) = self.order.pop_front() {
                 self.entries.remove(&oldest);
+                bindings.remove(&oldest);
             }
         }
     }
 
-    /// The zxid and txn `call` made, if it was applied.
+    /// The zxid and txn `call` made, if it was applied for this same request.
     pub(crate) fn get(&self, call: &CallId) -> Option<&(Zxid, Txn)> {
-        self.entries.get(call)
+        self.entries
+            .get(&call.key())
+            .filter(|e| e.answers(call))
+            .map(|e| &e.made)
+    }
+
+    /// A handle on the bindings, for RPC handlers.
+    pub(crate) fn admission(&self) -> Admission {
+        self.bindings.clone()
     }
 
     /// Forgets everything (a namespace rebuilt from elsewhere).
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
         self.order.clear();
+        self.bindings.lock().clear();
     }
 }
 
@@ -94,10 +277,7 @@ mod tests {
     use crate::txn::{BlockId, BlockRecord, GenStamp};
 
     fn call(n: u64) -> CallId {
-        CallId {
-            client: vec![7; 16],
-            call: n,
-        }
+        CallId::new(vec![7; 16], n)
     }
 
     fn txn(n: u64) -> Txn {
@@ -107,10 +287,24 @@ mod tests {
         }
     }
 
+    fn caller(user: &str) -> Caller {
+        Caller {
+            user: user.into(),
+            groups: vec![],
+        }
+    }
+
+    fn delete(path: &str) -> Op {
+        Op::Delete {
+            path: path.into(),
+            recursive: false,
+        }
+    }
+
     #[test]
     fn a_logged_txn_round_trips_with_its_call() {
         let logged = Logged {
-            call: Some(call(3)),
+            call: Some(call(3).bound_to(&delete("/f3"), &caller("alice"))),
             txn: txn(3),
         };
         assert_eq!(Logged::decode(Zxid(1), &logged.encode()).unwrap(), logged);
@@ -138,6 +332,63 @@ mod tests {
     }
 
     #[test]
+    fn a_record_of_the_first_format_still_decodes_without_a_digest() {
+        #[derive(Serialize)]
+        struct V1 {
+            call: Option<WireCall>,
+            txn: Txn,
+        }
+        for call in [
+            None,
+            Some(WireCall {
+                client: vec![7; 16],
+                call: 9,
+            }),
+        ] {
+            let had_call = call.is_some();
+            let old = postcard::to_stdvec(&V1 { call, txn: txn(9) }).unwrap();
+            let logged = Logged::decode(Zxid(1), &old).unwrap();
+            assert_eq!(logged.txn, txn(9));
+            assert_eq!(logged.call.is_some(), had_call);
+            if let Some(call) = logged.call {
+                assert_eq!((call.call, call.request), (9, None));
+            }
+        }
+    }
+
+    #[test]
+    fn a_call_reused_for_a_different_request_is_refused() {
+        let mut cache = RetryCache::default();
+        let first = call(5).bound_to(&delete("/a"), &caller("alice"));
+        cache.insert(first.clone(), Zxid(1), txn(1));
+        // The same request again: a retry, answered from the cache.
+        assert!(cache.admission().admit(&first).is_ok());
+        assert_eq!(cache.get(&first).map(|e| e.0), Some(Zxid(1)));
+        // Another path, or the same op by another user: refused.
+        for other in [
+            call(5).bound_to(&delete("/b"), &caller("alice")),
+            call(5).bound_to(&delete("/a"), &caller("mallory")),
+        ] {
+            let err = cache.admission().admit(&other).unwrap_err();
+            assert!(matches!(err, Error::CallReused { call: 5, .. }), "{err}");
+            assert!(err.to_string().contains("call 5 of client 0707"), "{err}");
+            assert!(cache.get(&other).is_none());
+        }
+        // Another call number of the same client is a new call.
+        assert!(
+            cache
+                .admission()
+                .admit(&call(6).bound_to(&delete("/b"), &caller("alice")))
+                .is_ok()
+        );
+        // An entry logged before digests answers any retry.
+        cache.insert(call(7), Zxid(2), txn(2));
+        let bound = call(7).bound_to(&delete("/c"), &caller("alice"));
+        assert!(cache.admission().admit(&bound).is_ok());
+        assert_eq!(cache.get(&bound).map(|e| e.0), Some(Zxid(2)));
+    }
+
+    #[test]
     fn the_oldest_calls_are_forgotten_first() {
         let mut cache = RetryCache::default();
         for n in 0..(CAPACITY as u64 + 10) {
@@ -148,7 +399,11 @@ mod tests {
         assert_eq!(cache.get(&call(10)).map(|e| e.0), Some(Zxid(11)));
         let last = CAPACITY as u64 + 9;
         assert_eq!(cache.get(&call(last)).map(|e| &e.1), Some(&txn(last)));
+        let admission = cache.admission();
+        let reused = CallId::new(vec![7; 16], last).bound_to(&delete("/x"), &caller("a"));
+        assert!(admission.admit(&reused).is_ok(), "bound without a digest");
         cache.clear();
         assert!(cache.get(&call(last)).is_none());
+        assert!(admission.lock().is_empty());
     }
 }

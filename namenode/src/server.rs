@@ -42,10 +42,19 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(8);
 /// Bad configuration, an unrecoverable journal, or a journal failure while running.
 pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<(), Error> {
     let settings = Arc::new(config.validate()?);
+    let secret = settings.datanode_secret()?.cloned();
+    if secret.is_none() {
+        tracing::warn!(
+            "insecure_no_cluster_secret is set: datanode requests prove nothing, and any process that reaches this namenode can register as a datanode"
+        );
+    }
     std::fs::create_dir_all(&settings.data_dir)?;
     let (journal, recovered) = journal::open(
         &settings.data_dir.join("journal"),
-        JournalOptions::default(),
+        JournalOptions {
+            accept_shorter_log: settings.accept_shorter_journal,
+            ..JournalOptions::default()
+        },
     )?;
     epoch::at_least(&settings.data_dir, journal.last_zxid().epoch())?;
     let policy = PermissionPolicy {
@@ -106,7 +115,11 @@ pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<
         groups: Arc::new(GroupMapping::new(settings.groups.clone())),
         leases,
     };
-    let datanode = DatanodeService { blocks, namesystem };
+    let datanode = DatanodeService {
+        blocks,
+        namesystem,
+        secret,
+    };
     let quorum = QuorumService {
         events: events_tx,
         next_conn: Arc::default(),

@@ -48,7 +48,7 @@ fn free_addr() -> SocketAddr {
 fn config(dir: &Path, sid: usize, addrs: &[SocketAddr]) -> NamenodeConfig {
     let mut text = format!(
         "listen = \"{}\"\ndata_dir = \"{}\"\nserver_id = {}\nsuperuser = \"hdfs\"\n\
-         checkpoint_txns = 5\n",
+         checkpoint_txns = 5\ncluster_secret = \"quorum-sync-test-secret\"\n",
         addrs[sid - 1],
         dir.join(format!("nn{sid}")).display(),
         sid,

@@ -6,8 +6,10 @@
 //! - [`topology`]: rack paths, the address→rack table and network distance.
 //! - [`status`]: error kinds carried in `tonic::Status` metadata.
 //! - [`mac`]: HMAC-SHA256 tags (block access tokens, the cluster secret).
+//! - [`cluster_proof`]: the cluster-secret proof on datanode requests.
 
 pub mod checksum;
+pub mod cluster_proof;
 pub mod ids;
 pub mod mac;
 pub mod status;

@@ -406,6 +406,20 @@ impl MiniCluster {
             .collect()
     }
 
+    /// The cluster secret the layout wrote into every node's config.
+    pub(crate) fn cluster_secret(&self) -> String {
+        let config = &self.node("nn1").config;
+        let text = std::fs::read_to_string(config)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", config.display()));
+        let table: toml::Table = text
+            .parse()
+            .unwrap_or_else(|e| panic!("parsing {}: {e}", config.display()));
+        table["cluster_secret"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{} has no cluster_secret", config.display()))
+            .to_owned()
+    }
+
     /// The user the namenode treats as superuser.
     pub(crate) fn superuser(&self) -> String {
         self.cluster.superuser()
@@ -773,6 +787,24 @@ impl MiniCluster {
         self.cluster
             .start_node(node)
             .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Starts a stopped node like [`MiniCluster::start`], returning the
+    /// launcher's error (with the tail of the node's log) when it exits
+    /// before it is ready instead of panicking.
+    pub(crate) fn try_start(&mut self, node: &str) -> Result<(), String> {
+        self.cluster
+            .start_node(node)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sets `key = value` in namenode `node`'s config file (takes effect at
+    /// its next start).
+    pub(crate) fn set_namenode_config(&self, node: &str, key: &str, value: impl Into<toml::Value>) {
+        let mut keys = toml::Table::new();
+        keys.insert(key.to_owned(), value.into());
+        set_keys(&self.node(node).config, &keys);
     }
 
     /// SIGSTOP: the node freezes (it keeps its sockets but answers nothing).

@@ -42,12 +42,12 @@ async fn append_all(journal: &Journal, range: std::ops::RangeInclusive<u64>) {
     }
 }
 
-/// Journal file names in `dir`, sorted, without the lock file.
+/// Journal file names in `dir`, sorted, without the lock file and the marker.
 fn files(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|name| name != LOCK_FILE)
+        .filter(|name| name != LOCK_FILE && name != marker::FILE)
         .collect();
     names.sort();
     names
@@ -1152,4 +1152,86 @@ async fn sync_commands_on_a_poisoned_journal_fail() {
         journal.read_after(Zxid::ZERO, usize::MAX).await,
         Err(Error::JournalFailed { .. })
     ));
+}
+
+/// Opens `dir` expecting `JournalBehindMarker`; returns where the log ends and the marker.
+fn expect_behind_marker(dir: &Path) -> (Zxid, Zxid) {
+    match open(dir, JournalOptions::default()) {
+        Err(Error::JournalBehindMarker { last, marked, .. }) => (last, marked),
+        other => panic!("expected JournalBehindMarker, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_log_that_lost_records_behind_the_marker_refuses_to_open() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    {
+        let (journal, _) = open_default(dir);
+        append_all(&journal, 1..=3).await;
+    }
+    {
+        // The segment this append opens marks everything before it.
+        let (journal, _) = open_default(dir);
+        append_all(&journal, 4..=5).await;
+    }
+    assert_eq!(marker::read(dir).unwrap(), Some(z(3)));
+    // Losing the open segment's records is a torn tail's business, not the marker's.
+    {
+        let (journal, recovered) = open_default(dir);
+        assert_eq!(recovered.txns, records(1..=5));
+        drop(journal);
+    }
+    // Every segment gone (say, a restored older copy): refused, naming both zxids.
+    std::fs::remove_file(segment_path(dir, 1)).unwrap();
+    std::fs::remove_file(segment_path(dir, 4)).unwrap();
+    assert_eq!(expect_behind_marker(dir), (Zxid::ZERO, z(3)));
+    let err = open(dir, JournalOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("accept_shorter_journal") && err.contains("another namenode"),
+        "{err}"
+    );
+    // The operator accepts the loss: it opens, and the marker follows the log.
+    let accept = JournalOptions {
+        accept_shorter_log: true,
+        ..JournalOptions::default()
+    };
+    {
+        let (journal, recovered) = open_with(dir, accept);
+        assert!(recovered.txns.is_empty());
+        assert_eq!(journal.last_zxid(), Zxid::ZERO);
+    }
+    assert_eq!(marker::read(dir).unwrap(), Some(Zxid::ZERO));
+    open_default(dir);
+}
+
+#[tokio::test]
+async fn a_truncation_lowers_the_marker_before_it_cuts() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    {
+        let (journal, _) = open_default(dir);
+        append_all(&journal, 1..=3).await;
+    }
+    {
+        let (journal, _) = open_default(dir);
+        append_all(&journal, 4..=6).await;
+        assert_eq!(marker::read(dir).unwrap(), Some(z(3)));
+        // TRUNC: the quorum drops txns this journal held; no loss on restart.
+        journal.truncate_after(z(2)).await.unwrap();
+        assert_eq!(marker::read(dir).unwrap(), Some(z(2)));
+    }
+    let (journal, recovered) = open_default(dir);
+    assert_eq!(recovered.txns, records(1..=2));
+    // A SNAP at a higher zxid raises it again.
+    journal
+        .install_snapshot(z(10), b"image".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(marker::read(dir).unwrap(), Some(z(10)));
+    drop(journal);
+    let (_, recovered) = open_default(dir);
+    assert_eq!(recovered.snapshot, Some((z(10), b"image".to_vec())));
 }

@@ -50,6 +50,8 @@
 //!                   crc32c covers the zxid and image_len bytes, then the image;
 //!                   written as snapshot.<zxid>.tmp, fsynced, renamed
 //! journal.lock                  flock'd while a journal has the directory open
+//! seen_zxid                     a zxid known durable (see `marker`); a log
+//!                               ending before it refuses to open
 //! ```
 //!
 //! `prev_zxid` is the last zxid logged before the segment (0 for the first
@@ -92,6 +94,7 @@
 //!   state of our own), then the snapshot is renamed into place and the older
 //!   snapshots deleted.
 
+mod marker;
 mod recovery;
 mod segment;
 mod snapshot;
@@ -126,6 +129,9 @@ pub(crate) struct JournalOptions {
     pub(crate) max_batch: usize,
     /// Snapshots kept after a checkpoint; default 2, at least 1.
     pub(crate) snapshots_to_keep: usize,
+    /// Start even when the log ends before the `seen_zxid` marker (the
+    /// operator accepts the loss); default false.
+    pub(crate) accept_shorter_log: bool,
 }
 
 impl Default for JournalOptions {
@@ -133,6 +139,7 @@ impl Default for JournalOptions {
         JournalOptions {
             max_batch: 1024,
             snapshots_to_keep: 2,
+            accept_shorter_log: false,
         }
     }
 }
@@ -240,6 +247,7 @@ pub(crate) fn open(dir: &Path, options: JournalOptions) -> Result<(Journal, Reco
     fs::create_dir_all(dir)?;
     let lock = lock_dir(dir)?;
     let (recovered, state) = recovery::recover(dir)?;
+    let marked = marker::check(dir, state.last_zxid, options.accept_shorter_log)?;
     info!(
         dir = %dir.display(),
         snapshot = %recovered.snapshot.as_ref().map_or(Zxid::ZERO, |(zxid, _)| *zxid),
@@ -257,6 +265,7 @@ pub(crate) fn open(dir: &Path, options: JournalOptions) -> Result<(Journal, Reco
         options.max_batch,
         options.snapshots_to_keep,
         state,
+        marked,
         Arc::clone(&shared),
         lock,
     );

@@ -19,7 +19,7 @@ use crate::txn::Zxid;
 
 use super::recovery::{LogState, SegmentInfo};
 use super::segment::FRAME_HEADER_LEN;
-use super::{LogIndex, Recovered, Shared, segment, snapshot, sync_dir};
+use super::{LogIndex, Recovered, Shared, marker, segment, snapshot, sync_dir};
 
 /// Where the submitter of a command learns its outcome.
 pub(super) type Done = oneshot::Sender<Result<(), Error>>;
@@ -131,6 +131,8 @@ pub(super) struct Writer {
     staged_last: Option<Zxid>,
     /// Submitters of the staged records, in zxid order.
     waiters: Vec<Done>,
+    /// What the `seen_zxid` marker on disk records.
+    marked: Zxid,
     /// Held for the writer's lifetime so no second journal opens the directory.
     _lock: Flock<File>,
 }
@@ -142,6 +144,7 @@ impl Writer {
         max_batch: usize,
         snapshots_to_keep: usize,
         state: LogState,
+        marked: Zxid,
         shared: Arc<Shared>,
         lock: Flock<File>,
     ) -> Writer {
@@ -159,6 +162,7 @@ impl Writer {
             staged: Vec::new(),
             staged_last: None,
             waiters: Vec::new(),
+            marked,
             _lock: lock,
         };
         writer.publish_index();
@@ -315,7 +319,33 @@ impl Writer {
         if opens_segment.is_some() {
             sync_dir(&self.dir)?;
             self.shared.count_fsync();
+            // Every record before this segment is durable: mark the last one.
+            self.raise_marker(self.last_durable)?;
         }
+        Ok(())
+    }
+
+    /// Records `zxid` in the marker when it is above what it records.
+    fn raise_marker(&mut self, zxid: Zxid) -> io::Result<()> {
+        if zxid > self.marked {
+            self.write_marker(zxid)?;
+        }
+        Ok(())
+    }
+
+    /// Lowers the marker to `zxid` before records after it are removed on
+    /// the quorum's behalf, so a crash half way never looks like a loss.
+    fn lower_marker(&mut self, zxid: Zxid) -> io::Result<()> {
+        if zxid < self.marked {
+            self.write_marker(zxid)?;
+        }
+        Ok(())
+    }
+
+    fn write_marker(&mut self, zxid: Zxid) -> io::Result<()> {
+        let fsyncs = marker::write(&self.dir, zxid)?;
+        self.shared.fsyncs.fetch_add(fsyncs, Ordering::Relaxed);
+        self.marked = zxid;
         Ok(())
     }
 
@@ -455,11 +485,13 @@ impl Writer {
                 "cannot truncate after zxid {zxid}: it is not in the log"
             ));
         }
-        let result = if is_logged {
-            self.cut_log_after(zxid)
-        } else {
-            self.clear_log_behind(zxid)
-        };
+        let result = self.lower_marker(zxid).and_then(|()| {
+            if is_logged {
+                self.cut_log_after(zxid)
+            } else {
+                self.clear_log_behind(zxid)
+            }
+        });
         result.map_err(|e| {
             let reason = self.poison(format!("truncating after zxid {zxid}: {e}"));
             Error::JournalFailed { reason }
@@ -545,10 +577,14 @@ impl Writer {
     /// Replaces the journal with a snapshot at `zxid`; an I/O failure poisons it.
     fn install_snapshot(&mut self, zxid: Zxid, image: &[u8]) -> Result<(), Error> {
         self.check_healthy()?;
-        self.write_installed_snapshot(zxid, image).map_err(|e| {
-            let reason = self.poison(format!("installing the snapshot at zxid {zxid}: {e}"));
-            Error::JournalFailed { reason }
-        })?;
+        self.lower_marker(zxid)
+            .map_err(Error::from)
+            .and_then(|()| self.write_installed_snapshot(zxid, image))
+            .and_then(|()| self.raise_marker(zxid).map_err(Error::from))
+            .map_err(|e| {
+                let reason = self.poison(format!("installing the snapshot at zxid {zxid}: {e}"));
+                Error::JournalFailed { reason }
+            })?;
         self.set_last_durable(zxid);
         info!(%zxid, image_bytes = image.len(), "snapshot installed");
         Ok(())

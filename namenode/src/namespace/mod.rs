@@ -69,7 +69,9 @@ pub(crate) struct PermissionPolicy {
 }
 
 /// A request to change the namespace.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Serialize only for the retry cache's request digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) enum Op {
     /// Creates a directory (mkdir).
     Mkdirs {

@@ -18,7 +18,7 @@ use crate::groups::GroupMapping;
 use crate::lease::Leases;
 use crate::namespace::{Caller, FileKind, FileStatus, Op};
 use crate::namesystem::Namesystem;
-use crate::retry_cache::CallId;
+use crate::retry_cache::{CallId, MAX_CLIENT_ID};
 use crate::txn::{BlockId, BlockRecord, GenStamp, Txn};
 
 /// Entries per listing page when the client asks for none.
@@ -41,6 +41,7 @@ impl ClientService {
     /// The caller's identity, groups resolved by the namenode.
     fn caller(&self, context: Option<v1::CallerContext>) -> Result<Caller, Status> {
         let context = context.ok_or_else(|| invalid("caller", "missing caller context"))?;
+        call_of(&context)?;
         if context.groups.len() > MAX_GROUPS {
             return Err(invalid(
                 "caller.groups",
@@ -60,7 +61,7 @@ impl ClientService {
     }
 
     async fn write(&self, caller: Option<v1::CallerContext>, op: Op) -> Result<(), Status> {
-        let call = call_id(caller.as_ref());
+        let call = caller.as_ref().map(call_of).transpose()?.flatten();
         let caller = self.caller(caller)?;
         self.namesystem.write(op, caller, call).await?;
         Ok(())
@@ -639,14 +640,13 @@ impl ClientService {
         &self,
         context: Option<v1::CallerContext>,
     ) -> Result<(Caller, String, Option<CallId>), Status> {
-        let client = context
-            .as_ref()
-            .map(|c| client_name(&c.client_id))
-            .unwrap_or_default();
-        if client.is_empty() || client.len() > 64 {
-            return Err(invalid("caller.client_id", "1 to 32 bytes needed"));
-        }
-        let call = call_id(context.as_ref());
+        let call = context.as_ref().map(call_of).transpose()?.flatten();
+        let Some(client) = call.as_ref().map(|c| client_name(&c.client)) else {
+            return Err(invalid(
+                "caller.client_id",
+                format!("1 to {MAX_CLIENT_ID} bytes needed"),
+            ));
+        };
         Ok((self.caller(context)?, client, call))
     }
 
@@ -673,15 +673,29 @@ impl ClientService {
     }
 }
 
-/// The call a request is, for the retry cache; `None` without a client id
-/// (or with one too long to be ours).
-fn call_id(context: Option<&v1::CallerContext>) -> Option<CallId> {
-    context
-        .filter(|c| !c.client_id.is_empty() && c.client_id.len() <= 32)
-        .map(|c| CallId {
-            client: c.client_id.to_vec(),
-            call: c.call_id,
-        })
+/// The call a request is, for the retry cache; `None` without a client id.
+/// Every RPC that takes a caller context checks it here, so the bounds are
+/// the same everywhere.
+///
+/// # Errors
+/// `InvalidArgument` for a client id over [`MAX_CLIENT_ID`] bytes, or a call
+/// id without a client id.
+fn call_of(context: &v1::CallerContext) -> Result<Option<CallId>, Status> {
+    match context.client_id.len() {
+        0 if context.call_id != 0 => Err(invalid(
+            "caller.call_id",
+            "a call id needs a client id to go with it",
+        )),
+        0 => Ok(None),
+        n if n > MAX_CLIENT_ID => Err(invalid(
+            "caller.client_id",
+            format!("{n} bytes; at most {MAX_CLIENT_ID}"),
+        )),
+        _ => Ok(Some(CallId::new(
+            context.client_id.to_vec(),
+            context.call_id,
+        ))),
+    }
 }
 
 /// Hex of a client id: the lease holder's name.

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use dfs_proto::cluster_proof::{self, Claim, ClusterSecret, RequestKind};
 use dfs_proto::ids::DatanodeId;
 use dfs_proto::v1;
 use dfs_proto::v1::datanode_protocol_server::DatanodeProtocol;
@@ -24,6 +25,9 @@ const MAX_REPORTED: usize = 10_000_000;
 pub(crate) struct DatanodeService {
     pub(crate) blocks: Arc<Mutex<BlockManager>>,
     pub(crate) namesystem: Namesystem,
+    /// What every request must prove; `None` only when the operator set
+    /// `insecure_no_cluster_secret`.
+    pub(crate) secret: Option<ClusterSecret>,
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> Status {
@@ -46,6 +50,26 @@ fn storage(report: Option<v1::StorageReport>) -> Storage {
 }
 
 impl DatanodeService {
+    /// Checks that a request from `peer` proves the cluster secret for `claim`.
+    fn authenticate(
+        &self,
+        peer: Option<SocketAddr>,
+        claim: &Claim<'_>,
+        proof: Option<&v1::DatanodeProof>,
+    ) -> Result<(), Status> {
+        let Some(secret) = &self.secret else {
+            return Ok(());
+        };
+        cluster_proof::verify(secret.key(), claim, proof, cluster_proof::now_ms()).map_err(|e| {
+            let peer = peer.map_or_else(|| "an unknown address".to_owned(), |p| p.to_string());
+            tracing::warn!(%peer, datanode = claim.datanode_id, kind = ?claim.kind, reason = %e, "refused a datanode request");
+            Status::from(Error::DatanodeUnauthenticated {
+                peer,
+                reason: e.to_string(),
+            })
+        })
+    }
+
     /// Turns queued commands into wire commands; finalizations travel
     /// together, then deletions together.
     fn to_wire(&self, commands: Vec<Command>) -> Vec<v1::DatanodeCommand> {
@@ -156,13 +180,26 @@ impl DatanodeProtocol for DatanodeService {
                     format!("{} is not a port", r.transfer_port),
                 )
             })?;
+        let claim = Claim {
+            kind: RequestKind::Register,
+            datanode_id: &r.datanode_id,
+            transfer_port: r.transfer_port,
+        };
+        self.authenticate(Some(peer), &claim, r.proof.as_ref())?;
         let transfer_addr = SocketAddr::new(peer.ip().to_canonical(), port);
-        let rack = self.blocks().register(
-            id.clone(),
-            transfer_addr,
-            storage(r.storage),
-            Instant::now(),
-        );
+        let now = Instant::now();
+        let rack = {
+            let mut blocks = self.blocks();
+            if let Err(in_use) = blocks.datanodes.may_register(&id, transfer_addr, now) {
+                tracing::warn!(datanode = %id, live_at = %in_use.live_at, from = %transfer_addr, "refused a registration under a live datanode's id");
+                return Err(Status::from(Error::DatanodeIdInUse {
+                    id: id.to_string(),
+                    live_at: in_use.live_at,
+                    from: transfer_addr,
+                }));
+            }
+            blocks.register(id.clone(), transfer_addr, storage(r.storage), now)
+        };
         tracing::info!(datanode = %id, %transfer_addr, %rack, "datanode registered");
         Ok(Response::new(v1::RegisterDatanodeResponse {
             epoch: u64::from(self.namesystem.role().epoch.0),
@@ -175,8 +212,15 @@ impl DatanodeProtocol for DatanodeService {
         &self,
         request: Request<v1::HeartbeatRequest>,
     ) -> Result<Response<v1::HeartbeatResponse>, Status> {
+        let peer = request.remote_addr();
         let r = request.into_inner();
         let id = datanode_id(&r.datanode_id)?;
+        let claim = Claim {
+            kind: RequestKind::Heartbeat,
+            datanode_id: &r.datanode_id,
+            transfer_port: 0,
+        };
+        self.authenticate(peer, &claim, r.proof.as_ref())?;
         let queued =
             self.blocks()
                 .heartbeat(&id, storage(r.storage), r.active_transfers, Instant::now());
@@ -200,8 +244,15 @@ impl DatanodeProtocol for DatanodeService {
         &self,
         request: Request<v1::BlockReportRequest>,
     ) -> Result<Response<v1::BlockReportResponse>, Status> {
+        let peer = request.remote_addr();
         let r = request.into_inner();
         let id = datanode_id(&r.datanode_id)?;
+        let claim = Claim {
+            kind: RequestKind::report(r.full),
+            datanode_id: &r.datanode_id,
+            transfer_port: 0,
+        };
+        self.authenticate(peer, &claim, r.proof.as_ref())?;
         if !self.blocks().datanodes.contains(&id) {
             return Err(Status::failed_precondition(format!(
                 "datanode {id} is not registered with this namenode"
