@@ -54,6 +54,15 @@ pub struct DatanodeConfig {
     /// thread costs more than the work itself when the cores are shared.
     #[serde(default)]
     pub worker_threads: Option<usize>,
+    /// Refuse every data transfer (read, write, copy) without a valid block
+    /// access token from a namenode (HDFS's `dfs.block.access.token.enable`).
+    /// Turn it off only together with the namenodes'. Default true.
+    #[serde(default = "default_true")]
+    pub block_access_token_enable: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_listen() -> SocketAddr {

@@ -63,6 +63,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use dfs_proto::block_token::BlockToken;
 use dfs_proto::checksum::CHUNK_SIZE;
 use dfs_proto::ids::{BlockId, GenStamp};
 use dfs_proto::v1;
@@ -127,6 +128,8 @@ pub(crate) struct WriteHeader {
     pub(crate) setup: Setup,
     /// Leave the replica rbw after the last packet (a TransferRbw copy).
     pub(crate) keep_rbw: bool,
+    /// WRITE access to the block, checked by the service and passed down.
+    pub(crate) token: Option<BlockToken>,
 }
 
 /// One packet of block data.

@@ -10,6 +10,7 @@ use dfs_proto::ids::ServerId;
 use dfs_proto::topology::TopologyTable;
 use serde::Deserialize;
 
+use crate::blocks::block_keys::TokenSettings;
 use crate::lease::LeaseLimits;
 
 /// The namenode's TOML configuration file, as written.
@@ -85,6 +86,29 @@ pub struct NamenodeConfig {
     /// Milliseconds a new leader waits for a quorum to join it. Default 5 000.
     #[serde(default = "default_init_timeout_ms")]
     pub init_timeout_ms: u64,
+    /// Issue block access tokens with every block location and pipeline
+    /// (HDFS's `dfs.block.access.token.enable`); datanodes with
+    /// `block_access_token_enable` refuse transfers without one. Default true.
+    #[serde(default = "default_true")]
+    pub block_access_token_enable: bool,
+    /// Milliseconds a block key signs tokens before the next one takes over
+    /// (HDFS's `dfs.block.access.key.update.interval`). Default 36 000 000 (10 h).
+    #[serde(default = "default_block_access_key_update_interval_ms")]
+    pub block_access_key_update_interval_ms: u64,
+    /// Milliseconds a block access token stays valid (HDFS's
+    /// `dfs.block.access.token.lifetime`). Default 36 000 000 (10 h).
+    #[serde(default = "default_block_access_token_lifetime_ms")]
+    pub block_access_token_lifetime_ms: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_block_access_key_update_interval_ms() -> u64 {
+    10 * 60 * 60 * 1000
+}
+fn default_block_access_token_lifetime_ms() -> u64 {
+    10 * 60 * 60 * 1000
 }
 
 /// One namenode of the ensemble.
@@ -196,6 +220,7 @@ pub(crate) struct Settings {
     pub(crate) checkpoint_txns: u64,
     pub(crate) groups: BTreeMap<String, Vec<String>>,
     pub(crate) quorum: QuorumSettings,
+    pub(crate) tokens: TokenSettings,
 }
 
 /// The ensemble and its timeouts, validated.
@@ -266,6 +291,13 @@ impl NamenodeConfig {
                         .into(),
             });
         }
+        if self.block_access_key_update_interval_ms == 0 || self.block_access_token_lifetime_ms == 0
+        {
+            return Err(ConfigError::Invalid {
+                field: "block_access_token_lifetime_ms",
+                reason: "block_access_key_update_interval_ms and block_access_token_lifetime_ms must be positive".into(),
+            });
+        }
         let topology = match &self.topology_file {
             None => TopologyTable::default(),
             Some(path) => {
@@ -304,6 +336,13 @@ impl NamenodeConfig {
             checkpoint_txns: self.checkpoint_txns.max(1),
             groups: self.groups.clone(),
             quorum: self.quorum()?,
+            tokens: TokenSettings {
+                enabled: self.block_access_token_enable,
+                key_update_interval: Duration::from_millis(
+                    self.block_access_key_update_interval_ms,
+                ),
+                token_lifetime: Duration::from_millis(self.block_access_token_lifetime_ms),
+            },
         })
     }
 

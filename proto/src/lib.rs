@@ -6,7 +6,9 @@
 //! - [`topology`]: rack paths, the address→rack table and network distance.
 //! - [`status`]: error kinds carried in `tonic::Status` metadata.
 //! - [`mac`]: HMAC-SHA256 tags (block access tokens, the cluster secret).
+//! - [`block_token`]: block access tokens: grants, keys, signing and verification.
 
+pub mod block_token;
 pub mod checksum;
 pub mod ids;
 pub mod mac;

@@ -1,5 +1,6 @@
 //! Blocks on datanodes: where replicas are and where new ones go.
 //!
+//! - `block_keys`: the keys block access tokens are signed with: issued, rolled, exported.
 //! - `block_map`: which datanodes hold which replicas, and queued commands.
 //! - `manager`: registry + block map behind one lock: targets, read order, re-replication.
 //! - `placement`: the block placement policy (HDFS's `BlockPlacementPolicyDefault`),
@@ -12,5 +13,6 @@
 
 pub(crate) mod placement;
 
+pub(crate) mod block_keys;
 pub(crate) mod block_map;
 pub(crate) mod manager;

@@ -9,6 +9,7 @@ use dfs_proto::v1;
 use dfs_proto::v1::datanode_protocol_server::DatanodeProtocol;
 use tonic::{Request, Response, Status};
 
+use crate::blocks::block_keys::BlockKeys;
 use crate::blocks::block_map::{Command, Reported};
 use crate::blocks::manager::BlockManager;
 use crate::datanodes::Storage;
@@ -24,6 +25,8 @@ const MAX_REPORTED: usize = 10_000_000;
 pub(crate) struct DatanodeService {
     pub(crate) blocks: Arc<Mutex<BlockManager>>,
     pub(crate) namesystem: Namesystem,
+    /// This namenode's block keys, handed to every datanode it hears from.
+    pub(crate) keys: Arc<BlockKeys>,
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> Status {
@@ -116,6 +119,15 @@ impl DatanodeService {
         wire
     }
 
+    /// This namenode's unexpired block keys, as datanodes receive them.
+    fn block_keys(&self) -> Vec<v1::BlockKey> {
+        self.keys
+            .exported()
+            .iter()
+            .map(v1::BlockKey::from)
+            .collect()
+    }
+
     fn blocks(&self) -> std::sync::MutexGuard<'_, BlockManager> {
         self.blocks.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -154,6 +166,7 @@ impl DatanodeProtocol for DatanodeService {
         Ok(Response::new(v1::RegisterDatanodeResponse {
             epoch: u64::from(self.namesystem.role().epoch.0),
             rack: rack.to_string(),
+            block_keys: self.block_keys(),
         }))
     }
 
@@ -179,6 +192,7 @@ impl DatanodeProtocol for DatanodeService {
         Ok(Response::new(v1::HeartbeatResponse {
             epoch: u64::from(role.epoch.0),
             commands,
+            block_keys: self.block_keys(),
         }))
     }
 
