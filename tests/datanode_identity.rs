@@ -156,6 +156,7 @@ fn datanode_requests_must_prove_the_secret_and_a_live_id_stays_where_it_is() {
                 blocks: vec![],
                 full: true,
                 corrupt: vec![],
+                verified: vec![],
                 proof: None,
             })
             .await

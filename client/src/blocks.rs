@@ -1,6 +1,7 @@
 //! Blocks and replica locations as the client reasons about them, and their
 //! conversions from and to the wire (`dfs.v1` messages stay in this file).
 
+use dfs_proto::block_token::BlockToken;
 use dfs_proto::ids::{BlockId, GenStamp};
 use dfs_proto::v1;
 use serde::Serialize;
@@ -81,6 +82,9 @@ pub struct LocatedBlock {
     pub locations: Vec<Datanode>,
     /// Replicas the namenode knows to be corrupt.
     pub corrupt: Vec<Datanode>,
+    /// The namenode's grant to read (or, for a pipeline, write) the block;
+    /// `None` when the namenode runs without block tokens.
+    pub token: Option<BlockToken>,
 }
 
 impl LocatedBlock {
@@ -95,6 +99,7 @@ impl LocatedBlock {
                 .into_iter()
                 .map(Datanode::from_wire)
                 .collect(),
+            token: b.token.map(BlockToken::from),
         })
     }
 
@@ -134,4 +139,9 @@ impl BlockLocations {
             under_construction: r.under_construction,
         }
     }
+}
+
+/// A token as a request carries it.
+pub(crate) fn token_to_wire(token: Option<&BlockToken>) -> Option<v1::BlockToken> {
+    token.map(v1::BlockToken::from)
 }

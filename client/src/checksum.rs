@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use dfs_proto::v1;
 
-use crate::blocks::LocatedBlock;
+use crate::blocks::{LocatedBlock, token_to_wire};
 use crate::error::Error;
 use crate::fs::DfsClient;
 
@@ -90,6 +90,7 @@ async fn block_checksum(
     for replica in &located.locations {
         let request = v1::BlockChecksumRequest {
             block: Some(located.block.to_wire()),
+            token: token_to_wire(located.token.as_ref()),
         };
         let answer = match client.datanode(&replica.address) {
             Ok(mut rpc) => {

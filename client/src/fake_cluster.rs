@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
+use dfs_proto::block_token::AccessModes;
 use dfs_proto::checksum::CHUNK_SIZE;
 use dfs_proto::status::{ErrorKind, LEADER_HINT_KEY};
 use dfs_proto::v1;
@@ -532,6 +533,7 @@ impl ClientProtocol for FakeNamenode {
                 offset: 0,
                 locations: nodes,
                 corrupt_locations: Vec::new(),
+                token: fake_token(&block, AccessModes::WRITE),
             }),
         }))
     }
@@ -574,6 +576,7 @@ impl ClientProtocol for FakeNamenode {
         block.gen_stamp = state.next_gen_stamp;
         state.next_gen_stamp += 1;
         Ok(Response::new(v1::UpdateBlockForPipelineResponse {
+            token: fake_token(&block, AccessModes::WRITE.with(AccessModes::COPY)),
             block: Some(block),
         }))
     }
@@ -634,6 +637,7 @@ impl ClientProtocol for FakeNamenode {
                     offset,
                     locations: nodes.iter().map(|n| location(&state, n)).collect(),
                     corrupt_locations: Vec::new(),
+                    token: fake_token(block, AccessModes::READ),
                 });
             }
             offset = end;
@@ -689,6 +693,7 @@ impl DataTransfer for FakeDatanode {
             return Err(Status::invalid_argument("header first"));
         };
         let block = header.block.unwrap();
+        check_fake_token(header.token.as_ref(), &block, AccessModes::WRITE)?;
         let mut pipeline = vec![self.id.clone()];
         pipeline.extend(header.downstream.iter().map(|d| d.datanode_id.clone()));
         {
@@ -762,6 +767,7 @@ impl DataTransfer for FakeDatanode {
     ) -> Result<Response<ReadStream>, Status> {
         let r = request.into_inner();
         let block = r.block.unwrap();
+        check_fake_token(r.token.as_ref(), &block, AccessModes::READ)?;
         let (replica, corrupt) = {
             let mut state = self.state.lock().unwrap();
             state
@@ -810,6 +816,7 @@ impl DataTransfer for FakeDatanode {
     ) -> Result<Response<v1::TransferRbwResponse>, Status> {
         let r = request.into_inner();
         let block = r.block.unwrap();
+        check_fake_token(r.token.as_ref(), &block, AccessModes::COPY)?;
         let mut state = self.state.lock().unwrap();
         state.calls.push(format!("TransferRbw from {}", self.id));
         let source = state
@@ -833,7 +840,9 @@ impl DataTransfer for FakeDatanode {
         &self,
         request: Request<v1::BlockChecksumRequest>,
     ) -> Result<Response<v1::BlockChecksumResponse>, Status> {
-        let block = request.into_inner().block.unwrap();
+        let r = request.into_inner();
+        let block = r.block.unwrap();
+        check_fake_token(r.token.as_ref(), &block, AccessModes::READ)?;
         let state = self.state.lock().unwrap();
         let replica = state
             .replicas
@@ -844,6 +853,39 @@ impl DataTransfer for FakeDatanode {
             length: replica.data.len() as u64,
         }))
     }
+}
+
+/// The fakes' block token: the grant without a tag (the fake datanodes
+/// check what it grants, not who signed it).
+fn fake_token(block: &v1::ExtendedBlock, modes: AccessModes) -> Option<v1::BlockToken> {
+    Some(v1::BlockToken {
+        block_id: block.block_id,
+        gen_stamp: block.gen_stamp,
+        modes: modes.bits(),
+        user: "fake".to_owned(),
+        ..Default::default()
+    })
+}
+
+/// Refuses a request whose token is missing or grants something else, so
+/// the client's component tests see that it carries the right token.
+fn check_fake_token(
+    token: Option<&v1::BlockToken>,
+    block: &v1::ExtendedBlock,
+    needed: AccessModes,
+) -> Result<(), Status> {
+    let token = token.ok_or_else(|| Status::permission_denied("no block access token"))?;
+    let granted = AccessModes::from_bits(token.modes);
+    if token.block_id != block.block_id
+        || token.gen_stamp != block.gen_stamp
+        || !granted.allows(needed)
+    {
+        return Err(Status::permission_denied(format!(
+            "token for {}_{} ({granted}), not {}_{} ({needed})",
+            token.block_id, token.gen_stamp, block.block_id, block.gen_stamp
+        )));
+    }
+    Ok(())
 }
 
 /// Stores one packet on every node of the pipeline; returns its ack and

@@ -24,6 +24,7 @@ use crate::identity::Identity;
 use crate::input_stream::InputStream;
 use crate::lease_renewer::{DEFAULT_SOFT_LIMIT, LeaseRenewer};
 use crate::output_stream::OutputStream;
+use dfs_proto::block_token::BlockToken;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a create keeps retrying while the namenode recovers the lease
@@ -658,12 +659,13 @@ impl DfsClient {
         Ok(reply.completed)
     }
 
-    /// A new generation stamp for a block whose pipeline is being recovered.
+    /// A new generation stamp for a block whose pipeline is being recovered,
+    /// with the token to write and copy the block under it.
     pub(crate) async fn update_block_for_pipeline(
         &self,
         path: &str,
         block: Block,
-    ) -> Result<Block, Error> {
+    ) -> Result<(Block, Option<BlockToken>), Error> {
         let request = v1::UpdateBlockForPipelineRequest {
             caller: self.caller(),
             path: path.to_owned(),
@@ -676,9 +678,10 @@ impl DfsClient {
                 async move { rpc.update_block_for_pipeline(request).await }
             })
             .await?;
+        let token = reply.token.map(BlockToken::from);
         reply
             .block
-            .map(|b| Block::from_wire(&b))
+            .map(|b| (Block::from_wire(&b), token))
             .ok_or_else(|| Error::Refused {
                 kind: None,
                 message: format!("namenode sent no new generation stamp for {}", block.id),

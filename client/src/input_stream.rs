@@ -33,7 +33,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::blocks::{BlockLocations, Datanode, LocatedBlock};
+use crate::blocks::{BlockLocations, Datanode, LocatedBlock, token_to_wire};
 use crate::error::Error;
 use crate::fs::DfsClient;
 use crate::owned_task::OwnedTask;
@@ -423,6 +423,7 @@ async fn read_replica(
         offset: *position,
         length: end - *position,
         client_name: client.client_name(),
+        token: token_to_wire(located.token.as_ref()),
     };
     let mut stream = tokio::time::timeout(PACKET_TIMEOUT, rpc.read_block(request))
         .await

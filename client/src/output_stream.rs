@@ -40,11 +40,12 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, warn};
 
-use crate::blocks::{Block, Datanode};
+use crate::blocks::{Block, Datanode, token_to_wire};
 use crate::error::Error;
 use crate::fs::{DfsClient, FileStatus};
 use crate::lease_renewer::LeaseGuard;
 use crate::owned_task::OwnedTask;
+use dfs_proto::block_token::BlockToken;
 
 /// Bytes of data per packet (128 chunks).
 pub const PACKET_SIZE: usize = 64 * 1024;
@@ -351,6 +352,9 @@ struct Pipeline {
     replica_gen_stamp: GenStamp,
     unacked: VecDeque<Packet>,
     recoveries: u32,
+    /// WRITE access to `block` under its current gen stamp (and COPY after
+    /// a recovery), from the namenode.
+    token: Option<BlockToken>,
 }
 
 impl Pipeline {
@@ -372,7 +376,10 @@ impl Pipeline {
                     reason: "the namenode chose no datanodes".into(),
                 });
             };
-            let error = match Connection::open(ctx, block, &located.locations, None).await {
+            let token = located.token.clone();
+            let error = match Connection::open(ctx, block, token.as_ref(), &located.locations, None)
+                .await
+            {
                 Ok(connection) => {
                     debug!(block = %block.id, gen_stamp = %block.gen_stamp,
                         nodes = located.locations.len(), "pipeline open");
@@ -386,6 +393,7 @@ impl Pipeline {
                         replica_gen_stamp: block.gen_stamp,
                         unacked: VecDeque::new(),
                         recoveries: 0,
+                        token,
                     });
                 }
                 Err(e) => e,
@@ -593,17 +601,26 @@ impl Pipeline {
                 });
             }
             let old = self.block;
-            let new = ctx.client.update_block_for_pipeline(&ctx.path, old).await?;
+            let (new, token) = ctx.client.update_block_for_pipeline(&ctx.path, old).await?;
             self.block = Block {
                 length: self.acked_bytes,
                 ..new
             };
+            self.token = token;
             self.add_replacements(ctx).await;
             let recovery = Recovery {
                 previous_gen_stamp: self.replica_gen_stamp.0,
                 acked_length: self.acked_bytes,
             };
-            match Connection::open(ctx, self.block, &self.nodes, Some(recovery)).await {
+            let opened = Connection::open(
+                ctx,
+                self.block,
+                self.token.as_ref(),
+                &self.nodes,
+                Some(recovery),
+            )
+            .await;
+            match opened {
                 Ok(connection) => {
                     self.connection = Some(connection);
                     self.replica_gen_stamp = self.block.gen_stamp;
@@ -667,7 +684,12 @@ impl Pipeline {
             }
         };
         for node in extra {
-            if copy_acked_prefix(ctx, self.block, &self.nodes, &node, self.acked_bytes).await {
+            let source = Source {
+                block: self.block,
+                token: self.token.as_ref(),
+                survivors: &self.nodes,
+            };
+            if copy_acked_prefix(ctx, source, &node, self.acked_bytes).await {
                 self.nodes.push(node);
             }
         }
@@ -679,17 +701,18 @@ impl Pipeline {
 /// `false` = no survivor could. A failed target is excluded from now on.
 async fn copy_acked_prefix(
     ctx: &mut WriteContext,
-    block: Block,
-    survivors: &[Datanode],
+    from: Source<'_>,
     target: &Datanode,
     acked_bytes: u64,
 ) -> bool {
-    for source in survivors {
+    let block = from.block;
+    for source in from.survivors {
         let request = v1::TransferRbwRequest {
             block: Some(block.to_wire()),
             length: acked_bytes,
             targets: vec![target.to_wire()],
             client_name: ctx.client.client_name(),
+            token: token_to_wire(from.token),
         };
         let mut rpc = match ctx.client.datanode(&source.address) {
             Ok(rpc) => rpc,
@@ -721,6 +744,15 @@ async fn copy_acked_prefix(
         }
     }
     false
+}
+
+/// Where a replacement's copy comes from: the block, the token that grants
+/// COPY on it, and the survivors that hold it.
+#[derive(Debug, Clone, Copy)]
+struct Source<'a> {
+    block: Block,
+    token: Option<&'a BlockToken>,
+    survivors: &'a [Datanode],
 }
 
 /// What a recovery header tells the survivors.
@@ -788,6 +820,7 @@ impl Connection {
     async fn open(
         ctx: &WriteContext,
         block: Block,
+        token: Option<&BlockToken>,
         nodes: &[Datanode],
         recovery: Option<Recovery>,
     ) -> Result<Self, Error> {
@@ -806,6 +839,7 @@ impl Connection {
             previous_gen_stamp: recovery.map_or(0, |r| r.previous_gen_stamp),
             acked_length: recovery.map_or(0, |r| r.acked_length),
             keep_rbw: false,
+            token: token_to_wire(token),
         };
         let (requests, queue) = mpsc::channel(REQUEST_QUEUE);
         requests

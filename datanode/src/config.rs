@@ -64,6 +64,15 @@ pub struct DatanodeConfig {
     /// same). Default false: without `cluster_secret` the datanode refuses to start.
     #[serde(default)]
     pub insecure_no_cluster_secret: bool,
+    /// Refuse every data transfer (read, write, copy) without a valid block
+    /// access token from a namenode (HDFS's `dfs.block.access.token.enable`).
+    /// Turn it off only together with the namenodes'. Default true.
+    #[serde(default = "default_true")]
+    pub block_access_token_enable: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_listen() -> SocketAddr {

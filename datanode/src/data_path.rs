@@ -1,6 +1,6 @@
 //! What every transfer on this datanode shares: the block store, the report
 //! hub, the registry of live writers, the count of live transfers, timeouts,
-//! and how to open a connection to another datanode.
+//! the block access gate, and how to open a connection to another datanode.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::block_access::BlockAccess;
 use crate::block_store::BlockStore;
 use crate::reports::ReportHub;
 
@@ -71,6 +72,8 @@ pub(crate) struct DataPath {
     pub(crate) tasks: TaskTracker,
     /// Cancelled at shutdown; every transfer's token is a child of it.
     pub(crate) shutdown: CancellationToken,
+    /// Block keys and the token check every transfer passes first.
+    pub(crate) access: BlockAccess,
 }
 
 impl DataPath {

@@ -72,6 +72,7 @@ impl Node {
             settings,
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
+            access: crate::block_access::BlockAccess::new(false),
         });
         let served = Arc::clone(&dp);
         runtime.spawn(async move {
@@ -281,6 +282,7 @@ async fn read_all(
             offset,
             length,
             client_name: "test".to_owned(),
+            token: None,
         })
         .await
         .expect("read accepted")
@@ -362,6 +364,7 @@ async fn three_node_pipeline_acks_every_packet_and_finalizes_identical_replicas(
         .await
         .block_checksum(v1::BlockChecksumRequest {
             block: extended(B, GS),
+            token: None,
         })
         .await
         .expect("checksum")
@@ -674,6 +677,7 @@ async fn a_replacement_gets_the_rbw_prefix_and_the_recovery_pipeline_finishes_th
             length: acked,
             targets: vec![nodes[2].location()],
             client_name: "test".to_owned(),
+            token: None,
         })
         .await
         .expect("transfer rbw");
@@ -713,6 +717,7 @@ async fn replicating_a_finalized_replica_finalizes_it_on_every_target() {
             Target::from(nodes[2].location()),
         ],
         keep_rbw: false,
+        token: None,
     };
     crate::transfer::copy_replica(&nodes[0].dp, reader, order)
         .await

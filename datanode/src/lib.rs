@@ -3,6 +3,7 @@
 //! - [`config`]: the datanode's TOML configuration.
 //! - `identity`: the datanode id persisted in its data dir.
 //! - `block_store`: replica and CRC meta files, rbw -> finalized, start-up scan.
+//! - `block_access`: block keys from the namenodes, the token check on every transfer, own tokens.
 //! - `data_path`: what every transfer shares (store, reports, live writers, timeouts).
 //! - `pipeline`: the WriteBlock pipeline stage: forward, write, merge acks, recover.
 //! - `block_reader`: ReadBlock ranges and BlockChecksum of finalized replicas.
@@ -13,6 +14,7 @@
 //! - `namenode_actor`: registration, heartbeats, block reports and commands, one actor per namenode.
 //! - `server`: wires it together; [`run`] is the binary's entry point.
 
+mod block_access;
 mod block_reader;
 mod block_store;
 pub mod config;

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use dfs_proto::block_token::AccessModes;
 use dfs_proto::cluster_proof::{self, Claim, ClusterSecret, RequestKind};
 use dfs_proto::ids::{BlockId, DatanodeId, GenStamp};
 use dfs_proto::v1;
@@ -172,7 +173,10 @@ async fn register(
         software_version: env!("CARGO_PKG_VERSION").to_owned(),
         proof: me.proof(RequestKind::Register, transfer_port),
     };
-    Ok(client.register_datanode(request).await?.into_inner().rack)
+    let reply = client.register_datanode(request).await?.into_inner();
+    // Keys before "ready": the first client's token already verifies.
+    link.dp.access.add_keys(reply.block_keys);
+    Ok(reply.rack)
 }
 
 /// Reports and heartbeats until the namenode asks for a new registration:
@@ -219,7 +223,8 @@ async fn serve_until_reregister(
                             tracing::info!(%namenode, "heartbeats reach the namenode again");
                             failing = false;
                         }
-                        let reply = reply.into_inner();
+                        let mut reply = reply.into_inner();
+                        link.dp.access.add_keys(std::mem::take(&mut reply.block_keys));
                         // A namenode of an old epoch (a deposed leader, a
                         // follower not yet synced) may still ask us to
                         // register with it, but never to touch a block.
@@ -396,11 +401,19 @@ async fn obey(command: v1::datanode_command::Command, link: &Link, namenode: Soc
                 tracing::warn!(%namenode, "replicate command without a block");
                 return false;
             };
+            let (block, gen_stamp) = (BlockId(b.block_id), GenStamp(b.gen_stamp));
+            // The namenode ordered the copy; the target needs WRITE access,
+            // which this datanode signs itself (as HDFS's datanode does).
+            let user = format!("datanode {}", link.dp.settings.node_name);
             let order = CopyOrder {
-                block: BlockId(b.block_id),
-                gen_stamp: GenStamp(b.gen_stamp),
+                block,
+                gen_stamp,
                 targets: r.targets.into_iter().map(Target::from).collect(),
                 keep_rbw: false,
+                token: link
+                    .dp
+                    .access
+                    .mint(block, gen_stamp, AccessModes::WRITE, &user),
             };
             let dp = Arc::clone(&link.dp);
             link.dp.tasks.spawn(replicate(dp, order));
@@ -577,6 +590,7 @@ mod tests {
                 settings: TransferSettings::new([127, 0, 0, 1].into(), "dn-test".to_owned()),
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
+                access: crate::block_access::BlockAccess::new(false),
             }),
             queue: queues.remove(0),
             corrupt_at_start: Arc::new([]),

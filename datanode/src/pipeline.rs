@@ -53,7 +53,13 @@
 //! - Recovery (`Setup::Recover`): an older pipeline of the block still
 //!   running here is stopped first; the replica (rbw, or finalized) of the
 //!   previous (or already the new) gen stamp is bumped to the new one and
-//!   cut back to `acked_length`, then the pipeline continues as usual.
+//!   cut back to `acked_length`, then the pipeline continues as usual. A
+//!   finalized replica is never cut back nor overwritten: resent packets
+//!   within its length are acked without a write, one that starts inside it
+//!   and ends past it is refused (`INVALID_ARGUMENT`).
+//! - Every WriteBlock first passes the block access token check (WRITE on
+//!   the header's block and new gen stamp, `crate::block_access`); the
+//!   token travels down the pipeline in each header.
 //!
 //! Tasks: the receiver and the acker are tokio tasks, the disk task one
 //! blocking thread, all in the datanode's `TaskTracker`. The finalize runs
@@ -63,6 +69,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use dfs_proto::block_token::BlockToken;
 use dfs_proto::checksum::CHUNK_SIZE;
 use dfs_proto::ids::{BlockId, GenStamp};
 use dfs_proto::v1;
@@ -127,6 +134,8 @@ pub(crate) struct WriteHeader {
     pub(crate) setup: Setup,
     /// Leave the replica rbw after the last packet (a TransferRbw copy).
     pub(crate) keep_rbw: bool,
+    /// WRITE access to the block, checked by the service and passed down.
+    pub(crate) token: Option<BlockToken>,
 }
 
 /// One packet of block data.
@@ -224,6 +233,12 @@ async fn start(
     .await
     .map_err(|e| tonic::Status::internal(format!("replica set-up task failed: {e}")))?
     .map_err(tonic::Status::from)?;
+    if let Setup::Recover { acked_length, .. } = setup
+        && writer.finalized_floor() > acked_length
+    {
+        tracing::warn!(client = %header.client_name, acked_length, finalized = writer.finalized_floor(),
+            "recovery below a finalized replica's length: its bytes are kept, not cut back");
+    }
     let cancel = dp.shutdown.child_token();
     let replica = OpenReplica {
         writer,

@@ -14,6 +14,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::block_access::BlockAccess;
 use crate::block_store::{BlockStore, ReplicaInfo, ReplicaState};
 use crate::config::DatanodeConfig;
 use crate::data_path::{DataPath, TransferSettings, Writers};
@@ -84,6 +85,7 @@ pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<
         settings: TransferSettings::new(transfer_addr.ip(), id.to_string()),
         tasks: tasks.clone(),
         shutdown: shutdown.child_token(),
+        access: BlockAccess::new(config.block_access_token_enable),
     });
     tasks.spawn(serve_transfers(
         listener,

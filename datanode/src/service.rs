@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use dfs_proto::block_token::{AccessModes, BlockToken};
 use dfs_proto::ids::{BlockId, GenStamp};
 use dfs_proto::v1;
 use dfs_proto::v1::data_transfer_server::{DataTransfer, DataTransferServer};
@@ -13,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use crate::block_access::Access;
 use crate::block_reader::{self, ReadPacket, ReadRange};
 use crate::block_store;
 use crate::data_path::{DataPath, MAX_MESSAGE};
@@ -43,6 +45,7 @@ impl DataTransfer for DataTransferService {
         &self,
         request: Request<Streaming<v1::WriteBlockMessage>>,
     ) -> Result<Response<Self::WriteBlockStream>, Status> {
+        let peer = peer_of(&request);
         let mut messages = request.into_inner();
         let first = tokio::time::timeout(self.dp.settings.idle_timeout, messages.message())
             .await
@@ -59,6 +62,16 @@ impl DataTransfer for DataTransferService {
                 ));
             }
         };
+        self.dp.access.check(
+            header.token.as_ref(),
+            Access {
+                op: "WriteBlock",
+                block: header.block,
+                gen_stamp: header.gen_stamp,
+                needed: AccessModes::WRITE,
+                peer: &peer,
+            },
+        )?;
         let acks = pipeline::write_block(&self.dp, header, pipeline::packets(messages)).await?;
         let acks = ReceiverStream::new(acks).map(|a| a.map(v1::PacketAck::from));
         Ok(Response::new(acks.boxed()))
@@ -68,11 +81,19 @@ impl DataTransfer for DataTransferService {
         &self,
         request: Request<v1::ReadBlockRequest>,
     ) -> Result<Response<Self::ReadBlockStream>, Status> {
-        let peer = request
-            .remote_addr()
-            .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        let peer = peer_of(&request);
         let r = request.into_inner();
         let (block, gs) = extended_block(r.block.as_ref())?;
+        self.dp.access.check(
+            r.token.map(BlockToken::from).as_ref(),
+            Access {
+                op: "ReadBlock",
+                block,
+                gen_stamp: gs,
+                needed: AccessModes::READ,
+                peer: &peer,
+            },
+        )?;
         // One line per read, like HDFS's clienttrace: which client (by
         // address, so by rack) read which replica. Tests count these.
         tracing::info!(%block, gen_stamp = %gs, offset = r.offset, length = r.length, client = %r.client_name, %peer, "read block");
@@ -89,7 +110,19 @@ impl DataTransfer for DataTransferService {
         &self,
         request: Request<v1::BlockChecksumRequest>,
     ) -> Result<Response<v1::BlockChecksumResponse>, Status> {
-        let (block, gs) = extended_block(request.get_ref().block.as_ref())?;
+        let peer = peer_of(&request);
+        let r = request.into_inner();
+        let (block, gs) = extended_block(r.block.as_ref())?;
+        self.dp.access.check(
+            r.token.map(BlockToken::from).as_ref(),
+            Access {
+                op: "BlockChecksum",
+                block,
+                gen_stamp: gs,
+                needed: AccessModes::READ,
+                peer: &peer,
+            },
+        )?;
         let (crc32c, length) = block_reader::block_checksum(&self.dp, block, gs).await?;
         Ok(Response::new(v1::BlockChecksumResponse { crc32c, length }))
     }
@@ -98,8 +131,21 @@ impl DataTransfer for DataTransferService {
         &self,
         request: Request<v1::TransferRbwRequest>,
     ) -> Result<Response<v1::TransferRbwResponse>, Status> {
+        let peer = peer_of(&request);
         let r = request.into_inner();
         let (block, gs) = extended_block(r.block.as_ref())?;
+        let token = r.token.map(BlockToken::from);
+        // COPY to read our replica out; the targets check the same token for WRITE.
+        self.dp.access.check(
+            token.as_ref(),
+            Access {
+                op: "TransferRbw",
+                block,
+                gen_stamp: gs,
+                needed: AccessModes::COPY,
+                peer: &peer,
+            },
+        )?;
         if r.targets.is_empty() {
             return Err(Status::invalid_argument(
                 "TransferRbw needs at least one target",
@@ -128,6 +174,7 @@ impl DataTransfer for DataTransferService {
                 gen_stamp: gs,
                 targets,
                 keep_rbw: true,
+                token,
             };
             transfer::copy_replica(&self.dp, reader, order)
                 .await
@@ -141,6 +188,13 @@ impl DataTransfer for DataTransferService {
         .instrument(span)
         .await
     }
+}
+
+/// The requester's address, for the logs.
+fn peer_of<T>(request: &Request<T>) -> String {
+    request
+        .remote_addr()
+        .map_or_else(|| "unknown".to_owned(), |a| a.to_string())
 }
 
 /// The block id and gen stamp of a request's block.
@@ -180,6 +234,7 @@ impl TryFrom<v1::WriteBlockHeader> for WriteHeader {
             client_name: h.client_name,
             setup,
             keep_rbw: h.keep_rbw,
+            token: h.token.map(BlockToken::from),
         })
     }
 }
@@ -209,6 +264,7 @@ impl From<WriteHeader> for v1::WriteBlockMessage {
             previous_gen_stamp,
             acked_length,
             keep_rbw: h.keep_rbw,
+            token: h.token.as_ref().map(v1::BlockToken::from),
         };
         v1::WriteBlockMessage {
             message: Some(v1::write_block_message::Message::Header(header)),

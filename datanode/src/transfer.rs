@@ -16,6 +16,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use dfs_proto::block_token::BlockToken;
 use dfs_proto::ids::{BlockId, GenStamp};
 use dfs_proto::v1;
 use tokio::sync::mpsc;
@@ -40,6 +41,9 @@ pub(crate) struct CopyOrder {
     pub(crate) targets: Vec<Target>,
     /// Leave the copies rbw (pipeline recovery) instead of finalizing them.
     pub(crate) keep_rbw: bool,
+    /// WRITE access to the block on the targets: the client's (TransferRbw)
+    /// or one this datanode signed (re-replication).
+    pub(crate) token: Option<BlockToken>,
 }
 
 /// Why a copy failed.
@@ -89,6 +93,7 @@ pub(crate) async fn copy_replica(
         client_name: format!("datanode {}", dp.settings.node_name),
         setup: Setup::Create,
         keep_rbw: order.keep_rbw,
+        token: order.token.clone(),
     };
     let mut client = dp
         .connect(&first.transfer_address)

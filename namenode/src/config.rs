@@ -11,6 +11,7 @@ use dfs_proto::ids::ServerId;
 use dfs_proto::topology::TopologyTable;
 use serde::Deserialize;
 
+use crate::blocks::block_keys::TokenSettings;
 use crate::lease::LeaseLimits;
 
 /// The namenode's TOML configuration file, as written.
@@ -106,6 +107,29 @@ pub struct NamenodeConfig {
     /// chose to (see README). Default false: such a namenode refuses to start.
     #[serde(default)]
     pub accept_shorter_journal: bool,
+    /// Issue block access tokens with every block location and pipeline
+    /// (HDFS's `dfs.block.access.token.enable`); datanodes with
+    /// `block_access_token_enable` refuse transfers without one. Default true.
+    #[serde(default = "default_true")]
+    pub block_access_token_enable: bool,
+    /// Milliseconds a block key signs tokens before the next one takes over
+    /// (HDFS's `dfs.block.access.key.update.interval`). Default 36 000 000 (10 h).
+    #[serde(default = "default_block_access_key_update_interval_ms")]
+    pub block_access_key_update_interval_ms: u64,
+    /// Milliseconds a block access token stays valid (HDFS's
+    /// `dfs.block.access.token.lifetime`). Default 36 000 000 (10 h).
+    #[serde(default = "default_block_access_token_lifetime_ms")]
+    pub block_access_token_lifetime_ms: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_block_access_key_update_interval_ms() -> u64 {
+    10 * 60 * 60 * 1000
+}
+fn default_block_access_token_lifetime_ms() -> u64 {
+    10 * 60 * 60 * 1000
 }
 
 /// One namenode of the ensemble.
@@ -217,6 +241,7 @@ pub(crate) struct Settings {
     pub(crate) checkpoint_txns: u64,
     pub(crate) groups: BTreeMap<String, Vec<String>>,
     pub(crate) quorum: QuorumSettings,
+    pub(crate) tokens: TokenSettings,
     /// What datanode requests must prove.
     pub(crate) cluster_secret: Option<ClusterSecret>,
     pub(crate) insecure_no_cluster_secret: bool,
@@ -314,6 +339,13 @@ impl NamenodeConfig {
                         .into(),
             });
         }
+        if self.block_access_key_update_interval_ms == 0 || self.block_access_token_lifetime_ms == 0
+        {
+            return Err(ConfigError::Invalid {
+                field: "block_access_token_lifetime_ms",
+                reason: "block_access_key_update_interval_ms and block_access_token_lifetime_ms must be positive".into(),
+            });
+        }
         let topology = match &self.topology_file {
             None => TopologyTable::default(),
             Some(path) => {
@@ -364,6 +396,13 @@ impl NamenodeConfig {
             cluster_secret,
             insecure_no_cluster_secret: self.insecure_no_cluster_secret,
             accept_shorter_journal: self.accept_shorter_journal,
+            tokens: TokenSettings {
+                enabled: self.block_access_token_enable,
+                key_update_interval: Duration::from_millis(
+                    self.block_access_key_update_interval_ms,
+                ),
+                token_lifetime: Duration::from_millis(self.block_access_token_lifetime_ms),
+            },
         })
     }
 

@@ -14,6 +14,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::blocks::block_keys::BlockKeys;
 use crate::blocks::manager::BlockManager;
 use crate::config::NamenodeConfig;
 use crate::datanodes::Registry;
@@ -108,7 +109,11 @@ pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<
     let lease_monitor =
         lease::Monitor::new(lease_inputs, namesystem.clone(), blocks.clone(), recoverer);
     tasks.spawn(lease_monitor.run(fatal.child_token()));
+    // Every namenode keeps keys, leading or not: datanodes then hold a new
+    // leader's keys before it signs its first token.
+    let keys = Arc::new(BlockKeys::new(settings.quorum.me, settings.tokens));
     let client = ClientService {
+        keys: keys.clone(),
         namesystem: namesystem.clone(),
         blocks: blocks.clone(),
         settings: settings.clone(),
@@ -119,6 +124,7 @@ pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<
         blocks,
         namesystem,
         secret,
+        keys,
     };
     let quorum = QuorumService {
         events: events_tx,

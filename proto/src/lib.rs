@@ -7,7 +7,9 @@
 //! - [`status`]: error kinds carried in `tonic::Status` metadata.
 //! - [`mac`]: HMAC-SHA256 tags (block access tokens, the cluster secret).
 //! - [`cluster_proof`]: the cluster-secret proof on datanode requests.
+//! - [`block_token`]: block access tokens: grants, keys, signing and verification.
 
+pub mod block_token;
 pub mod checksum;
 pub mod cluster_proof;
 pub mod ids;

@@ -432,6 +432,7 @@ mod tests {
             corrupt: (0..corrupt)
                 .map(|i| node(&format!("bad{i}"), "/r9"))
                 .collect(),
+            token: None,
         }
     }
 

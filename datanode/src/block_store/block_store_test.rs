@@ -880,6 +880,7 @@ fn recover_rbw_moves_a_finalized_replica_back_and_a_replacement_keeps_its_new_st
     let w = store
         .recover_rbw(B, GenStamp(1), GenStamp(2), 1500)
         .expect("recover finalized");
+    assert_eq!(w.len(), 2000, "a finalized replica is not cut back");
     assert!(store.replicas().is_empty(), "no longer finalized");
     assert!(store.open_finalized(B, GenStamp(2)).is_err());
     drop(w);
@@ -892,6 +893,53 @@ fn recover_rbw_moves_a_finalized_replica_back_and_a_replacement_keeps_its_new_st
     store.finalize(w).expect("finalize");
     assert_eq!(read_block(&store, B, GenStamp(2)), data);
     drop(store);
+}
+
+#[test]
+fn a_recovery_never_shortens_or_overwrites_a_finalized_replica() {
+    let (_dir, store) = open_store();
+    let data = pattern(3000, 6);
+    write_block(&store, B, GenStamp(1), &data);
+    // The forged "recovery, acked length 0" of issue 9.
+    let mut w = store
+        .recover_rbw(B, GenStamp(1), GenStamp(2), 0)
+        .expect("reopen");
+    assert_eq!((w.len(), w.finalized_floor()), (3000, 3000));
+    let other = pattern(3000, 99);
+    w.write_packet(0, &other, &chunk_checksums(&other), true)
+        .expect("a resend inside the finalized bytes is taken as already written");
+    let straddling = pattern(1000, 98);
+    assert!(matches!(
+        w.write_packet(2560, &straddling, &chunk_checksums(&straddling), true),
+        Err(Error::InvalidPacket {
+            reason: PacketFault::BelowFinalized { floor: 3000 },
+            ..
+        })
+    ));
+    drop(w);
+    // The floor survives a second recovery of the rbw it became.
+    let w = store
+        .recover_rbw(B, GenStamp(2), GenStamp(3), 0)
+        .expect("again");
+    assert_eq!((w.len(), w.finalized_floor()), (3000, 3000));
+    store.finalize(w).expect("finalize");
+    assert_eq!(read_block(&store, B, GenStamp(3)), data);
+    // An append past the floor still works.
+    let mut w = store
+        .recover_rbw(B, GenStamp(3), GenStamp(4), 3000)
+        .expect("reopen to append");
+    let tail = pattern(600, 7);
+    let mut whole = data.clone();
+    whole.extend_from_slice(&tail);
+    let from = 2560;
+    w.write_packet(
+        from as u64,
+        &whole[from..],
+        &chunk_checksums(&whole[from..]),
+        true,
+    )
+    .expect_err("rewriting the partial last chunk would overwrite finalized bytes");
+    drop(w);
 }
 
 #[test]

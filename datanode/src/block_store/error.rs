@@ -159,4 +159,11 @@ pub(crate) enum PacketFault {
     /// The packet would end past `u64::MAX`.
     #[error("packet ends past the largest block offset")]
     TooLong,
+    /// The packet starts inside the finalized bytes of a reopened replica
+    /// and ends past them: it would overwrite finalized data.
+    #[error("packet would overwrite the first {floor} bytes, which are finalized")]
+    BelowFinalized {
+        /// The finalized length.
+        floor: u64,
+    },
 }

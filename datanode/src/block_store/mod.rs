@@ -156,6 +156,9 @@ struct Rbw {
     gen_stamp: GenStamp,
     /// Shared with the writer, if one is alive; also tells writers apart.
     shared: Arc<RbwShared>,
+    /// Length of the finalized replica a recovery moved back here (0 for a
+    /// replica never finalized): later recoveries keep it too.
+    floor: u64,
 }
 
 impl Rbw {
@@ -207,6 +210,7 @@ impl BlockStore {
                 Rbw {
                     gen_stamp: info.gen_stamp,
                     shared,
+                    floor: 0,
                 },
             );
         }
@@ -276,6 +280,7 @@ impl BlockStore {
                 Rbw {
                     gen_stamp: gs,
                     shared: Arc::clone(&shared),
+                    floor: 0,
                 },
             );
             discarded
@@ -393,6 +398,11 @@ impl BlockStore {
     /// finalized one (moved back to `rbw/`), of generation `previous` or
     /// already `new` (a replacement that received its prefix under `new`).
     ///
+    /// A finalized replica is never shortened: it reopens at its full length
+    /// whatever `length` says, and keeps that floor through later recoveries
+    /// (see [`RbwWriter::finalized_floor`]). Only the namenode's
+    /// `finalize_rbw` (lease recovery) sets a replica's length below it.
+    ///
     /// # Errors
     /// `StaleGenStamp` when `new < previous`; `ReplicaExists` when a writer is
     /// still alive; `ReplicaNotFound` or `GenStampMismatch` when there is no
@@ -414,6 +424,7 @@ impl BlockStore {
         }
         let accepts = |g: GenStamp| g == previous || g == new;
         let shared = Arc::new(RbwShared::default());
+        let mut finalized_len = None;
         {
             let mut state = self.lock();
             let finalized = state.finalized.get(&block).copied();
@@ -440,6 +451,9 @@ impl BlockStore {
                 }
                 r.gen_stamp = new;
                 r.shared = Arc::clone(&shared);
+                if r.floor > 0 {
+                    finalized_len = Some(r.floor);
+                }
             } else if let Some(f) = finalized {
                 if !accepts(f.gen_stamp) {
                     return Err(Error::GenStampMismatch {
@@ -466,19 +480,30 @@ impl BlockStore {
                     .finalized_bytes
                     .saturating_sub(on_disk_bytes(f.length));
                 shared.set_len(f.length);
+                finalized_len = Some(f.length);
                 state.rbw.insert(
                     block,
                     Rbw {
                         gen_stamp: new,
                         shared: Arc::clone(&shared),
+                        floor: f.length,
                     },
                 );
             } else {
                 return Err(Error::ReplicaNotFound { block });
             }
         }
-        tracing::debug!(%block, gen_stamp = %new, length, "replica reopened for recovery");
-        RbwWriter::reopen(&self.layout, block, new, shared, length, self.discard_data)
+        // A finalized replica is never shortened by a pipeline: it reopens
+        // at its full length, and resent packets below it are not rewritten.
+        let (length, floor) = match finalized_len {
+            Some(f) => (length.max(f), f),
+            None => (length, 0),
+        };
+        tracing::debug!(%block, gen_stamp = %new, length, floor, "replica reopened for recovery");
+        let mut writer =
+            RbwWriter::reopen(&self.layout, block, new, shared, length, self.discard_data)?;
+        writer.keep_finalized(floor);
+        Ok(writer)
     }
 
     /// Opens the first `length` bytes of a block's replica, rbw (without a

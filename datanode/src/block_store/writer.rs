@@ -64,6 +64,9 @@ pub(crate) struct RbwWriter {
     shared: Arc<RbwShared>,
     /// Keep the length but write no data or checksums (benchmark only).
     discard: bool,
+    /// The length of the finalized replica a recovery reopened (0
+    /// otherwise): bytes below it are never cut back or overwritten.
+    floor: u64,
 }
 
 impl RbwWriter {
@@ -96,6 +99,7 @@ impl RbwWriter {
             is_torn: false,
             shared,
             discard,
+            floor: 0,
         })
     }
 
@@ -147,7 +151,21 @@ impl RbwWriter {
             is_torn: false,
             shared,
             discard,
+            floor: 0,
         })
+    }
+
+    /// Protects the first `floor` bytes (a reopened finalized replica's):
+    /// packets that end within them are already on disk and are accepted
+    /// without a write; a packet that starts below and ends past them is refused.
+    pub(super) fn keep_finalized(&mut self, floor: u64) {
+        self.floor = floor;
+    }
+
+    /// The bytes a recovery may not cut back or overwrite (0 for a replica
+    /// that was never finalized).
+    pub(crate) fn finalized_floor(&self) -> u64 {
+        self.floor
     }
 
     /// The block this writer writes.
@@ -161,7 +179,8 @@ impl RbwWriter {
     /// `offset` must be the current length, or a chunk boundary at or before it
     /// (a resend after pipeline recovery, or the rewrite of a partial last chunk
     /// after an hflush): the replica is cut back to `offset` first. With
-    /// `verify`, every chunk is checked before anything is written.
+    /// `verify`, every chunk is checked before anything is written. Below the
+    /// finalized floor nothing is cut back or written (see `keep_finalized`).
     ///
     /// # Errors
     /// `InvalidPacket` for a misplaced packet or a wrong checksum count,
@@ -205,6 +224,13 @@ impl RbwWriter {
         }
         if data.is_empty() {
             return Ok(());
+        }
+        if offset < self.floor {
+            if end <= self.floor {
+                // A resend of bytes the finalized replica already holds.
+                return Ok(());
+            }
+            return Err(invalid(PacketFault::BelowFinalized { floor: self.floor }));
         }
         if self.is_torn || offset < self.len {
             self.cut_back(offset)?;

@@ -10,6 +10,9 @@
 //! phase get:      one untimed round (a VM host's cache stays warm), then
 //!                 per run: drop caches, `cat source > /dev/null`
 //!                          drop caches, `dfs cat /bench/file > /dev/null`
+//! phase tokens off: every node restarted with `block_access_token_enable = false`
+//!                 per run: `dfs put -f`, then drop caches, `dfs cat` (as above);
+//!                 then every node restarted with tokens on again
 //! phase pipeline: datanodes restarted with `discard_data = true`
 //!                 per run: raw 3-hop TCP relay with CRC32C (relay.rs)
 //!                          then `dfs put -f source /bench/discarded`
@@ -58,6 +61,8 @@ const RELAY_HOPS: usize = 3;
 const PUT_TARGET: f64 = 0.60;
 const GET_TARGET: f64 = 0.70;
 const PIPELINE_TARGET: f64 = 0.45;
+/// What block access tokens may cost a put or a get (issue 9: at most 3 %).
+const TOKENS_TARGET: f64 = 0.97;
 
 /// What to measure and where.
 #[derive(Debug, Clone)]
@@ -234,6 +239,42 @@ impl Bench {
 
         say(
             out,
+            "phase tokens off: every node restarted with block_access_token_enable = false; put, then get, per run",
+        )?;
+        self.set_block_tokens(false)?;
+        let (mut put_off, mut get_off) = (Vec::new(), Vec::new());
+        for run in 1..=runs {
+            let elapsed = self.put(&client_source, "/bench/file")?;
+            put_off.push(mib_per_sec(size, elapsed));
+            self.drop_caches()?;
+            let elapsed = self.dfs(&["cat", "/bench/file"])?;
+            get_off.push(mib_per_sec(size, elapsed));
+            self.progress(
+                out,
+                run,
+                &[("put, tokens off", &put_off), ("get, tokens off", &get_off)],
+            )?;
+        }
+        self.set_block_tokens(true)?;
+        let tokens = [
+            Comparison {
+                name: format!("put {}, block tokens on (phase put)", fmt_size(size)),
+                runs: put.clone(),
+                baseline_name: "the same put, block tokens off".to_owned(),
+                baseline_runs: put_off,
+                target: TOKENS_TARGET,
+            },
+            Comparison {
+                name: format!("get {}, block tokens on (phase get)", fmt_size(size)),
+                runs: get.clone(),
+                baseline_name: "the same get, block tokens off".to_owned(),
+                baseline_runs: get_off,
+                target: TOKENS_TARGET,
+            },
+        ];
+
+        say(
+            out,
             "phase pipeline: datanodes restarted with discard_data = true; relay, then put, per run",
         )?;
         self.restart_datanodes_discarding()?;
@@ -259,6 +300,7 @@ impl Bench {
         let pipeline_peaks = self.peaks();
 
         let size_text = fmt_size(size);
+        let [put_tokens, get_tokens] = tokens;
         let comparisons = [
             Comparison {
                 name: format!("put {size_text}, 3 replicas"),
@@ -281,6 +323,8 @@ impl Bench {
                 baseline_runs: raw,
                 target: PIPELINE_TARGET,
             },
+            put_tokens,
+            get_tokens,
         ];
         let mut text = format!(
             "\ndfs-cluster bench: {size_text}, median of {runs} run(s), {} datanodes, \
@@ -382,6 +426,34 @@ impl Bench {
             .filter(|n| n.role == Role::Datanode)
             .map(|n| n.name.clone())
             .collect()
+    }
+
+    /// Restarts every node with `block_access_token_enable = enabled` in its
+    /// config (namenodes and datanodes must agree), and waits until the
+    /// namenode sees every datanode live.
+    fn set_block_tokens(&mut self, enabled: bool) -> Result<(), Error> {
+        self.cluster.stop_all()?;
+        let names: Vec<NodeName> = self
+            .cluster
+            .nodes()
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
+        for name in names {
+            let config = self.cluster.node(name.as_str())?.config.clone();
+            let text = fs::read_to_string(&config).map_err(Error::io("reading", &config))?;
+            let mut table: toml::Table = toml::from_str(&text).map_err(|e| Error::Io {
+                action: "parsing",
+                path: config.clone(),
+                source: std::io::Error::other(e),
+            })?;
+            table.insert(
+                "block_access_token_enable".to_owned(),
+                toml::Value::Boolean(enabled),
+            );
+            fs::write(&config, table.to_string()).map_err(Error::io("writing", &config))?;
+        }
+        self.cluster.start_all()
     }
 
     /// Stops every datanode, adds `discard_data = true` to its config and

@@ -1,5 +1,6 @@
 //! Blocks on datanodes: where replicas are and where new ones go.
 //!
+//! - `block_keys`: the keys block access tokens are signed with: issued, rolled, exported.
 //! - `block_map`: which datanodes hold which replicas (healthy, suspect,
 //!   corrupt), and queued commands.
 //! - `in_flight`: blocks sent to targets not yet reported (the space they
@@ -16,6 +17,7 @@
 
 pub(crate) mod placement;
 
+pub(crate) mod block_keys;
 pub(crate) mod block_map;
 pub(crate) mod in_flight;
 pub(crate) mod manager;

@@ -7,9 +7,11 @@ use dfs_proto::v1;
 use dfs_proto::v1::client_protocol_server::ClientProtocol;
 use tonic::{Request, Response, Status};
 
+use dfs_proto::block_token::AccessModes;
 use dfs_proto::ids::DatanodeId;
 use dfs_proto::status::ErrorKind;
 
+use crate::blocks::block_keys::BlockKeys;
 use crate::blocks::manager::{BlockManager, Location};
 use crate::config::Settings;
 use crate::datanodes::Liveness;
@@ -29,6 +31,8 @@ const MAX_GROUPS: usize = 64;
 /// Serves ClientProtocol.
 #[derive(Debug, Clone)]
 pub(crate) struct ClientService {
+    /// Signs the block access tokens handed out with locations and pipelines.
+    pub(crate) keys: Arc<BlockKeys>,
     pub(crate) namesystem: Namesystem,
     pub(crate) blocks: Arc<Mutex<BlockManager>>,
     pub(crate) settings: Arc<Settings>,
@@ -332,6 +336,7 @@ impl ClientProtocol for ClientService {
         let writer_ip = request.remote_addr().map(|a| a.ip().to_canonical());
         let r = request.into_inner();
         let (caller, client, call) = self.writer(r.caller)?;
+        let user = caller.user.clone();
         let excluded = datanode_ids("excluded_datanodes", &r.excluded_datanodes)?;
         let op = Op::AddBlock {
             path: r.path.clone(),
@@ -383,6 +388,7 @@ impl ClientProtocol for ClientService {
                 offset,
                 locations: targets.iter().map(location).collect(),
                 corrupt_locations: Vec::new(),
+                token: self.token(block, AccessModes::WRITE, &user),
             }),
         }))
     }
@@ -446,6 +452,7 @@ impl ClientProtocol for ClientService {
     ) -> Result<Response<v1::UpdateBlockForPipelineResponse>, Status> {
         let r = request.into_inner();
         let (caller, client, call) = self.writer(r.caller)?;
+        let user = caller.user.clone();
         let block = required_block("block", r.block)?;
         let op = Op::BumpGenStamp {
             path: r.path.clone(),
@@ -457,8 +464,14 @@ impl ClientProtocol for ClientService {
             _ => self.last_block(&r.path)?.0.gen_stamp,
         };
         tracing::info!(block = %block.id, old = %block.gen_stamp, new = %gen_stamp, "pipeline recovery: new generation stamp");
+        let bumped = BlockRecord { gen_stamp, ..block };
+        // The namespace checked that the caller holds the lease of the file
+        // whose last block this is: it may write the block under the new
+        // stamp and copy it to a replacement datanode.
+        let modes = AccessModes::WRITE.with(AccessModes::COPY);
         Ok(Response::new(v1::UpdateBlockForPipelineResponse {
-            block: Some(extended(BlockRecord { gen_stamp, ..block })),
+            block: Some(extended(bumped)),
+            token: self.token(bumped, modes, &user),
         }))
     }
 
@@ -571,6 +584,7 @@ impl ClientProtocol for ClientService {
                         .filter_map(|id| manager.location(id))
                         .map(|l| location(&l))
                         .collect(),
+                    token: self.token(*record, AccessModes::READ, &caller.user),
                 }
             })
             .collect();
@@ -630,6 +644,14 @@ impl ClientProtocol for ClientService {
 }
 
 impl ClientService {
+    /// A token granting `modes` on `block` to `user` (none with tokens off).
+    fn token(&self, block: BlockRecord, modes: AccessModes, user: &str) -> Option<v1::BlockToken> {
+        self.keys
+            .issue(block.id, block.gen_stamp, modes, user)
+            .as_ref()
+            .map(v1::BlockToken::from)
+    }
+
     fn blocks(&self) -> std::sync::MutexGuard<'_, BlockManager> {
         self.blocks.lock().unwrap_or_else(PoisonError::into_inner)
     }

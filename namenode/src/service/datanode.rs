@@ -10,6 +10,7 @@ use dfs_proto::v1;
 use dfs_proto::v1::datanode_protocol_server::DatanodeProtocol;
 use tonic::{Request, Response, Status};
 
+use crate::blocks::block_keys::BlockKeys;
 use crate::blocks::block_map::{Command, Reported};
 use crate::blocks::manager::BlockManager;
 use crate::datanodes::Storage;
@@ -28,6 +29,8 @@ pub(crate) struct DatanodeService {
     /// What every request must prove; `None` only when the operator set
     /// `insecure_no_cluster_secret`.
     pub(crate) secret: Option<ClusterSecret>,
+    /// This namenode's block keys, handed to every datanode it hears from.
+    pub(crate) keys: Arc<BlockKeys>,
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> Status {
@@ -153,6 +156,15 @@ impl DatanodeService {
         wire
     }
 
+    /// This namenode's unexpired block keys, as datanodes receive them.
+    fn block_keys(&self) -> Vec<v1::BlockKey> {
+        self.keys
+            .exported()
+            .iter()
+            .map(v1::BlockKey::from)
+            .collect()
+    }
+
     fn blocks(&self) -> std::sync::MutexGuard<'_, BlockManager> {
         self.blocks.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -204,6 +216,7 @@ impl DatanodeProtocol for DatanodeService {
         Ok(Response::new(v1::RegisterDatanodeResponse {
             epoch: u64::from(self.namesystem.role().epoch.0),
             rack: rack.to_string(),
+            block_keys: self.block_keys(),
         }))
     }
 
@@ -236,6 +249,7 @@ impl DatanodeProtocol for DatanodeService {
         Ok(Response::new(v1::HeartbeatResponse {
             epoch: u64::from(role.epoch.0),
             commands,
+            block_keys: self.block_keys(),
         }))
     }
 
