@@ -66,7 +66,6 @@ fn datanode_requests_must_prove_the_secret_and_a_live_id_stays_where_it_is() {
         .unwrap()
         .trim()
         .to_owned();
-    let secret = cluster.cluster_secret();
     let other_port = u32::from(victim_addr.port()) + 1;
     let now = cluster_proof::now_ms();
     let namenode = cluster.namenode_addr();
@@ -88,6 +87,7 @@ fn datanode_requests_must_prove_the_secret_and_a_live_id_stays_where_it_is() {
             status.message()
         );
 
+        let secret = cluster.cluster_secret();
         eprintln!("--- a proof under another secret, or a replayed old one: refused");
         let wrong = prove(
             "not this cluster's secret at all",

@@ -117,9 +117,9 @@ impl Namesystem {
         // Bound to the request here, so the digest travels with the txn into
         // the log and every namenode's cache.
         let call = call.map(|c| c.bound_to(&op, &caller));
-        if let Some(call) = &call {
-            self.calls.admit(call)?;
-        }
+        // Held until the answer: a different request under this call id
+        // sent meanwhile is refused, not applied beside it.
+        let _in_flight = call.as_ref().map(|c| self.calls.admit(c)).transpose()?;
         let (reply, replied) = oneshot::channel();
         let request = WriteRequest {
             op,

@@ -206,25 +206,72 @@ pub(crate) struct RetryCache {
 }
 
 /// The cache's call → request bindings, for RPC handlers to refuse a reused
-/// call id before it reaches the peer task.
+/// call id before it reaches the peer task; also the calls on their way to
+/// it, so that two different requests sent at once under one call id
+/// cannot both pass before either is applied.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Admission(Arc<Mutex<HashMap<Key, Option<RequestDigest>>>>);
+pub(crate) struct Admission(Arc<Mutex<Bindings>>);
 
-impl Admission {
-    /// Whether `call` may go ahead: unseen, or a retry of the same request.
-    ///
-    /// # Errors
-    /// `CallReused` when the call was applied for a different request.
-    pub(crate) fn admit(&self, call: &CallId) -> Result<(), Error> {
-        let bindings = self.lock();
-        let bound = bindings.get(&call.key()).copied().flatten();
-        match (bound, call.request) {
-            (Some(ours), Some(theirs)) if ours != theirs => Err(call.reused()),
-            _ => Ok(()),
+#[derive(Debug, Default)]
+struct Bindings {
+    /// Calls applied, with the request each answered.
+    applied: HashMap<Key, Option<RequestDigest>>,
+    /// Calls admitted and not yet answered: their request and how many
+    /// copies (a client's retries) are in flight.
+    in_flight: HashMap<Key, (Option<RequestDigest>, usize)>,
+}
+
+/// A call admitted and not yet answered; dropping it ends its flight.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    admission: Admission,
+    key: Key,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut bindings = self.admission.lock();
+        if let Some((_, copies)) = bindings.in_flight.get_mut(&self.key) {
+            *copies -= 1;
+            if *copies == 0 {
+                bindings.in_flight.remove(&self.key);
+            }
         }
     }
+}
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Option<RequestDigest>>> {
+fn conflicts(bound: Option<RequestDigest>, asked: Option<RequestDigest>) -> bool {
+    matches!((bound, asked), (Some(ours), Some(theirs)) if ours != theirs)
+}
+
+impl Admission {
+    /// Admits `call` if it is unseen or repeats the request it was seen
+    /// with; keep the returned guard until the call is answered.
+    ///
+    /// # Errors
+    /// `CallReused` when the call was applied, or is in flight, for a
+    /// different request.
+    pub(crate) fn admit(&self, call: &CallId) -> Result<InFlight, Error> {
+        let key = call.key();
+        let mut bindings = self.lock();
+        let applied = bindings.applied.get(&key).copied().flatten();
+        let flying = bindings.in_flight.get(&key).and_then(|(digest, _)| *digest);
+        if conflicts(applied, call.request) || conflicts(flying, call.request) {
+            return Err(call.reused());
+        }
+        bindings
+            .in_flight
+            .entry(key.clone())
+            .or_insert((call.request, 0))
+            .1 += 1;
+        drop(bindings);
+        Ok(InFlight {
+            admission: self.clone(),
+            key,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Bindings> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -238,14 +285,14 @@ impl RetryCache {
             request: call.request,
         };
         let mut bindings = self.bindings.lock();
-        bindings.insert(key.clone(), entry.request);
+        bindings.applied.insert(key.clone(), entry.request);
         if self.entries.insert(key.clone(), entry).is_none() {
             self.order.push_back(key);
         }
         while self.order.len() > CAPACITY {
             if let Some(oldest) = self.order.pop_front() {
                 self.entries.remove(&oldest);
-                bindings.remove(&oldest);
+                bindings.applied.remove(&oldest);
             }
         }
     }
@@ -267,7 +314,7 @@ impl RetryCache {
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
         self.order.clear();
-        self.bindings.lock().clear();
+        self.bindings.lock().applied.clear();
     }
 }
 
@@ -389,6 +436,27 @@ mod tests {
     }
 
     #[test]
+    fn two_different_requests_in_flight_under_one_call_cannot_both_pass() {
+        let cache = RetryCache::default();
+        let admission = cache.admission();
+        let first = call(8).bound_to(&delete("/a"), &caller("alice"));
+        let other = call(8).bound_to(&delete("/b"), &caller("alice"));
+        let flying = admission.admit(&first).unwrap();
+        // A retry of the same request may travel beside it.
+        let retry = admission.admit(&first).unwrap();
+        assert!(matches!(
+            admission.admit(&other),
+            Err(Error::CallReused { call: 8, .. })
+        ));
+        drop(flying);
+        assert!(admission.admit(&other).is_err(), "the retry still flies");
+        drop(retry);
+        // Answered without being applied (refused, say): the call id is free.
+        assert!(admission.admit(&other).is_ok());
+        assert!(admission.lock().in_flight.is_empty());
+    }
+
+    #[test]
     fn the_oldest_calls_are_forgotten_first() {
         let mut cache = RetryCache::default();
         for n in 0..(CAPACITY as u64 + 10) {
@@ -404,6 +472,6 @@ mod tests {
         assert!(admission.admit(&reused).is_ok(), "bound without a digest");
         cache.clear();
         assert!(cache.get(&call(last)).is_none());
-        assert!(admission.lock().is_empty());
+        assert!(admission.lock().applied.is_empty());
     }
 }
