@@ -185,8 +185,18 @@ fn a_put_survives_kill_9_of_a_pipeline_datanode() {
                 "iteration {i}: {path} reads back other bytes"
             );
             let fsck = cluster.fsck(&path);
-            assert_eq!(fsck["status"], "HEALTHY", "{fsck}");
             let blocks = fsck["files"][0]["blocks"].as_array().unwrap();
+            // A recovered pipeline that lost its only node on one rack leaves
+            // the block short of a replica and on one rack until the
+            // replication monitor copies it: fsck says MIS_REPLICATED then.
+            let short_on_one_rack = blocks
+                .iter()
+                .all(|b| b["mis_replicated"] == false || b["under_replicated"] == true);
+            assert!(
+                fsck["status"] == "HEALTHY"
+                    || (fsck["status"] == "MIS_REPLICATED" && short_on_one_rack),
+                "{fsck}"
+            );
             assert_eq!(blocks.len(), FILE / BLOCK, "{fsck}");
             for block in blocks {
                 let (id, _) = parse_name(block["name"].as_str().unwrap());
