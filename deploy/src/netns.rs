@@ -506,7 +506,7 @@ mod tests {
         ));
         assert!(lines.contains(&"-n dfsp7-cl addr add 10.77.0.254/24 dev eth0".to_owned()));
         // Nothing is made outside the run's namespaces.
-        for l in &lines[3..] {
+        for l in &lines[4..] {
             assert!(l.starts_with("-n dfsp7-"), "{l}");
         }
     }
