@@ -58,9 +58,9 @@ pub struct BenchArgs {
 /// The ensemble benchmarks.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Kill -9 the leading namenode of a fresh ensemble, trial after trial:
-    /// time until another leads, until a client's mkdir succeeds, and until
-    /// the restarted namenode follows again (p50, p99, max).
+    /// Kill -9, freeze or cut off the leading namenode of a fresh ensemble,
+    /// trial after trial: time until another leads, until a client's mkdir
+    /// succeeds, and until the old leader follows again (p50, p99, max).
     Failover(FailoverArgs),
     /// The mkdir rate of an ensemble against a single namenode in the same
     /// run (`dfs bench mkdirs` against each, alternating).
@@ -102,7 +102,10 @@ pub struct FailoverArgs {
     /// Leader kills (or freezes).
     #[arg(long, env = "DFS_BENCH_TRIALS", default_value_t = 20)]
     pub trials: usize,
-    /// What happens to the leader: `kill` (kill -9) or `pause` (SIGSTOP).
+    /// What happens to the leader: `kill` (kill -9), `pause` (SIGSTOP) or
+    /// `partition` (cut off from the network; every namenode in a network
+    /// namespace of its own, made and removed by the bench; needs root and
+    /// `ip netns`, skipped with a message without them).
     #[arg(long, value_enum, env = "DFS_BENCH_FAULT", default_value = "kill")]
     pub fault: crate::bench::failover::Fault,
     /// Namenodes of the ensemble.

@@ -49,6 +49,9 @@ pub struct Cluster {
     /// The ports of nodes not running, held so that nobody else takes them
     /// before the node starts (see `ports`).
     reservations: BTreeMap<NodeName, Reservation>,
+    /// The network namespace each node starts in (see `netns`); the others
+    /// start in ours.
+    netns: BTreeMap<NodeName, String>,
 }
 
 impl Cluster {
@@ -95,6 +98,7 @@ impl Cluster {
             startup_timeout: Duration::from_secs(60),
             children: BTreeMap::new(),
             reservations: BTreeMap::new(),
+            netns: BTreeMap::new(),
         }
     }
 
@@ -102,6 +106,13 @@ impl Cluster {
     /// be reported live (default 60 s).
     pub fn set_startup_timeout(&mut self, timeout: Duration) {
         self.startup_timeout = timeout;
+    }
+
+    /// Starts node `name` inside the network namespace `ns` from now on.
+    pub fn set_netns(&mut self, name: &str, ns: &str) -> Result<(), Error> {
+        let name = self.node(name)?.name.clone();
+        self.netns.insert(name, ns.to_owned());
+        Ok(())
     }
 
     /// The cluster's paths.
@@ -238,8 +249,12 @@ impl Cluster {
         }
         // The node binds its port itself.
         self.reservations.remove(name);
-        let (child, log_offset) =
-            process::spawn(&node, self.binaries.for_role(node.role), self.mode)?;
+        let (child, log_offset) = process::spawn(
+            &node,
+            self.binaries.for_role(node.role),
+            self.mode,
+            self.netns.get(name).map(String::as_str),
+        )?;
         let pid = child.id();
         self.children.insert(name.clone(), child);
         self.set_pid(name, Some(pid))?;

@@ -129,8 +129,15 @@ pub(crate) fn lay_out(
     mkdir(layout.dir())?;
     mkdir(&layout.logs_dir())?;
 
-    let namenode_ports = ports::free_addrs(&vec![IpAddr::V4(Ipv4Addr::LOCALHOST); spec.namenodes])?;
-    let namenode_addrs: Vec<SocketAddr> = namenode_ports.iter().map(Reservation::addr).collect();
+    // Fixed addresses live in namespaces of their own: nothing to reserve here.
+    let namenode_ports = match &spec.namenode_addrs {
+        Some(_) => Vec::new(),
+        None => ports::free_addrs(&vec![IpAddr::V4(Ipv4Addr::LOCALHOST); spec.namenodes])?,
+    };
+    let namenode_addrs: Vec<SocketAddr> = match &spec.namenode_addrs {
+        Some(addrs) => addrs.clone(),
+        None => namenode_ports.iter().map(Reservation::addr).collect(),
+    };
     let mut datanode_ips = Vec::new();
     for (r, &count) in spec.racks.iter().enumerate() {
         // validate() caps racks and datanodes per rack at 254, so both fit an octet.
@@ -237,9 +244,16 @@ pub(crate) fn lay_out(
         nodes,
     };
     state.save(&layout.state_file())?;
-    let names = state.nodes.iter().map(|n| n.name.clone());
-    let reservations = names
-        .zip(namenode_ports.into_iter().chain(datanode_ports))
+    let names = |role| {
+        state
+            .nodes
+            .iter()
+            .filter(move |n| n.role == role)
+            .map(|n| n.name.clone())
+    };
+    let reservations = names(Role::Namenode)
+        .zip(namenode_ports)
+        .chain(names(Role::Datanode).zip(datanode_ports))
         .collect();
     Ok((state, reservations))
 }

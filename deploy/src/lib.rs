@@ -9,6 +9,7 @@
 //! - `ports` – free ports below the kernel's ephemeral range, held until their node starts.
 //! - [`binaries`] – where the `namenode`, `datanode` and `dfs` binaries are.
 //! - [`process`] – spawning a node, waiting for `ready`, signals, stopping by pid.
+//! - [`netns`] – network namespaces (one per node, a bridge in its own) for partition benchmarks.
 //! - `liveness` – asking the namenodes whether every datanode is live.
 //! - `ensemble` – asking the namenodes who leads.
 //! - [`cluster`] – [`Cluster`], a directory plus the processes running it.
@@ -25,6 +26,7 @@ mod ensemble;
 pub mod error;
 pub mod layout;
 mod liveness;
+pub mod netns;
 pub mod node;
 mod ports;
 pub mod process;

@@ -45,10 +45,12 @@ pub enum SpawnMode {
 
 /// Starts `binary --config <node.config>`, its output appended to `node.log`.
 /// Returns the child and the length of the log before the node wrote to it.
+/// With `netns`, the node starts inside that network namespace.
 pub(crate) fn spawn(
     node: &NodeState,
     binary: &Path,
     mode: SpawnMode,
+    netns: Option<&str>,
 ) -> Result<(Child, u64), Error> {
     let mut log = OpenOptions::new()
         .create(true)
@@ -88,6 +90,9 @@ pub(crate) fn spawn(
     // still get their backtraces.
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
         command.env("RUST_LIB_BACKTRACE", "0");
+    }
+    if let Some(ns) = netns {
+        crate::netns::exec_in(&mut command, ns)?;
     }
     match mode {
         SpawnMode::Detached => {

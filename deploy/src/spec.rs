@@ -39,6 +39,11 @@ pub struct ClusterSpec {
     /// The namenode's lease soft and hard limits (`lease_soft_limit_ms`,
     /// `lease_hard_limit_ms`); `None` leaves its defaults (60 s, 1 h).
     pub lease_limits: Option<(Duration, Duration)>,
+    /// Fixed namenode addresses, one per namenode, instead of free ports on
+    /// 127.0.0.1: for namenodes that each run in a network namespace of
+    /// their own (see `netns`), where every port is free. `None` (default)
+    /// picks free ports.
+    pub namenode_addrs: Option<Vec<std::net::SocketAddr>>,
 }
 
 impl Default for ClusterSpec {
@@ -57,6 +62,7 @@ impl Default for ClusterSpec {
             supergroup: "supergroup".to_owned(),
             groups: BTreeMap::new(),
             lease_limits: None,
+            namenode_addrs: None,
         }
     }
 }
@@ -147,6 +153,13 @@ impl ClusterSpec {
         }
         if self.replication == Some(0) {
             return Err(Error::BadSpec("replication must be at least 1"));
+        }
+        if self
+            .namenode_addrs
+            .as_ref()
+            .is_some_and(|a| a.len() != self.namenodes)
+        {
+            return Err(Error::BadSpec("give one fixed address per namenode"));
         }
         if self.block_size == 0 {
             return Err(Error::BadSpec("block size must be positive"));

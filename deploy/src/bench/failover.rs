@@ -1,25 +1,36 @@
 //! `dfs-cluster bench failover`: how long writes stop when the leading
-//! namenode dies (`--fault kill`, kill -9) or freezes (`--fault pause`,
-//! SIGSTOP: a long GC pause, a stuck disk, a VM stall).
+//! namenode dies (`--fault kill`, kill -9), freezes (`--fault pause`,
+//! SIGSTOP: a long GC pause, a stuck disk, a VM stall) or is cut off from
+//! the network (`--fault partition`: a failed cable or switch port).
 //!
 //! ```text
 //! cluster: N namenodes (an ensemble, default 3), no datanodes, the real binaries
+//!          partition only: every namenode in a network namespace of its own
+//!            (10.77.0.N:8020), this bench's clients in another (10.77.0.254),
+//!            all on one bridge in a "switch" namespace (see `netns`); made
+//!            before the cluster starts, torn down after it stops, even on
+//!            error, panic or Ctrl-C; skipped with a message without them
 //! per trial: wait for an established leader; one mkdir through a long-lived
 //!            client, so that it talks to the leader as an application would
-//!            t0; kill -9 or SIGSTOP the leader; then, concurrently from t0:
+//!            t0; kill -9, SIGSTOP or cut off the leader (its switch port
+//!            down: the leader loses its quorum, and the client cannot
+//!            reach it either); then, concurrently from t0:
 //!              the client's next mkdir, failing over until it succeeds ──► write gap
 //!              `dfs mkdir` run as a new process (the binary, default
 //!              settings), once ───────────────────────────────────────────► dfs mkdir
 //!              GetPeerStatus every 10 ms until another namenode leads a
 //!              quorum and answers a client call itself ──────────────────► election
-//!            restart (or SIGCONT) the old leader; time until it follows ──► rejoin
+//!            restart, SIGCONT or reconnect the old leader; time until it
+//!            follows ───────────────────────────────────────────────────► rejoin
 //! report: p50 / p99 / max of each
 //! ```
 //!
 //! The write gap is what a client sees: the election plus the client's
 //! failover (a killed leader refuses connections at once; a frozen one
 //! costs one attempt's deadline, 1 s, after which the client passes it
-//! over) and its first request to the new leader.
+//! over) and its first request to the new leader. A cut-off leader costs
+//! the same as a frozen one: its frames are dropped without a word, so
+//! only deadlines tell.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -35,6 +46,7 @@ use crate::Error;
 use crate::binaries::Binaries;
 use crate::cluster::Cluster;
 use crate::ensemble;
+use crate::netns::{self, Entered, NetPlan, Network};
 use crate::process::SpawnMode;
 use crate::spec::ClusterSpec;
 
@@ -42,6 +54,9 @@ use crate::spec::ClusterSpec;
 const POLL: Duration = Duration::from_millis(10);
 /// Bound on an election, a write gap or a rejoin before the trial fails.
 const TRIAL_TIMEOUT: Duration = Duration::from_secs(60);
+/// The port of every namenode in its own namespace: HDFS's namenode port
+/// (each namespace has all its ports to itself).
+const NAMESPACED_PORT: u16 = 8020;
 
 /// How the leader is taken away in each trial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -50,6 +65,9 @@ pub enum Fault {
     Kill,
     /// SIGSTOP: the process keeps its sockets and answers nothing.
     Pause,
+    /// The leader's network port down: every frame to or from it is
+    /// dropped, from the other namenodes and from clients alike.
+    Partition,
 }
 
 impl Fault {
@@ -57,6 +75,7 @@ impl Fault {
         match self {
             Fault::Kill => "kill -9",
             Fault::Pause => "SIGSTOP",
+            Fault::Partition => "network cut",
         }
     }
 }
@@ -105,6 +124,19 @@ pub fn run(
         ));
     }
     binaries.check()?;
+    if options.fault == Fault::Partition {
+        if let Err(why) = netns::available() {
+            return say(
+                out,
+                &format!(
+                    "skipping bench failover --fault partition: network namespaces are \
+                     unavailable here ({why}); it needs root and `ip netns`"
+                ),
+            );
+        }
+        // Refuse an impossible plan before anything is made.
+        NetPlan::new(std::process::id(), options.namenodes)?;
+    }
     in_work_dir(
         options.dir.as_deref(),
         "dfs-bench-failover",
@@ -120,13 +152,46 @@ fn measure(
     work: &Path,
     out: &mut impl Write,
 ) -> Result<(), Error> {
+    // Declared first, dropped last: the network outlives the cluster (whose
+    // drop kills the nodes), and this thread is back home before the
+    // namespaces go.
+    let network = match options.fault {
+        Fault::Partition => Some(Network::create(NetPlan::new(
+            std::process::id(),
+            options.namenodes,
+        )?)?),
+        Fault::Kill | Fault::Pause => None,
+    };
+    let plan = network.as_ref().map(Network::plan);
+    // Everything this thread (and the runtime's threads it spawns) connects
+    // to from here on is reached from the client's namespace.
+    let _entered = plan.map(|p| Entered::enter(&p.client_ns())).transpose()?;
     let spec = ClusterSpec {
         namenodes: options.namenodes,
         racks: Vec::new(),
+        namenode_addrs: plan.map(|p| {
+            (1..=p.nodes())
+                .map(|i| SocketAddr::new(p.node_ip(i), NAMESPACED_PORT))
+                .collect()
+        }),
         ..ClusterSpec::default()
     };
     let quorum = options.namenodes / 2 + 1;
     let mut cluster = Cluster::create(&work.join("cluster"), &spec, binaries, SpawnMode::Child)?;
+    if let Some(plan) = plan {
+        for i in 1..=plan.nodes() {
+            cluster.set_netns(&format!("nn{i}"), &plan.node_ns(i))?;
+        }
+        say(
+            out,
+            &format!(
+                "network namespaces {}: namenodes on 10.77.0.1-{}, clients on {}",
+                plan.namespaces().join(", "),
+                plan.nodes(),
+                plan.client_ip()
+            ),
+        )?;
+    }
     say(
         out,
         &format!(
@@ -171,18 +236,47 @@ fn measure(
             .block_on(client.mkdirs(&format!("/bench-failover/warm{trial}"), false))
             .map_err(client_error("mkdir before the kill"))?;
 
+        // The leader's place in the network plan, for a partition.
+        let cut = match (&network, options.fault) {
+            (Some(network), Fault::Partition) => {
+                let ip = cluster.node(&leader_node)?.address.ip();
+                let i = network.plan().node_of(ip).ok_or(Error::BadSpec(
+                    "every namenode has an address of the network plan",
+                ))?;
+                Some((network, i))
+            }
+            _ => None,
+        };
+
         let t0 = Instant::now();
-        match options.fault {
-            Fault::Kill => cluster.kill_node(&leader_node)?,
-            Fault::Pause => cluster.pause_node(&leader_node)?,
+        match (options.fault, cut) {
+            (Fault::Partition, Some((network, i))) => network.cut(i)?,
+            (Fault::Kill, _) => cluster.kill_node(&leader_node)?,
+            (Fault::Pause | Fault::Partition, _) => cluster.pause_node(&leader_node)?,
         }
-        let dfs_mkdir =
-            spawn_dfs_mkdir(&cluster, &user, &format!("/bench-failover/cli{trial}"), t0);
+        let dfs_mkdir = spawn_dfs_mkdir(
+            &cluster,
+            &user,
+            &format!("/bench-failover/cli{trial}"),
+            plan.map(NetPlan::client_ns).as_deref(),
+            t0,
+        )?;
         let path = format!("/bench-failover/t{trial}");
+        // A frozen or cut-off leader answers no poll: asking it would cost
+        // each poll its whole timeout (0.5 s) and round the election up to
+        // that. The others still hold a quorum.
+        let polled: Vec<SocketAddr> = match options.fault {
+            Fault::Kill => namenodes.clone(),
+            Fault::Pause | Fault::Partition => namenodes
+                .iter()
+                .copied()
+                .filter(|a| a.to_string() != leader)
+                .collect(),
+        };
         let (write_gap, election) = runtime.block_on(async {
             tokio::join!(first_write(&client, &path, t0), async {
                 ensemble::wait_for_leader(
-                    &namenodes,
+                    &polled,
                     quorum,
                     Some(&leader),
                     &user,
@@ -201,9 +295,13 @@ fn measure(
         })??;
 
         let restarted = Instant::now();
-        let address = match options.fault {
-            Fault::Kill => cluster.start_node(&leader_node)?,
-            Fault::Pause => {
+        let address = match (options.fault, cut) {
+            (Fault::Kill, _) => cluster.start_node(&leader_node)?,
+            (Fault::Partition, Some((network, i))) => {
+                network.heal(i)?;
+                cluster.node(&leader_node)?.address
+            }
+            (Fault::Pause | Fault::Partition, _) => {
                 cluster.resume_node(&leader_node)?;
                 cluster.node(&leader_node)?.address
             }
@@ -247,14 +345,15 @@ fn measure(
 }
 
 /// Runs `dfs mkdir path` (the binary, the cluster's client config, default
-/// settings) on a thread; it yields the time from `t0` until the command
-/// succeeded.
+/// settings; inside the network namespace `netns` if given) on a thread; it
+/// yields the time from `t0` until the command succeeded.
 fn spawn_dfs_mkdir(
     cluster: &Cluster,
     user: &str,
     path: &str,
+    netns: Option<&str>,
     t0: Instant,
-) -> std::thread::JoinHandle<Result<Duration, Error>> {
+) -> Result<std::thread::JoinHandle<Result<Duration, Error>>, Error> {
     let mut command = Command::new(&cluster.binaries().dfs);
     command
         .env("DFS_CONFIG", cluster.layout().client_config())
@@ -263,7 +362,10 @@ fn spawn_dfs_mkdir(
         .args(["mkdir", path])
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    std::thread::spawn(move || {
+    if let Some(ns) = netns {
+        netns::exec_in(&mut command, ns)?;
+    }
+    Ok(std::thread::spawn(move || {
         let out = command
             .output()
             .map_err(Error::io("running", "dfs mkdir"))?;
@@ -273,7 +375,7 @@ fn spawn_dfs_mkdir(
             ));
         }
         Ok(t0.elapsed())
-    })
+    }))
 }
 
 /// Retries `mkdir path` (each call failing over on its own) until it
