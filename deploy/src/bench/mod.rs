@@ -10,12 +10,16 @@
 //! phase get:      one untimed round (a VM host's cache stays warm), then
 //!                 per run: drop caches, `cat source > /dev/null`
 //!                          drop caches, `dfs cat /bench/file > /dev/null`
-//! phase tokens off: every node restarted with `block_access_token_enable = false`
-//!                 per run: `dfs put -f`, then drop caches, `dfs cat` (as above);
-//!                 then every node restarted with tokens on again
+//! phase tokens, get: per run, every node restarted with
+//!                 `block_access_token_enable` off then on (or on then off):
+//!                 a warm `dfs cat` after each (one untimed first)
 //! phase pipeline: datanodes restarted with `discard_data = true`
 //!                 per run: raw 3-hop TCP relay with CRC32C (relay.rs)
 //!                          then `dfs put -f source /bench/discarded`
+//! phase tokens, put: as phase tokens, get, with `dfs put -f` to /bench/discarded
+//!
+//! The token phases avoid the disk (page cache, discard_data) and alternate
+//! on and off within each run: what is left to differ is the token work.
 //! report: median MiB/s of each, the ratio of medians, datanode VmHWM per phase
 //! ```
 //!
@@ -239,39 +243,17 @@ impl Bench {
 
         say(
             out,
-            "phase tokens off: every node restarted with block_access_token_enable = false; put, then get, per run",
+            "phase tokens, get: warm dfs cat with block tokens on and off, alternating, per run",
         )?;
-        self.set_block_tokens(false)?;
-        let (mut put_off, mut get_off) = (Vec::new(), Vec::new());
-        for run in 1..=runs {
-            let elapsed = self.put(&client_source, "/bench/file")?;
-            put_off.push(mib_per_sec(size, elapsed));
-            self.drop_caches()?;
-            let elapsed = self.dfs(&["cat", "/bench/file"])?;
-            get_off.push(mib_per_sec(size, elapsed));
-            self.progress(
-                out,
-                run,
-                &[("put, tokens off", &put_off), ("get, tokens off", &get_off)],
-            )?;
-        }
-        self.set_block_tokens(true)?;
-        let tokens = [
-            Comparison {
-                name: format!("put {}, block tokens on (phase put)", fmt_size(size)),
-                runs: put.clone(),
-                baseline_name: "the same put, block tokens off".to_owned(),
-                baseline_runs: put_off,
-                target: TOKENS_TARGET,
-            },
-            Comparison {
-                name: format!("get {}, block tokens on (phase get)", fmt_size(size)),
-                runs: get.clone(),
-                baseline_name: "the same get, block tokens off".to_owned(),
-                baseline_runs: get_off,
-                target: TOKENS_TARGET,
-            },
-        ];
+        let (get_on, get_off) = self
+            .with_and_without_tokens(out, "warm get", |bench| bench.dfs(&["cat", "/bench/file"]))?;
+        let get_tokens = Comparison {
+            name: format!("get {}, warm, block tokens on", fmt_size(size)),
+            runs: get_on,
+            baseline_name: "the same get, block tokens off".to_owned(),
+            baseline_runs: get_off,
+            target: TOKENS_TARGET,
+        };
 
         say(
             out,
@@ -299,8 +281,22 @@ impl Bench {
         }
         let pipeline_peaks = self.peaks();
 
+        say(
+            out,
+            "phase tokens, put: put with discard_data, block tokens on and off, alternating, per run",
+        )?;
+        let (put_on, put_off) = self.with_and_without_tokens(out, "put, no disk", |bench| {
+            bench.put(&client_source, "/bench/discarded")
+        })?;
+        let put_tokens = Comparison {
+            name: format!("put {}, discard_data, block tokens on", fmt_size(size)),
+            runs: put_on,
+            baseline_name: "the same put, block tokens off".to_owned(),
+            baseline_runs: put_off,
+            target: TOKENS_TARGET,
+        };
+
         let size_text = fmt_size(size);
-        let [put_tokens, get_tokens] = tokens;
         let comparisons = [
             Comparison {
                 name: format!("put {size_text}, 3 replicas"),
@@ -426,6 +422,47 @@ impl Bench {
             .filter(|n| n.role == Role::Datanode)
             .map(|n| n.name.clone())
             .collect()
+    }
+
+    /// Runs `measure` with block tokens on and off, `runs` times each,
+    /// alternating which goes first so that drift on the machine falls on
+    /// both; one untimed round after each switch. MiB/s (on, off); tokens
+    /// are on again afterwards.
+    fn with_and_without_tokens(
+        &mut self,
+        out: &mut impl Write,
+        what: &str,
+        mut measure: impl FnMut(&mut Self) -> Result<Duration, Error>,
+    ) -> Result<(Vec<f64>, Vec<f64>), Error> {
+        let size = self.options.size;
+        let (mut on, mut off) = (Vec::new(), Vec::new());
+        for run in 1..=self.options.runs {
+            let order = if run % 2 == 1 {
+                [false, true]
+            } else {
+                [true, false]
+            };
+            for enabled in order {
+                self.set_block_tokens(enabled)?;
+                measure(self)?;
+                let rate = mib_per_sec(size, measure(self)?);
+                if enabled {
+                    on.push(rate)
+                } else {
+                    off.push(rate)
+                }
+            }
+            self.progress(
+                out,
+                run,
+                &[
+                    (&format!("{what}, tokens on"), &on),
+                    (&format!("{what}, tokens off"), &off),
+                ],
+            )?;
+        }
+        self.set_block_tokens(true)?;
+        Ok((on, off))
     }
 
     /// Restarts every node with `block_access_token_enable = enabled` in its
