@@ -57,6 +57,58 @@ use crate::spec::ClusterSpec;
 use disk::CacheDrop;
 use report::{Comparison, fmt_size, mib_per_sec};
 
+/// A token phase's runs: MiB/s and MiB per CPU-second, tokens on and off.
+#[derive(Debug, Default)]
+struct TokenRuns {
+    on: Vec<f64>,
+    off: Vec<f64>,
+    on_cpu: Vec<f64>,
+    off_cpu: Vec<f64>,
+}
+
+impl TokenRuns {
+    /// Tokens on against tokens off: by wall clock, then by CPU used (the
+    /// steadier figure on a shared machine: others' load moves it less).
+    fn compare(self, what: &str) -> [Comparison; 2] {
+        [
+            Comparison {
+                name: format!("{what}, block tokens on"),
+                runs: self.on,
+                baseline_name: "the same, block tokens off".to_owned(),
+                baseline_runs: self.off,
+                target: TOKENS_TARGET,
+            },
+            Comparison {
+                name: format!("{what}, tokens on: MiB per CPU-second"),
+                runs: self.on_cpu,
+                baseline_name: "the same, tokens off (all nodes + client)".to_owned(),
+                baseline_runs: self.off_cpu,
+                target: TOKENS_TARGET,
+            },
+        ]
+    }
+}
+
+/// utime + stime (+ cutime + cstime with `children`) of `/proc/PID/stat`, in ticks.
+fn proc_stat_ticks(pid: &str, children: bool) -> Result<u64, Error> {
+    let path = PathBuf::from(format!("/proc/{pid}/stat"));
+    let text = fs::read_to_string(&path).map_err(Error::io("reading", &path))?;
+    Ok(stat_ticks(&text, children))
+}
+
+/// The CPU ticks in the text of a `/proc/PID/stat`.
+fn stat_ticks(stat: &str, children: bool) -> u64 {
+    // Fields after the command name (which may hold spaces) in parentheses:
+    // state is field 3, utime 14, stime 15, cutime 16, cstime 17.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after
+        .split_whitespace()
+        .skip(11)
+        .take(if children { 4 } else { 2 })
+        .map(|f| f.parse::<u64>().unwrap_or(0))
+        .sum()
+}
+
 /// Replicas of every file the benchmark writes.
 const REPLICATION: u32 = 3;
 /// Hops of the raw relay: one per replica.
@@ -245,15 +297,9 @@ impl Bench {
             out,
             "phase tokens, get: warm dfs cat with block tokens on and off, alternating, per run",
         )?;
-        let (get_on, get_off) = self
-            .with_and_without_tokens(out, "warm get", |bench| bench.dfs(&["cat", "/bench/file"]))?;
-        let get_tokens = Comparison {
-            name: format!("get {}, warm, block tokens on", fmt_size(size)),
-            runs: get_on,
-            baseline_name: "the same get, block tokens off".to_owned(),
-            baseline_runs: get_off,
-            target: TOKENS_TARGET,
-        };
+        let get_tokens = self
+            .with_and_without_tokens(out, "warm get", |bench| bench.dfs(&["cat", "/bench/file"]))?
+            .compare(&format!("get {}, warm", fmt_size(size)));
 
         say(
             out,
@@ -285,16 +331,11 @@ impl Bench {
             out,
             "phase tokens, put: put with discard_data, block tokens on and off, alternating, per run",
         )?;
-        let (put_on, put_off) = self.with_and_without_tokens(out, "put, no disk", |bench| {
-            bench.put(&client_source, "/bench/discarded")
-        })?;
-        let put_tokens = Comparison {
-            name: format!("put {}, discard_data, block tokens on", fmt_size(size)),
-            runs: put_on,
-            baseline_name: "the same put, block tokens off".to_owned(),
-            baseline_runs: put_off,
-            target: TOKENS_TARGET,
-        };
+        let put_tokens = self
+            .with_and_without_tokens(out, "put, no disk", |bench| {
+                bench.put(&client_source, "/bench/discarded")
+            })?
+            .compare(&format!("put {}, discard_data", fmt_size(size)));
 
         let size_text = fmt_size(size);
         let comparisons = [
@@ -319,9 +360,12 @@ impl Bench {
                 baseline_runs: raw,
                 target: PIPELINE_TARGET,
             },
-            put_tokens,
-            get_tokens,
         ];
+        let comparisons: Vec<Comparison> = comparisons
+            .into_iter()
+            .chain(put_tokens)
+            .chain(get_tokens)
+            .collect();
         let mut text = format!(
             "\ndfs-cluster bench: {size_text}, median of {runs} run(s), {} datanodes, \
              replication {REPLICATION}, block size {}\n{}\n\n",
@@ -426,16 +470,17 @@ impl Bench {
 
     /// Runs `measure` with block tokens on and off, `runs` times each,
     /// alternating which goes first so that drift on the machine falls on
-    /// both; one untimed round after each switch. MiB/s (on, off); tokens
+    /// both; one untimed round after each switch. Each timed round gives
+    /// MiB/s and MiB per CPU-second of the cluster and the client; tokens
     /// are on again afterwards.
     fn with_and_without_tokens(
         &mut self,
         out: &mut impl Write,
         what: &str,
         mut measure: impl FnMut(&mut Self) -> Result<Duration, Error>,
-    ) -> Result<(Vec<f64>, Vec<f64>), Error> {
+    ) -> Result<TokenRuns, Error> {
         let size = self.options.size;
-        let (mut on, mut off) = (Vec::new(), Vec::new());
+        let mut runs = TokenRuns::default();
         for run in 1..=self.options.runs {
             let order = if run % 2 == 1 {
                 [false, true]
@@ -445,24 +490,44 @@ impl Bench {
             for enabled in order {
                 self.set_block_tokens(enabled)?;
                 measure(self)?;
+                let cpu_before = self.cpu_seconds()?;
                 let rate = mib_per_sec(size, measure(self)?);
-                if enabled {
-                    on.push(rate)
+                let cpu = self.cpu_seconds()? - cpu_before;
+                let per_cpu = mib_per_sec(size, Duration::from_secs_f64(cpu.max(0.01)));
+                let (wall, cpus) = if enabled {
+                    (&mut runs.on, &mut runs.on_cpu)
                 } else {
-                    off.push(rate)
-                }
+                    (&mut runs.off, &mut runs.off_cpu)
+                };
+                wall.push(rate);
+                cpus.push(per_cpu);
             }
             self.progress(
                 out,
                 run,
                 &[
-                    (&format!("{what}, tokens on"), &on),
-                    (&format!("{what}, tokens off"), &off),
+                    (&format!("{what}, tokens on"), &runs.on),
+                    (&format!("{what}, tokens off"), &runs.off),
+                    ("MiB per CPU-second on", &runs.on_cpu),
+                    ("off", &runs.off_cpu),
                 ],
             )?;
         }
         self.set_block_tokens(true)?;
-        Ok((on, off))
+        Ok(runs)
+    }
+
+    /// CPU seconds (user + system) used so far by every running node and by
+    /// the `dfs` commands this process has waited for (`/proc/*/stat`, in
+    /// Linux's fixed 100 ticks per second).
+    fn cpu_seconds(&self) -> Result<f64, Error> {
+        let mut ticks = proc_stat_ticks("self", true)?;
+        for node in self.cluster.nodes() {
+            if let Some(pid) = self.cluster.running_pid(node.name.as_str())? {
+                ticks += proc_stat_ticks(&pid.to_string(), false)?;
+            }
+        }
+        Ok(ticks as f64 / 100.0)
     }
 
     /// Restarts every node with `block_access_token_enable = enabled` in its
@@ -570,4 +635,19 @@ fn say(out: &mut impl Write, text: &str) -> Result<(), Error> {
     writeln!(out, "{text}")
         .and_then(|()| out.flush())
         .map_err(Error::io("writing", "stdout"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stat_ticks;
+
+    #[test]
+    fn cpu_ticks_are_read_past_a_command_name_with_spaces() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt
+        // majflt cmajflt utime stime cutime cstime ...
+        let stat = "42 (dfs (x) y) S 1 42 42 0 -1 4194560 10 0 0 0 7 3 20 5 20 0 1";
+        assert_eq!(stat_ticks(stat, false), 10);
+        assert_eq!(stat_ticks(stat, true), 35);
+        assert_eq!(stat_ticks("garbage", true), 0);
+    }
 }
