@@ -14,6 +14,7 @@ use cluster::{MiniCluster, random_bytes};
 use dfs_proto::cluster_proof::{self, Claim, RequestKind};
 use dfs_proto::v1;
 use dfs_proto::v1::datanode_protocol_client::DatanodeProtocolClient;
+use dfs_proto::wall_clock;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 
@@ -67,7 +68,7 @@ fn datanode_requests_must_prove_the_secret_and_a_live_id_stays_where_it_is() {
         .trim()
         .to_owned();
     let other_port = u32::from(victim_addr.port()) + 1;
-    let now = cluster_proof::now_ms();
+    let now = wall_clock::now_ms();
     let namenode = cluster.namenode_addr();
 
     let rt = tokio::runtime::Runtime::new().unwrap();

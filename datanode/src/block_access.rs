@@ -11,10 +11,11 @@
 
 use std::sync::{PoisonError, RwLock};
 
-use dfs_proto::block_token::{self, AccessModes, BlockToken, Grant, KeySet, TokenError};
+use dfs_proto::block_token::{AccessModes, BlockToken, Grant, KeySet, TokenError};
 use dfs_proto::ids::{BlockId, GenStamp};
 use dfs_proto::status::ErrorKind;
 use dfs_proto::v1;
+use dfs_proto::wall_clock;
 
 /// How long a token this datanode signs for its own copy lives.
 const OWN_TOKEN_LIFETIME_MS: u64 = 10 * 60 * 1000;
@@ -55,7 +56,7 @@ impl BlockAccess {
         if keys.is_empty() {
             return;
         }
-        let now = block_token::now_ms();
+        let now = wall_clock::now_ms();
         let mut set = self.keys.write().unwrap_or_else(PoisonError::into_inner);
         let before = set.len();
         set.add(keys.into_iter().map(Into::into), now);
@@ -86,7 +87,7 @@ impl BlockAccess {
                 access.block,
                 access.gen_stamp,
                 access.needed,
-                block_token::now_ms(),
+                wall_clock::now_ms(),
             );
         verdict.map_err(|e| {
             let user = token.map_or("-", |t| t.grant.user.as_str());
@@ -111,7 +112,7 @@ impl BlockAccess {
         if !self.enabled {
             return None;
         }
-        let now = block_token::now_ms();
+        let now = wall_clock::now_ms();
         let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
         let key = keys.newest(now)?;
         let grant = Grant {
@@ -158,7 +159,7 @@ mod tests {
     fn key() -> BlockKey {
         BlockKey {
             id: KeyId::new(1, 1),
-            expiry_ms: block_token::now_ms() + 60_000,
+            expiry_ms: wall_clock::now_ms() + 60_000,
             secret: Bytes::from_static(b"k"),
         }
     }
@@ -182,7 +183,7 @@ mod tests {
                 gen_stamp: GenStamp(2),
                 modes: AccessModes::READ,
                 user: "u".into(),
-                expiry_ms: block_token::now_ms() + 60_000,
+                expiry_ms: wall_clock::now_ms() + 60_000,
             },
             &key(),
         );

@@ -25,6 +25,7 @@ use dfs_proto::cluster_proof::{self, Claim, ClusterSecret, RequestKind};
 use dfs_proto::ids::{BlockId, DatanodeId, GenStamp};
 use dfs_proto::v1;
 use dfs_proto::v1::datanode_protocol_client::DatanodeProtocolClient;
+use dfs_proto::wall_clock;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
@@ -67,7 +68,7 @@ impl Identity {
         Some(cluster_proof::prove(
             secret.key(),
             &claim,
-            cluster_proof::now_ms(),
+            wall_clock::now_ms(),
         ))
     }
 }

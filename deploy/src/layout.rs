@@ -292,6 +292,22 @@ fn write_topology(layout: &Layout, spec: &ClusterSpec) -> Result<(), Error> {
     write_toml(&layout.topology_file(), &table)
 }
 
+/// Sets `keys` in the TOML config at `path`, keeping its other keys (a
+/// node reads the change when it next starts).
+///
+/// # Errors
+/// The file cannot be read, parsed or written.
+pub fn set_config_keys(path: &Path, keys: &toml::Table) -> Result<(), Error> {
+    let text = fs::read_to_string(path).map_err(Error::io("reading", path))?;
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| Error::Io {
+        action: "parsing",
+        path: path.to_owned(),
+        source: io::Error::other(e),
+    })?;
+    table.extend(keys.clone());
+    fs::write(path, table.to_string()).map_err(Error::io("writing", path))
+}
+
 /// A fresh cluster secret: 32 random bytes from the kernel, as 64 hex digits.
 fn cluster_secret() -> Result<String, Error> {
     use std::io::Read;

@@ -10,7 +10,7 @@
 //! is Kerberos's default clock skew; nodes of one cluster keep their clocks
 //! in sync.)
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::mac;
 use crate::v1;
@@ -114,13 +114,6 @@ pub enum ProofError {
     /// The tag does not verify: the sender does not know this cluster's secret.
     #[error("the proof does not verify: the sender does not know this cluster's secret")]
     BadTag,
-}
-
-/// Milliseconds since the Unix epoch now.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn fields<'a>(claim: &'a Claim<'a>, port: &'a [u8; 4], time: &'a [u8; 8]) -> [&'a [u8]; 5] {

@@ -3,6 +3,7 @@
 //! - [`v1`]: the generated gRPC services and messages (package `dfs.v1`).
 //! - [`ids`]: typed ids (`DatanodeId`, `BlockId`, `GenStamp`, `Epoch`, `Zxid`, `ServerId`).
 //! - [`checksum`]: CRC32C checksums over 512-byte chunks.
+//! - [`wall_clock`]: milliseconds since the Unix epoch, as expiries and proofs carry them.
 //! - [`topology`]: rack paths, the address→rack table and network distance.
 //! - [`status`]: error kinds carried in `tonic::Status` metadata.
 //! - [`mac`]: HMAC-SHA256 tags (block access tokens, the cluster secret).
@@ -16,6 +17,7 @@ pub mod ids;
 pub mod mac;
 pub mod status;
 pub mod topology;
+pub mod wall_clock;
 
 /// Generated code for the `dfs.v1` package.
 #[allow(

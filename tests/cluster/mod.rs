@@ -123,14 +123,7 @@ pub(crate) fn leader_of(rows: &[Value], quorum: usize) -> Option<String> {
 
 /// Sets `keys` in the TOML file at `path`, keeping its other keys.
 fn set_keys(path: &Path, keys: &toml::Table) {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let mut table: toml::Table = text
-        .parse()
-        .unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()));
-    table.extend(keys.clone());
-    std::fs::write(path, table.to_string())
-        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    dfs_deploy::layout::set_config_keys(path, keys).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Shapes a [`MiniCluster`] before it starts.

@@ -50,7 +50,7 @@ pub use dfs_client::cli::parse_size;
 use crate::Error;
 use crate::binaries::Binaries;
 use crate::cluster::Cluster;
-use crate::layout::Layout;
+use crate::layout::{Layout, set_config_keys};
 use crate::node::{NodeName, Role};
 use crate::process::SpawnMode;
 use crate::spec::ClusterSpec;
@@ -542,23 +542,18 @@ impl Bench {
             .map(|n| n.name.clone())
             .collect();
         for name in names {
-            let config = self.cluster.node(name.as_str())?.config.clone();
-            let text = fs::read_to_string(&config).map_err(Error::io("reading", &config))?;
-            let mut table: toml::Table = toml::from_str(&text).map_err(|e| Error::Io {
-                action: "parsing",
-                path: config.clone(),
-                source: std::io::Error::other(e),
-            })?;
-            table.insert(
+            let node = self.cluster.node(name.as_str())?;
+            let mut keys = toml::Table::new();
+            keys.insert(
                 "block_access_token_enable".to_owned(),
                 toml::Value::Boolean(enabled),
             );
-            if self.cluster.node(name.as_str())?.role == Role::Datanode {
+            if node.role == Role::Datanode {
                 // A restarted datanode's scanner would re-read its replicas
                 // during the timed rounds: CPU that is not the token work.
-                table.insert("scan_period_ms".to_owned(), toml::Value::Integer(0));
+                keys.insert("scan_period_ms".to_owned(), toml::Value::Integer(0));
             }
-            fs::write(&config, table.to_string()).map_err(Error::io("writing", &config))?;
+            set_config_keys(&node.config, &keys)?;
         }
         self.cluster.start_all()
     }
@@ -570,16 +565,10 @@ impl Bench {
     fn restart_datanodes_discarding(&mut self) -> Result<(), Error> {
         for name in self.datanodes() {
             self.cluster.stop_node(name.as_str())?;
-            let config = self.cluster.node(name.as_str())?.config.clone();
-            let text = fs::read_to_string(&config).map_err(Error::io("reading", &config))?;
-            let mut table: toml::Table = toml::from_str(&text).map_err(|e| Error::Io {
-                action: "parsing",
-                path: config.clone(),
-                source: std::io::Error::other(e),
-            })?;
-            table.insert("discard_data".to_owned(), toml::Value::Boolean(true));
-            table.insert("scan_period_ms".to_owned(), toml::Value::Integer(0));
-            fs::write(&config, table.to_string()).map_err(Error::io("writing", &config))?;
+            let mut keys = toml::Table::new();
+            keys.insert("discard_data".to_owned(), toml::Value::Boolean(true));
+            keys.insert("scan_period_ms".to_owned(), toml::Value::Integer(0));
+            set_config_keys(&self.cluster.node(name.as_str())?.config, &keys)?;
             self.cluster.start_node(name.as_str())?;
         }
         self.cluster.wait_datanodes_live()

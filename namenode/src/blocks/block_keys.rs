@@ -27,8 +27,9 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use dfs_proto::block_token::{self, AccessModes, BlockKey, BlockToken, Grant, KeyId};
+use dfs_proto::block_token::{AccessModes, BlockKey, BlockToken, Grant, KeyId};
 use dfs_proto::ids::{BlockId, GenStamp, ServerId};
+use dfs_proto::wall_clock;
 use rand::RngExt;
 
 /// Bytes of an HMAC key (SHA-256's block is 64; 32 random bytes are plenty).
@@ -58,7 +59,7 @@ impl BlockKeys {
     pub(crate) fn new(server: ServerId, settings: TokenSettings) -> Self {
         BlockKeys {
             settings,
-            ring: Mutex::new(KeyRing::new(server, settings, block_token::now_ms())),
+            ring: Mutex::new(KeyRing::new(server, settings, wall_clock::now_ms())),
         }
     }
 
@@ -81,7 +82,7 @@ impl BlockKeys {
             user: user.to_owned(),
             expiry_ms: 0,
         };
-        Some(self.lock().issue(grant, block_token::now_ms()))
+        Some(self.lock().issue(grant, wall_clock::now_ms()))
     }
 
     /// The keys datanodes should hold now; empty with tokens disabled.
@@ -89,7 +90,7 @@ impl BlockKeys {
         if !self.settings.enabled {
             return Vec::new();
         }
-        self.lock().exported(block_token::now_ms())
+        self.lock().exported(wall_clock::now_ms())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, KeyRing> {

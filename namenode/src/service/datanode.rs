@@ -8,6 +8,7 @@ use dfs_proto::cluster_proof::{self, Claim, ClusterSecret, RequestKind};
 use dfs_proto::ids::DatanodeId;
 use dfs_proto::v1;
 use dfs_proto::v1::datanode_protocol_server::DatanodeProtocol;
+use dfs_proto::wall_clock;
 use tonic::{Request, Response, Status};
 
 use crate::blocks::block_keys::BlockKeys;
@@ -44,6 +45,15 @@ fn datanode_id(id: &str) -> Result<DatanodeId, Status> {
     DatanodeId::parse(id).ok_or_else(|| invalid("datanode_id", "expected 1-128 of [A-Za-z0-9_-]"))
 }
 
+/// A reported replica as the block map takes it.
+fn reported(b: &v1::ReportedBlock) -> Reported {
+    Reported {
+        block: BlockId(b.block_id),
+        gen_stamp: GenStamp(b.gen_stamp),
+        length: b.length,
+    }
+}
+
 fn storage(report: Option<v1::StorageReport>) -> Storage {
     report.map_or_else(Storage::default, |r| Storage {
         capacity: r.capacity,
@@ -63,7 +73,7 @@ impl DatanodeService {
         let Some(secret) = &self.secret else {
             return Ok(());
         };
-        cluster_proof::verify(secret.key(), claim, proof, cluster_proof::now_ms()).map_err(|e| {
+        cluster_proof::verify(secret.key(), claim, proof, wall_clock::now_ms()).map_err(|e| {
             let peer = peer.map_or_else(|| "an unknown address".to_owned(), |p| p.to_string());
             tracing::warn!(%peer, datanode = claim.datanode_id, kind = ?claim.kind, reason = %e, "refused a datanode request");
             Status::from(Error::DatanodeUnauthenticated {
@@ -272,54 +282,22 @@ impl DatanodeProtocol for DatanodeService {
                 "datanode {id} is not registered with this namenode"
             )));
         }
-        if r.blocks.len() > MAX_REPORTED {
-            return Err(invalid(
-                "blocks",
-                format!("more than {MAX_REPORTED} replicas"),
-            ));
-        }
-        if r.corrupt.len() > MAX_REPORTED {
-            return Err(invalid(
-                "corrupt",
-                format!("more than {MAX_REPORTED} replicas"),
-            ));
+        for (field, list) in [
+            ("blocks", &r.blocks),
+            ("corrupt", &r.corrupt),
+            ("verified", &r.verified),
+        ] {
+            if list.len() > MAX_REPORTED {
+                return Err(invalid(field, format!("more than {MAX_REPORTED} replicas")));
+            }
         }
         let (rbw, finalized): (Vec<&v1::ReportedBlock>, Vec<&v1::ReportedBlock>) =
             r.blocks.iter().partition(|b| b.under_construction);
         let (deleted, received): (Vec<&v1::ReportedBlock>, Vec<&v1::ReportedBlock>) =
             finalized.into_iter().partition(|b| b.deleted);
-        let received: Vec<Reported> = received
-            .into_iter()
-            .map(|b| Reported {
-                block: BlockId(b.block_id),
-                gen_stamp: GenStamp(b.gen_stamp),
-                length: b.length,
-            })
-            .collect();
-        let corrupt: Vec<Reported> = r
-            .corrupt
-            .iter()
-            .map(|b| Reported {
-                block: BlockId(b.block_id),
-                gen_stamp: GenStamp(b.gen_stamp),
-                length: b.length,
-            })
-            .collect();
-        if r.verified.len() > MAX_REPORTED {
-            return Err(invalid(
-                "verified",
-                format!("more than {MAX_REPORTED} replicas"),
-            ));
-        }
-        let verified: Vec<Reported> = r
-            .verified
-            .iter()
-            .map(|b| Reported {
-                block: BlockId(b.block_id),
-                gen_stamp: GenStamp(b.gen_stamp),
-                length: b.length,
-            })
-            .collect();
+        let received: Vec<Reported> = received.into_iter().map(reported).collect();
+        let corrupt: Vec<Reported> = r.corrupt.iter().map(reported).collect();
+        let verified: Vec<Reported> = r.verified.iter().map(reported).collect();
         let mut marked = Vec::with_capacity(corrupt.len());
         self.namesystem.with_expected_blocks(|expected| {
             let mut blocks = self.blocks();
@@ -337,11 +315,7 @@ impl DatanodeProtocol for DatanodeService {
                 blocks.map.deleted(&id, BlockId(gone.block_id));
             }
             for replica in &rbw {
-                let replica = Reported {
-                    block: BlockId(replica.block_id),
-                    gen_stamp: GenStamp(replica.gen_stamp),
-                    length: replica.length,
-                };
+                let replica = reported(replica);
                 blocks.arrived(&id, replica.block);
                 blocks.map.rbw_reported(&id, replica, r.full, expected);
             }
