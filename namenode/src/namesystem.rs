@@ -30,7 +30,7 @@ use crate::error::Error;
 use crate::journal::{Journal, Recovered};
 use crate::namespace::{Caller, Namespace, Op, PermissionPolicy};
 use crate::quorum::RoleStatus;
-use crate::retry_cache::{Admission, CallId, Logged, RetryCache};
+use crate::retry_cache::{CallId, Logged, RetryCache};
 use crate::txn::{BlockId, Txn, Zxid};
 
 /// Requests waiting for the peer task. Bounded: callers wait when it is busy.
@@ -53,8 +53,6 @@ pub(crate) struct Namesystem {
     namespace: Arc<RwLock<Namespace>>,
     writes: mpsc::Sender<WriteRequest>,
     role: watch::Receiver<RoleStatus>,
-    /// Which request each remembered call answered (the retry cache's).
-    calls: Admission,
 }
 
 impl Namesystem {
@@ -68,7 +66,6 @@ impl Namesystem {
             namespace: replica.namespace.clone(),
             writes,
             role,
-            calls: replica.retry.admission(),
         }
     }
 
@@ -117,9 +114,6 @@ impl Namesystem {
         // Bound to the request here, so the digest travels with the txn into
         // the log and every namenode's cache.
         let call = call.map(|c| c.bound_to(&op, &caller));
-        // Held until the answer: a different request under this call id
-        // sent meanwhile is refused, not applied beside it.
-        let _in_flight = call.as_ref().map(|c| self.calls.admit(c)).transpose()?;
         let (reply, replied) = oneshot::channel();
         let request = WriteRequest {
             op,
@@ -241,7 +235,10 @@ impl Replica {
     }
 
     /// The txn `call` made before and its zxid, if it was applied.
-    pub(crate) fn retried(&self, call: &CallId) -> Option<&(Zxid, Txn)> {
+    ///
+    /// # Errors
+    /// `CallReused` when the call was applied for a different request.
+    pub(crate) fn retried(&self, call: &CallId) -> Result<Option<&(Zxid, Txn)>, Error> {
         self.retry.get(call)
     }
 

@@ -16,7 +16,6 @@
 //! forgotten beyond [`CAPACITY`]; a client retries within seconds.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -195,85 +194,14 @@ impl Entry {
 /// A call's key in the cache: client id and call id.
 type Key = (Vec<u8>, u64);
 
-/// The calls applied most recently, with the txn each made.
+/// The calls applied most recently, with the txn each made. Owned by the
+/// quorum's peer task, which handles writes one at a time and applies each
+/// as it proposes it: a call is in the cache before the next write is
+/// looked up, so two requests under one call id cannot both pass.
 #[derive(Debug, Default)]
 pub(crate) struct RetryCache {
     entries: HashMap<Key, Entry>,
     order: VecDeque<Key>,
-    /// The request each remembered call answered, shared with RPC handlers
-    /// (the cache itself belongs to the quorum's peer task).
-    bindings: Admission,
-}
-
-/// The cache's call → request bindings, for RPC handlers to refuse a reused
-/// call id before it reaches the peer task; also the calls on their way to
-/// it, so that two different requests sent at once under one call id
-/// cannot both pass before either is applied.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Admission(Arc<Mutex<Bindings>>);
-
-#[derive(Debug, Default)]
-struct Bindings {
-    /// Calls applied, with the request each answered.
-    applied: HashMap<Key, Option<RequestDigest>>,
-    /// Calls admitted and not yet answered: their request and how many
-    /// copies (a client's retries) are in flight.
-    in_flight: HashMap<Key, (Option<RequestDigest>, usize)>,
-}
-
-/// A call admitted and not yet answered; dropping it ends its flight.
-#[derive(Debug)]
-pub(crate) struct InFlight {
-    admission: Admission,
-    key: Key,
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let mut bindings = self.admission.lock();
-        if let Some((_, copies)) = bindings.in_flight.get_mut(&self.key) {
-            *copies -= 1;
-            if *copies == 0 {
-                bindings.in_flight.remove(&self.key);
-            }
-        }
-    }
-}
-
-fn conflicts(bound: Option<RequestDigest>, asked: Option<RequestDigest>) -> bool {
-    matches!((bound, asked), (Some(ours), Some(theirs)) if ours != theirs)
-}
-
-impl Admission {
-    /// Admits `call` if it is unseen or repeats the request it was seen
-    /// with; keep the returned guard until the call is answered.
-    ///
-    /// # Errors
-    /// `CallReused` when the call was applied, or is in flight, for a
-    /// different request.
-    pub(crate) fn admit(&self, call: &CallId) -> Result<InFlight, Error> {
-        let key = call.key();
-        let mut bindings = self.lock();
-        let applied = bindings.applied.get(&key).copied().flatten();
-        let flying = bindings.in_flight.get(&key).and_then(|(digest, _)| *digest);
-        if conflicts(applied, call.request) || conflicts(flying, call.request) {
-            return Err(call.reused());
-        }
-        bindings
-            .in_flight
-            .entry(key.clone())
-            .or_insert((call.request, 0))
-            .1 += 1;
-        drop(bindings);
-        Ok(InFlight {
-            admission: self.clone(),
-            key,
-        })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Bindings> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 impl RetryCache {
@@ -284,37 +212,32 @@ impl RetryCache {
             made: (zxid, txn),
             request: call.request,
         };
-        let mut bindings = self.bindings.lock();
-        bindings.applied.insert(key.clone(), entry.request);
         if self.entries.insert(key.clone(), entry).is_none() {
             self.order.push_back(key);
         }
         while self.order.len() > CAPACITY {
             if let Some(oldest) = self.order.pop_front() {
                 self.entries.remove(&oldest);
-                bindings.applied.remove(&oldest);
             }
         }
     }
 
-    /// The zxid and txn `call` made, if it was applied for this same request.
-    pub(crate) fn get(&self, call: &CallId) -> Option<&(Zxid, Txn)> {
-        self.entries
-            .get(&call.key())
-            .filter(|e| e.answers(call))
-            .map(|e| &e.made)
-    }
-
-    /// A handle on the bindings, for RPC handlers.
-    pub(crate) fn admission(&self) -> Admission {
-        self.bindings.clone()
+    /// The zxid and txn `call` made, if it was applied; `None` if it is new.
+    ///
+    /// # Errors
+    /// `CallReused` when the call was applied for a different request.
+    pub(crate) fn get(&self, call: &CallId) -> Result<Option<&(Zxid, Txn)>, Error> {
+        match self.entries.get(&call.key()) {
+            Some(entry) if entry.answers(call) => Ok(Some(&entry.made)),
+            Some(_) => Err(call.reused()),
+            None => Ok(None),
+        }
     }
 
     /// Forgets everything (a namespace rebuilt from elsewhere).
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
         self.order.clear();
-        self.bindings.lock().applied.clear();
     }
 }
 
@@ -409,51 +332,23 @@ mod tests {
         let first = call(5).bound_to(&delete("/a"), &caller("alice"));
         cache.insert(first.clone(), Zxid(1), txn(1));
         // The same request again: a retry, answered from the cache.
-        assert!(cache.admission().admit(&first).is_ok());
-        assert_eq!(cache.get(&first).map(|e| e.0), Some(Zxid(1)));
+        assert_eq!(cache.get(&first).unwrap().map(|e| e.0), Some(Zxid(1)));
         // Another path, or the same op by another user: refused.
         for other in [
             call(5).bound_to(&delete("/b"), &caller("alice")),
             call(5).bound_to(&delete("/a"), &caller("mallory")),
         ] {
-            let err = cache.admission().admit(&other).unwrap_err();
+            let err = cache.get(&other).unwrap_err();
             assert!(matches!(err, Error::CallReused { call: 5, .. }), "{err}");
             assert!(err.to_string().contains("call 5 of client 0707"), "{err}");
-            assert!(cache.get(&other).is_none());
         }
         // Another call number of the same client is a new call.
-        assert!(
-            cache
-                .admission()
-                .admit(&call(6).bound_to(&delete("/b"), &caller("alice")))
-                .is_ok()
-        );
+        let new = call(6).bound_to(&delete("/b"), &caller("alice"));
+        assert!(cache.get(&new).unwrap().is_none());
         // An entry logged before digests answers any retry.
         cache.insert(call(7), Zxid(2), txn(2));
         let bound = call(7).bound_to(&delete("/c"), &caller("alice"));
-        assert!(cache.admission().admit(&bound).is_ok());
-        assert_eq!(cache.get(&bound).map(|e| e.0), Some(Zxid(2)));
-    }
-
-    #[test]
-    fn two_different_requests_in_flight_under_one_call_cannot_both_pass() {
-        let cache = RetryCache::default();
-        let admission = cache.admission();
-        let first = call(8).bound_to(&delete("/a"), &caller("alice"));
-        let other = call(8).bound_to(&delete("/b"), &caller("alice"));
-        let flying = admission.admit(&first).unwrap();
-        // A retry of the same request may travel beside it.
-        let retry = admission.admit(&first).unwrap();
-        assert!(matches!(
-            admission.admit(&other),
-            Err(Error::CallReused { call: 8, .. })
-        ));
-        drop(flying);
-        assert!(admission.admit(&other).is_err(), "the retry still flies");
-        drop(retry);
-        // Answered without being applied (refused, say): the call id is free.
-        assert!(admission.admit(&other).is_ok());
-        assert!(admission.lock().in_flight.is_empty());
+        assert_eq!(cache.get(&bound).unwrap().map(|e| e.0), Some(Zxid(2)));
     }
 
     #[test]
@@ -462,16 +357,17 @@ mod tests {
         for n in 0..(CAPACITY as u64 + 10) {
             cache.insert(call(n), Zxid(n + 1), txn(n));
         }
-        assert!(cache.get(&call(0)).is_none());
-        assert!(cache.get(&call(9)).is_none());
-        assert_eq!(cache.get(&call(10)).map(|e| e.0), Some(Zxid(11)));
+        assert!(cache.get(&call(0)).unwrap().is_none());
+        assert!(cache.get(&call(9)).unwrap().is_none());
+        assert_eq!(cache.get(&call(10)).unwrap().map(|e| e.0), Some(Zxid(11)));
         let last = CAPACITY as u64 + 9;
-        assert_eq!(cache.get(&call(last)).map(|e| &e.1), Some(&txn(last)));
-        let admission = cache.admission();
+        assert_eq!(
+            cache.get(&call(last)).unwrap().map(|e| &e.1),
+            Some(&txn(last))
+        );
         let reused = CallId::new(vec![7; 16], last).bound_to(&delete("/x"), &caller("a"));
-        assert!(admission.admit(&reused).is_ok(), "bound without a digest");
+        assert!(cache.get(&reused).is_ok(), "bound without a digest");
         cache.clear();
-        assert!(cache.get(&call(last)).is_none());
-        assert!(admission.lock().applied.is_empty());
+        assert!(cache.get(&call(last)).unwrap().is_none());
     }
 }

@@ -854,7 +854,15 @@ impl Peer {
             session.parked.push_back(write);
             return;
         }
-        if let Some((zxid, txn)) = write.call.as_ref().and_then(|c| self.replica.retried(c)) {
+        let retried = match write.call.as_ref().map(|c| self.replica.retried(c)) {
+            Some(Err(reused)) => {
+                let _ = write.reply.send(Err(reused));
+                return;
+            }
+            Some(Ok(made)) => made,
+            None => None,
+        };
+        if let Some((zxid, txn)) = retried {
             if *zxid <= core.last_committed() {
                 let _ = write.reply.send(Ok(Some(txn.clone())));
             } else {
