@@ -22,6 +22,10 @@ pub struct DatanodeConfig {
     /// Default `127.0.0.1:9866`.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// HTTP address of WebHDFS, `/metrics` and the status page (HDFS's
+    /// `dfs.datanode.http.address`). Default: none, no HTTP server.
+    #[serde(default)]
+    pub http_address: Option<SocketAddr>,
     /// Directory of the replicas and the datanode id. Required.
     pub data_dir: PathBuf,
     /// Milliseconds between heartbeats. Default 3 000.

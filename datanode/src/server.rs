@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use tokio::net::TcpListener;
@@ -19,6 +19,7 @@ use crate::block_store::{BlockStore, ReplicaInfo, ReplicaState};
 use crate::config::DatanodeConfig;
 use crate::data_path::{DataPath, TransferSettings, Writers};
 use crate::error::Error;
+use crate::http::{self, HttpContext};
 use crate::identity;
 use crate::namenode_actor::{self, Identity, Link};
 use crate::reports::ReportHub;
@@ -131,6 +132,24 @@ pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<
         ));
     }
     drop(registered);
+    if let Some(http_address) = config.http_address {
+        let listener = TcpListener::bind(http_address).await?;
+        let http_address = listener.local_addr()?;
+        let context = HttpContext {
+            dp: Arc::clone(&dp),
+            config: Arc::new(config.clone()),
+            id: id.to_string(),
+            transfer_addr,
+            http_address,
+            started: SystemTime::now(),
+        };
+        tracing::info!(%http_address, "datanode http serving");
+        tasks.spawn(http::serve(
+            listener,
+            http::router(context),
+            shutdown.child_token(),
+        ));
+    }
     tracing::info!(datanode = %id, %transfer_addr, "datanode started");
     tokio::select! {
         _ = shutdown.cancelled() => {}

@@ -21,6 +21,10 @@ pub struct NamenodeConfig {
     /// gRPC address for clients and datanodes. Default `127.0.0.1:8020`.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// HTTP address of WebHDFS, `/metrics` and the status pages (HDFS's
+    /// `dfs.namenode.http-address`). Default: none, no HTTP server.
+    #[serde(default)]
+    pub http_address: Option<SocketAddr>,
     /// Directory of the journal, snapshots and epoch files. Required.
     pub data_dir: PathBuf,
     /// Address/CIDR → rack table (TOML). Default: every node on `/default-rack`.
@@ -227,6 +231,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) listen: SocketAddr,
+    pub(crate) http_address: Option<SocketAddr>,
     pub(crate) data_dir: PathBuf,
     pub(crate) topology: TopologyTable,
     pub(crate) superuser: String,
@@ -374,6 +379,7 @@ impl NamenodeConfig {
         };
         Ok(Settings {
             listen: self.listen,
+            http_address: self.http_address,
             data_dir: self.data_dir.clone(),
             topology,
             superuser,

@@ -2,7 +2,7 @@
 //! task, the datanode registry and the gRPC server.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use dfs_proto::v1::client_protocol_server::ClientProtocolServer;
 use dfs_proto::v1::datanode_protocol_server::DatanodeProtocolServer;
@@ -21,6 +21,7 @@ use crate::datanodes::Registry;
 use crate::epoch;
 use crate::error::Error;
 use crate::groups::GroupMapping;
+use crate::http::{self, HttpContext};
 use crate::journal::{self, JournalOptions};
 use crate::lease::{self, Leases};
 use crate::namespace::{Caller, PermissionPolicy};
@@ -120,6 +121,25 @@ pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<
         groups: Arc::new(GroupMapping::new(settings.groups.clone())),
         leases,
     };
+    if let Some(http_address) = settings.http_address {
+        let listener = TcpListener::bind(http_address).await?;
+        let http_address = listener.local_addr()?;
+        let context = HttpContext {
+            client: client.clone(),
+            namesystem: namesystem.clone(),
+            blocks: blocks.clone(),
+            role: role.clone(),
+            settings: settings.clone(),
+            http_address,
+            started: SystemTime::now(),
+        };
+        tracing::info!(%http_address, "namenode http serving");
+        tasks.spawn(http::serve(
+            listener,
+            http::router(context),
+            fatal.child_token(),
+        ));
+    }
     let datanode = DatanodeService {
         blocks,
         namesystem,

