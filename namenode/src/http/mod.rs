@@ -13,12 +13,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::blocks::manager::BlockManager;
 use crate::config::Settings;
-use crate::quorum::RoleStatus;
 use crate::namesystem::Namesystem;
+use crate::quorum::RoleStatus;
 use crate::service::ClientService;
 
 /// What HTTP handlers reach: the namenode's shared state.
 #[derive(Debug, Clone)]
+#[expect(dead_code, reason = "read by the routes that come next")]
 pub(crate) struct HttpContext {
     /// ClientProtocol in-process: every namespace operation with its checks.
     pub(crate) client: ClientService,
