@@ -229,3 +229,167 @@ fn a_second_appender_and_a_user_without_write_are_refused() {
         assert_eq!(get(&cluster, &su, "/s/f").len(), 1100);
     }
 }
+
+/// Bytes in `node`'s rbw replica of block `id`, if it has one.
+fn rbw_length(cluster: &MiniCluster, node: &str, id: u64) -> Option<u64> {
+    let file = cluster
+        .data_dir(node)
+        .join("current")
+        .join("rbw")
+        .join(format!("blk_{id}"));
+    std::fs::metadata(file).ok().map(|m| m.len())
+}
+
+/// The file's first block id and the datanodes (names) holding it.
+fn first_block(cluster: &MiniCluster, path: &str) -> (u64, Vec<String>) {
+    let fsck = cluster.fsck(path);
+    let block = &fsck["files"][0]["blocks"][0];
+    let nodes = cluster::fsck_addresses(block)
+        .iter()
+        .map(|a| cluster.datanode_at(a))
+        .collect();
+    (cluster::fsck_block_id(block), nodes)
+}
+
+/// Starts `dfs append - PATH` as `user`, feeding it `bytes` without closing stdin.
+fn start_append(cluster: &MiniCluster, user: &str, path: &str, bytes: &[u8]) -> Child {
+    let mut child = cluster
+        .dfs_command(user)
+        .args(["append", "-", path])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.as_mut().unwrap();
+    stdin.write_all(bytes).unwrap();
+    stdin.flush().unwrap();
+    child
+}
+
+/// Waits until every one of `nodes` holds at least `length` bytes of block
+/// `id` in rbw (the reopened block being written).
+fn wait_rbw_on(cluster: &MiniCluster, nodes: &[String], id: u64, length: u64) {
+    wait_until(
+        &format!("the reopened block holds {length} bytes in rbw on {nodes:?}"),
+        Duration::from_secs(30),
+        || {
+            nodes
+                .iter()
+                .all(|n| rbw_length(cluster, n, id).is_some_and(|l| l >= length))
+        },
+    );
+}
+
+#[test]
+fn an_append_survives_kill_9_of_a_pipeline_datanode() {
+    let mut cluster = MiniCluster::builder()
+        .rack(3)
+        .rack(3)
+        .block_size(BLOCK as u64)
+        .start();
+    let su = cluster.superuser();
+    let local = tempfile::tempdir().unwrap();
+    let mut want = random_bytes(1, 1000);
+    let first = write_local(local.path(), "first", &want);
+    cluster.dfs_ok(&su, &["put", &first, "/f"]);
+    let (block, holders) = first_block(&cluster, "/f");
+    assert_eq!(holders.len(), 3, "{holders:?}");
+    let more = random_bytes(2, 3 * BLOCK + 4321);
+    let before_kill = 512 * 1024;
+
+    eprintln!("--- append from stdin; once the reopened block is in rbw on its 3 nodes, kill -9 one");
+    let mut child = start_append(&cluster, &su, "/f", &more[..before_kill]);
+    {
+        wait_rbw_on(&cluster, &holders, block, 1000 + 256 * 1024);
+        let victim = holders[1].clone();
+        eprintln!("    killing {victim} of {holders:?}");
+        cluster.kill(&victim);
+    }
+
+    eprintln!("--- feed the rest; the append recovers its pipeline and completes");
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&more[before_kill..]).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        want.extend_from_slice(&more);
+        assert_same(&get(&cluster, &su, "/f"), &want, "after the recovered append");
+        let (lengths, _) = block_lengths(&cluster, "/f");
+        assert_eq!(lengths.first(), Some(&(BLOCK as u64)), "{lengths:?}");
+        assert_eq!(lengths.iter().sum::<u64>(), want.len() as u64);
+        let log = std::fs::read_to_string(cluster.log("nn1")).unwrap();
+        assert!(log.contains("pipeline recovery: new generation stamp"), "no recovery ran");
+    }
+}
+
+#[test]
+fn a_killed_appender_leaves_every_acknowledged_byte_after_lease_recovery() {
+    let cluster = MiniCluster::builder()
+        .rack(2)
+        .rack(2)
+        .block_size(BLOCK as u64)
+        .lease_limits(Duration::from_secs(1), Duration::from_secs(6))
+        .start();
+    let su = cluster.superuser();
+    let local = tempfile::tempdir().unwrap();
+    let original = random_bytes(1, 1000);
+    let first = write_local(local.path(), "first", &original);
+    cluster.dfs_ok(&su, &["put", &first, "/f"]);
+    let (block, holders) = first_block(&cluster, "/f");
+    let fed = random_bytes(2, 400 * 1024);
+
+    eprintln!("--- append from stdin, then kill -9 the appender mid-block");
+    let on_every_replica = {
+        let mut child = start_append(&cluster, &su, "/f", &fed);
+        wait_rbw_on(&cluster, &holders, block, 1000 + 256 * 1024);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // What every replica holds now: no later write can shrink it.
+        holders
+            .iter()
+            .map(|n| rbw_length(&cluster, n, block).unwrap_or(0))
+            .min()
+            .unwrap()
+    };
+
+    eprintln!("--- past the hard limit, lease recovery closes the file");
+    {
+        wait_until("the lease monitor closes /f", Duration::from_secs(40), || {
+            cluster.fsck("/f")["files"][0]["under_construction"] == false
+        });
+        let mut back = Vec::new();
+        wait_until(
+            "the recovered block is finalized and readable",
+            Duration::from_secs(20),
+            || {
+                let out = cluster.dfs(&su, &["get", "/f", "-"]);
+                back = out.stdout;
+                out.status.success()
+            },
+        );
+        let mut want = original.clone();
+        want.extend_from_slice(&fed);
+        eprintln!(
+            "    recovered {} bytes; {on_every_replica} were on every replica",
+            back.len()
+        );
+        assert!(
+            back.len() as u64 >= on_every_replica,
+            "{} bytes back, {on_every_replica} were on every replica",
+            back.len()
+        );
+        assert_same(&back, &want[..back.len()], "the recovered prefix");
+        let fsck = cluster.fsck("/f");
+        assert_eq!(fsck["files"][0]["length"], back.len() as u64, "{fsck}");
+    }
+
+    eprintln!("--- the file can be appended to again");
+    {
+        let tail = write_local(local.path(), "tail", b"tail");
+        cluster.dfs_ok(&su, &["append", &tail, "/f"]);
+        let back = get(&cluster, &su, "/f");
+        assert!(back.ends_with(b"tail"));
+    }
+}
