@@ -298,7 +298,9 @@ fn an_append_survives_kill_9_of_a_pipeline_datanode() {
     let more = random_bytes(2, 3 * BLOCK + 4321);
     let before_kill = 512 * 1024;
 
-    eprintln!("--- append from stdin; once the reopened block is in rbw on its 3 nodes, kill -9 one");
+    eprintln!(
+        "--- append from stdin; once the reopened block is in rbw on its 3 nodes, kill -9 one"
+    );
     let mut child = start_append(&cluster, &su, "/f", &more[..before_kill]);
     {
         wait_rbw_on(&cluster, &holders, block, 1000 + 256 * 1024);
@@ -313,14 +315,25 @@ fn an_append_survives_kill_9_of_a_pipeline_datanode() {
         stdin.write_all(&more[before_kill..]).unwrap();
         drop(stdin);
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         want.extend_from_slice(&more);
-        assert_same(&get(&cluster, &su, "/f"), &want, "after the recovered append");
+        assert_same(
+            &get(&cluster, &su, "/f"),
+            &want,
+            "after the recovered append",
+        );
         let (lengths, _) = block_lengths(&cluster, "/f");
         assert_eq!(lengths.first(), Some(&(BLOCK as u64)), "{lengths:?}");
         assert_eq!(lengths.iter().sum::<u64>(), want.len() as u64);
         let log = std::fs::read_to_string(cluster.log("nn1")).unwrap();
-        assert!(log.contains("pipeline recovery: new generation stamp"), "no recovery ran");
+        assert!(
+            log.contains("pipeline recovery: new generation stamp"),
+            "no recovery ran"
+        );
     }
 }
 
@@ -356,9 +369,11 @@ fn a_killed_appender_leaves_every_acknowledged_byte_after_lease_recovery() {
 
     eprintln!("--- past the hard limit, lease recovery closes the file");
     {
-        wait_until("the lease monitor closes /f", Duration::from_secs(40), || {
-            cluster.fsck("/f")["files"][0]["under_construction"] == false
-        });
+        wait_until(
+            "the lease monitor closes /f",
+            Duration::from_secs(40),
+            || cluster.fsck("/f")["files"][0]["under_construction"] == false,
+        );
         let mut back = Vec::new();
         wait_until(
             "the recovered block is finalized and readable",
