@@ -228,6 +228,19 @@ fn a_second_appender_and_a_user_without_write_are_refused() {
         );
         assert_eq!(get(&cluster, &su, "/s/f").len(), 1100);
     }
+
+    eprintln!("--- WRITE without READ is enough to append, in place or with a new block");
+    {
+        cluster.dfs_ok("alice", &["chmod", "622", "/s/f"]);
+        let ten = write_local(local.path(), "ten", &[7; 10]);
+        cluster.dfs_ok("bob", &["append", &ten, "/s/f"]);
+        cluster.dfs_ok("bob", &["append", "--new-block", &ten, "/s/f"]);
+        let back = get(&cluster, &su, "/s/f");
+        assert_eq!(back.len(), 1120);
+        assert!(back.ends_with(&[7; 20]));
+        let (lengths, status) = block_lengths(&cluster, "/s/f");
+        assert_eq!((lengths, status.as_str()), (vec![1110, 10], "HEALTHY"));
+    }
 }
 
 /// Bytes in `node`'s rbw replica of block `id`, if it has one.

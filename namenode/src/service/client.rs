@@ -189,14 +189,15 @@ impl ClientProtocol for ClientService {
             Err(refusal) => return Err(self.leases.on_create_refused(refusal, term).into()),
         };
         let status = self.namesystem.read(|ns| ns.file_info(&r.path, &caller))?;
-        let last_block = match reopen {
-            Some(reopen) => {
-                let (last, offset) = self.last_block(&r.path)?;
+        let (file, _) = self.namesystem.read(|ns| ns.writer_blocks(&r.path))?;
+        let last = file.blocks.last().copied();
+        let (last_block, previous_block) = match (reopen, last) {
+            (Some(reopen), Some((offset, last))) => {
                 let located = self.reopened_block(last, offset, reopen, client_ip, &caller.user);
                 tracing::info!(block = %last, previous = %reopen.previous, length = last.length, "append reopens the last block");
-                Some(located)
+                (Some(located), None)
             }
-            None => None,
+            (_, last) => (None, last.map(|(_, b)| extended(b))),
         };
         let soft_limit = self.leases.limits().soft;
         Ok(Response::new(v1::AppendResponse {
@@ -204,6 +205,7 @@ impl ClientProtocol for ClientService {
             last_block,
             previous_gen_stamp: reopen.map_or(0, |r| r.previous.0),
             lease_soft_limit_ms: u64::try_from(soft_limit.as_millis()).unwrap_or(u64::MAX),
+            previous_block,
         }))
     }
 
