@@ -385,7 +385,9 @@ impl Namespace {
                 op: "APPEND_FILE",
                 path: path.as_str().to_owned(),
                 client: client.to_owned(),
+                client_addr: None,
                 holder: holder.clone(),
+                holder_addr: None,
             });
         }
         if let Some(reopen) = reopen {

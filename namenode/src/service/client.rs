@@ -135,6 +135,7 @@ impl ClientProtocol for ClientService {
         &self,
         request: Request<v1::CreateRequest>,
     ) -> Result<Response<v1::CreateResponse>, Status> {
+        let client_ip = request.remote_addr().map(|a| a.ip().to_canonical());
         let r = request.into_inner();
         let (caller, client, call) = self.writer(r.caller)?;
         let op = Op::Create {
@@ -151,8 +152,13 @@ impl ClientProtocol for ClientService {
         };
         let term = self.namesystem.role().epoch;
         match self.namesystem.write(op, caller.clone(), call).await {
-            Ok(_) => self.leases.renew(&client, term),
-            Err(refusal) => return Err(self.leases.on_create_refused(refusal, term).into()),
+            Ok(_) => self.leases.renew(&client, client_ip, term),
+            Err(refusal) => {
+                return Err(self
+                    .leases
+                    .on_create_refused(refusal, client_ip, term)
+                    .into());
+            }
         }
         let status = self.namesystem.read(|ns| ns.file_info(&r.path, &caller))?;
         let soft_limit = self.leases.limits().soft;
@@ -179,14 +185,19 @@ impl ClientProtocol for ClientService {
         // A retried Append answers with the txn it made then.
         let reopen = match self.namesystem.write(op, caller.clone(), call).await {
             Ok(Some(Txn::Append { reopen, .. })) => {
-                self.leases.renew(&client, term);
+                self.leases.renew(&client, client_ip, term);
                 reopen
             }
             Ok(_) => {
-                self.leases.renew(&client, term);
+                self.leases.renew(&client, client_ip, term);
                 None
             }
-            Err(refusal) => return Err(self.leases.on_create_refused(refusal, term).into()),
+            Err(refusal) => {
+                return Err(self
+                    .leases
+                    .on_create_refused(refusal, client_ip, term)
+                    .into());
+            }
         };
         let status = self.namesystem.read(|ns| ns.file_info(&r.path, &caller))?;
         let (file, _) = self.namesystem.read(|ns| ns.writer_blocks(&r.path))?;
@@ -413,7 +424,8 @@ impl ClientProtocol for ClientService {
             previous: r.previous.map(block_record),
         };
         // A writer asking for blocks is alive, renewer or not.
-        self.leases.renew(&client, self.namesystem.role().epoch);
+        self.leases
+            .renew(&client, writer_ip, self.namesystem.role().epoch);
         // A retried AddBlock changes nothing and answers with the block it made.
         let block = match self.namesystem.write(op, caller.clone(), call).await? {
             Some(Txn::AddBlock { block, .. }) => block,
@@ -604,8 +616,10 @@ impl ClientProtocol for ClientService {
         &self,
         request: Request<v1::RenewLeaseRequest>,
     ) -> Result<Response<v1::RenewLeaseResponse>, Status> {
+        let from = request.remote_addr().map(|a| a.ip().to_canonical());
         let (_caller, client, _call) = self.writer(request.into_inner().caller)?;
-        self.leases.renew(&client, self.namesystem.role().epoch);
+        self.leases
+            .renew(&client, from, self.namesystem.role().epoch);
         Ok(Response::new(v1::RenewLeaseResponse {}))
     }
 
