@@ -15,6 +15,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use cluster::{MiniCluster, random_bytes, wait_until};
+use dfs_client::{AppendOptions, ClientConfig, ContentSummary, DfsClient};
 
 const BLOCK: usize = 1024 * 1024;
 
@@ -135,6 +136,69 @@ fn appends_round_trip_onto_partial_and_full_blocks_and_with_new_block() {
         assert_eq!(sums[0], sums[1], "checksums of equal bytes differ");
     }
 
+    eprintln!("--- ranged reads on either side of the short block, through the library");
+    {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let config = ClientConfig::load(Some(&cluster.client_config())).unwrap();
+        let client = DfsClient::connect(&config, Some(su.clone())).unwrap();
+        let short_end = want.len() - 5000;
+        for start in [
+            0,
+            BLOCK - 3,
+            BLOCK + 1,
+            short_end - 1,
+            short_end,
+            short_end + 7,
+        ] {
+            let got = runtime.block_on(async {
+                let mut input = client.open("/a/f").await.unwrap();
+                input.seek(start as u64).await.unwrap();
+                let mut buf = vec![0; 600];
+                let mut filled = 0;
+                while filled < buf.len() {
+                    match input.read(&mut buf[filled..]).await.unwrap() {
+                        0 => break,
+                        n => filled += n,
+                    }
+                }
+                buf.truncate(filled);
+                buf
+            });
+            let end = (start + 600).min(want.len());
+            assert_same(&got, &want[start..end], &format!("read at {start}"));
+        }
+
+        eprintln!("--- DfsClient::append with new_block, and content_summary");
+        let extra = random_bytes(9, 2000);
+        runtime.block_on(async {
+            let options = AppendOptions { new_block: true };
+            let mut out = client.append("/a/f", &options).await.unwrap();
+            out.write(&extra).await.unwrap();
+            out.close().await.unwrap();
+        });
+        want.extend_from_slice(&extra);
+        let (lengths, _) = block_lengths(&cluster, "/a/f");
+        assert_eq!(lengths.last(), Some(&2000), "{lengths:?}");
+        assert_same(
+            &get(&cluster, &su, "/a/f"),
+            &want,
+            "after the library append",
+        );
+        let summary = runtime.block_on(client.content_summary("/a/f")).unwrap();
+        let replication = u64::from(runtime.block_on(client.stat("/a/f")).unwrap().replication);
+        assert_eq!(
+            summary,
+            ContentSummary {
+                length: want.len() as u64,
+                file_count: 1,
+                directory_count: 0,
+                space_consumed: want.len() as u64 * replication,
+                quota: -1,
+                space_quota: -1,
+            }
+        );
+    }
+
     eprintln!("--- append to a full last block starts a new one");
     {
         let full = random_bytes(6, BLOCK);
@@ -165,7 +229,8 @@ fn appends_round_trip_onto_partial_and_full_blocks_and_with_new_block() {
     {
         let out = cluster.dfs_ok(&su, &["count", "/a"]);
         let fields: Vec<&str> = out.split_whitespace().collect();
-        let total = (want.len() + BLOCK + 700 + want.len() + 10) as u64;
+        // /a/f, /a/copy (taken before the library's 2000 bytes), /a/full, /a/new.
+        let total = (want.len() + (want.len() - 2000) + BLOCK + 700 + 10) as u64;
         assert_eq!(fields[..3], ["1", "4", &total.to_string()][..], "{out}");
     }
 }
