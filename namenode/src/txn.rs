@@ -91,18 +91,6 @@ pub enum Txn {
         /// The new block: id and generation stamp from the namespace's counters, length 0.
         block: BlockRecord,
     },
-    /// Reopens a complete file for `client` (HDFS append): the file is under
-    /// construction again, and its last block, when `reopen` names a stamp,
-    /// takes that generation stamp and is written on from its length.
-    Append {
-        /// Normalised absolute path of a complete file.
-        path: String,
-        /// The client that holds the file's lease until `Complete`.
-        client: String,
-        /// The last block's generation stamps; `None` when the next write
-        /// starts a new block.
-        reopen: Option<Reopen>,
-    },
     /// Drops the file's last block (its pipeline could not be set up).
     AbandonBlock {
         /// Normalised absolute path of a file under construction.
@@ -175,6 +163,19 @@ pub enum Txn {
         mtime_ms: Option<u64>,
         /// New atime in ms since the Unix epoch, if changed.
         atime_ms: Option<u64>,
+    },
+    // New variants go last: the journal encodes a variant by its index.
+    /// Reopens a complete file for `client` (HDFS append): the file is under
+    /// construction again, and its last block, when `reopen` names a stamp,
+    /// takes that generation stamp and is written on from its length.
+    Append {
+        /// Normalised absolute path of a complete file.
+        path: String,
+        /// The client that holds the file's lease until `Complete`.
+        client: String,
+        /// The last block's generation stamps; `None` when the next write
+        /// starts a new block.
+        reopen: Option<Reopen>,
     },
 }
 

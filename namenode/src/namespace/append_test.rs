@@ -5,6 +5,7 @@ use super::namespace_test::{
     CLIENT, Fixture, MIB, alice, bob, chmod, complete, create, hdfs, mkdir_p,
 };
 use super::*;
+use crate::txn::BlockId;
 use crate::txn::{GenStamp, Reopen, Txn};
 
 const OTHER: &str = "0ther";
@@ -268,4 +269,61 @@ fn content_summary_counts_files_directories_and_replicas() {
     f.ok(chmod("/d/e", 0o700), &hdfs());
     let err = f.ns.content_summary("/d", &bob()).unwrap_err();
     assert!(matches!(err, Error::PermissionDenied { .. }), "{err}");
+}
+
+/// An image of the first format, written by hand: the root and one file.
+fn first_format_image(file_block: BlockRecord) -> Vec<u8> {
+    use std::collections::BTreeMap;
+    #[derive(serde::Serialize)]
+    struct Perm(String, String, u16);
+    #[derive(serde::Serialize)]
+    enum Body {
+        Directory(BTreeMap<String, u64>),
+        File(u16, u64, Vec<BlockRecord>, Option<String>),
+    }
+    #[derive(serde::Serialize)]
+    struct Inode(Perm, u64, u64, Body);
+    let root = Inode(
+        Perm("hdfs".into(), "supergroup".into(), 0o755),
+        0,
+        0,
+        Body::Directory(BTreeMap::from([("f".to_owned(), 2)])),
+    );
+    let file = Inode(
+        Perm("alice".into(), "supergroup".into(), 0o644),
+        5,
+        5,
+        Body::File(3, 128 * MIB, vec![file_block], None),
+    );
+    let inodes = BTreeMap::from([(1u64, root), (2u64, file)]);
+    let next = (3u64, file_block.id.0 + 1, file_block.gen_stamp.0 + 1);
+    postcard::to_stdvec(&(inodes, next.0, next.1, next.2)).unwrap()
+}
+
+#[test]
+fn an_image_of_the_first_format_still_loads_and_can_be_appended_to() {
+    let block = BlockRecord {
+        id: BlockId(1 << 30),
+        gen_stamp: GenStamp(1001),
+        length: 700,
+    };
+    let image = first_format_image(block);
+    let ns = Namespace::from_image(&image, super::namespace_test::policy()).unwrap();
+    assert_eq!(ns.file_info("/f", &hdfs()).unwrap().length, 700);
+    let mut f = Fixture::new();
+    f.ns = ns;
+    let txn = f.ok(append("/f", CLIENT, false), &hdfs());
+    assert!(
+        matches!(
+            txn,
+            Some(Txn::Append {
+                reopen: Some(_),
+                ..
+            })
+        ),
+        "{txn:?}"
+    );
+    // And the current format round-trips the reopened mark.
+    let again = Namespace::from_image(&f.ns.to_image().unwrap(), super::namespace_test::policy());
+    assert_eq!(again.unwrap().digest(), f.ns.digest());
 }

@@ -50,6 +50,10 @@ use self::path::{FsPath, join};
 use self::permission::Checker;
 use self::tree::{Body, File, Inode, InodeId, Tree};
 
+/// Starts every image since files record an append's reopened block: a 0
+/// (which no first-format image starts with) and the format number.
+const IMAGE_MARK: [u8; 2] = [0, 2];
+
 /// Who is asking: HDFS "simple" identity, sent with every request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Caller {
@@ -317,10 +321,31 @@ impl Namespace {
         }
     }
 
-    /// Replaces the policy, e.g. after loading an image (which has none:
-    /// until this is called nobody is a superuser and the umask is 0).
-    pub(crate) fn set_policy(&mut self, policy: PermissionPolicy) {
-        self.policy = policy;
+    /// The checkpoint image: a format mark, then the tree.
+    ///
+    /// # Errors
+    /// The tree does not encode (a bug).
+    pub(crate) fn to_image(&self) -> Result<Vec<u8>, postcard::Error> {
+        let mut image = IMAGE_MARK.to_vec();
+        image.extend(postcard::to_stdvec(self)?);
+        Ok(image)
+    }
+
+    /// Decodes [`Namespace::to_image`]'s bytes, or an image of the first
+    /// format (no mark: it starts with the inode count, never 0), under `policy`.
+    ///
+    /// # Errors
+    /// Bytes that do not decode to a valid tree.
+    pub(crate) fn from_image(image: &[u8], policy: PermissionPolicy) -> Result<Self, String> {
+        let tree = match image.strip_prefix(&IMAGE_MARK) {
+            Some(current) => postcard::from_bytes::<Tree>(current).map_err(|e| e.to_string())?,
+            None => {
+                let v1: tree::TreeImageV1 =
+                    postcard::from_bytes(image).map_err(|e| e.to_string())?;
+                Tree::try_from(v1)?
+            }
+        };
+        Ok(Namespace { tree, policy })
     }
 
     /// The status of the file or directory at `path`; needs EXECUTE on its ancestors.

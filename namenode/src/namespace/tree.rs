@@ -586,6 +586,76 @@ struct TreeImage {
     next_gen_stamp: GenStamp,
 }
 
+/// The image as the first format wrote it, before files recorded an
+/// append's reopened block (`File::reopened_from`); read, never written.
+#[derive(Debug, Deserialize)]
+pub(crate) struct TreeImageV1 {
+    inodes: BTreeMap<InodeId, InodeV1>,
+    next_id: InodeId,
+    next_block_id: BlockId,
+    next_gen_stamp: GenStamp,
+}
+
+#[derive(Debug, Deserialize)]
+struct InodeV1 {
+    perm: PermissionStatus,
+    mtime_ms: u64,
+    atime_ms: u64,
+    body: BodyV1,
+}
+
+/// Variants in [`Body`]'s order: the encoding names them by index.
+#[derive(Debug, Deserialize)]
+enum BodyV1 {
+    Directory(Directory),
+    File(FileV1),
+}
+
+#[derive(Debug, Deserialize)]
+struct FileV1 {
+    replication: u16,
+    block_size: u64,
+    blocks: Vec<BlockRecord>,
+    lease_holder: Option<String>,
+}
+
+impl TryFrom<TreeImageV1> for Tree {
+    type Error = String;
+
+    /// As the current image: no file of the first format was being appended to.
+    fn try_from(image: TreeImageV1) -> Result<Self, String> {
+        let inodes = image
+            .inodes
+            .into_iter()
+            .map(|(id, inode)| {
+                let body = match inode.body {
+                    BodyV1::Directory(dir) => Body::Directory(dir),
+                    BodyV1::File(f) => Body::File(File {
+                        replication: f.replication,
+                        block_size: f.block_size,
+                        blocks: f.blocks,
+                        lease_holder: f.lease_holder,
+                        reopened_from: None,
+                    }),
+                };
+                let inode = Inode {
+                    perm: inode.perm,
+                    mtime_ms: inode.mtime_ms,
+                    atime_ms: inode.atime_ms,
+                    body,
+                };
+                (id, inode)
+            })
+            .collect();
+        Tree::try_from(TreeImage {
+            inodes,
+            next_id: image.next_id,
+            next_block_id: image.next_block_id,
+            next_gen_stamp: image.next_gen_stamp,
+        })
+    }
+}
+
 impl TryFrom<TreeImage> for Tree {
     type Error = String;
 
