@@ -491,3 +491,69 @@ fn a_killed_appender_leaves_every_acknowledged_byte_after_lease_recovery() {
         assert!(back.ends_with(b"tail"));
     }
 }
+
+#[test]
+fn a_retried_append_is_answered_from_the_retry_cache() {
+    use dfs_proto::v1;
+    use dfs_proto::v1::client_protocol_client::ClientProtocolClient;
+
+    let cluster = MiniCluster::builder()
+        .rack(3)
+        .block_size(BLOCK as u64)
+        .start();
+    let su = cluster.superuser();
+    let local = tempfile::tempdir().unwrap();
+    let file = write_local(local.path(), "f", &random_bytes(1, 1000));
+    cluster.dfs_ok(&su, &["put", &file, "/f"]);
+    let context = |client: u8, call: u64| {
+        Some(v1::CallerContext {
+            user: su.clone(),
+            groups: vec![],
+            client_id: bytes::Bytes::from(vec![client; 16]),
+            call_id: call,
+        })
+    };
+    let append = |caller| v1::AppendRequest {
+        caller,
+        path: "/f".into(),
+        new_block: false,
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let addr = cluster.namenode_addr();
+        let mut nn = ClientProtocolClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+
+        eprintln!("--- the first Append reopens the block under a new stamp");
+        let first = nn.append(append(context(7, 1))).await.unwrap().into_inner();
+        let reopened = first.last_block.clone().unwrap();
+        let block = reopened.block.unwrap();
+        assert_eq!(block.length, 1000);
+        assert!(block.gen_stamp > first.previous_gen_stamp);
+        assert_eq!(reopened.locations.len(), 3);
+        assert!(reopened.token.is_some(), "a WRITE token for the new stamp");
+
+        eprintln!("--- the same call again: the same answer, no second stamp");
+        let again = nn.append(append(context(7, 1))).await.unwrap().into_inner();
+        assert_eq!(again.last_block.unwrap().block.unwrap(), block);
+        assert_eq!(again.previous_gen_stamp, first.previous_gen_stamp);
+
+        eprintln!("--- a new call of the holder, or another client: refused");
+        for caller in [context(7, 2), context(8, 1)] {
+            let status = nn.append(append(caller)).await.unwrap_err();
+            assert_eq!(status.code(), tonic::Code::AlreadyExists, "{status:?}");
+            assert!(
+                status.message().contains("Failed to APPEND_FILE /f"),
+                "{status:?}"
+            );
+        }
+        let missing = v1::AppendRequest {
+            caller: context(9, 1),
+            path: "/missing".into(),
+            new_block: false,
+        };
+        let status = nn.append(missing).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    });
+}

@@ -105,16 +105,6 @@ pub(crate) enum Op {
         /// The client that will write the file and holds its lease.
         client: String,
     },
-    /// Reopens a complete file for writing at its end (HDFS append).
-    Append {
-        /// Absolute path of a complete file.
-        path: String,
-        /// The client that will write the file and holds its lease.
-        client: String,
-        /// Start a new block even when the last one has room (the file then
-        /// holds a short block in the middle).
-        new_block: bool,
-    },
     /// Commits the last block of a file being written and allocates the next.
     AddBlock {
         /// Absolute path of a file under construction.
@@ -197,6 +187,17 @@ pub(crate) enum Op {
         mtime_ms: Option<u64>,
         /// New atime in ms since the Unix epoch, if changed.
         atime_ms: Option<u64>,
+    },
+    // New variants go last: the retry cache digests an op with its index.
+    /// Reopens a complete file for writing at its end (HDFS append).
+    Append {
+        /// Absolute path of a complete file.
+        path: String,
+        /// The client that will write the file and holds its lease.
+        client: String,
+        /// Start a new block even when the last one has room (the file then
+        /// holds a short block in the middle).
+        new_block: bool,
     },
 }
 
