@@ -86,7 +86,10 @@ fn appends_round_trip_onto_partial_and_full_blocks_and_with_new_block() {
         let empty = write_local(local.path(), "empty", b"");
         cluster.dfs_ok(&su, &["append", &empty, "/a/f"]);
         assert_same(&get(&cluster, &su, "/a/f"), &want, "after an empty append");
-        assert_eq!(block_lengths(&cluster, "/a/f"), (lengths, "HEALTHY".to_owned()));
+        assert_eq!(
+            block_lengths(&cluster, "/a/f"),
+            (lengths, "HEALTHY".to_owned())
+        );
     }
 
     eprintln!("--- appendToFile from stdin fills the block, crosses into the next");

@@ -7,7 +7,10 @@
 //! ```
 //!
 //! Blocks are allocated lazily (`AddBlock` when the first packet of a block is
-//! ready). A packet carries up to [`PACKET_SIZE`] bytes starting at a
+//! ready). An append whose last block the namenode reopened starts with that
+//! block's pipeline instead (a recovery header from the replicas' stamp to
+//! the new one, at the block's length); when that length ends inside a
+//! chunk, the first packet only completes the chunk. A packet carries up to [`PACKET_SIZE`] bytes starting at a
 //! chunk-aligned offset, one CRC32C per 512-byte chunk, and the block's last
 //! packet carries `last_packet_in_block` (an empty one when the block ends on
 //! a packet boundary at close). Packets never split a chunk, except the final

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Files carry their blocks (id, generation stamp, committed length) and,
-//! while a client writes them, that client's name as lease holder. New block
+//! while a client writes them, that client's name as lease holder (and,
+//! when an append reopened the last block, the stamp its replicas had). New block
 //! ids and stamps come from counters kept in the tree, so replay allocates
 //! the same ones; `apply` returns the blocks it frees (delete, overwrite,
 //! abandon) for the caller to delete from datanodes.
