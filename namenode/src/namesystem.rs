@@ -92,6 +92,7 @@ impl Namesystem {
                     length: (!owner.is_last_under_construction).then_some(owner.record.length),
                     replication: owner.replication,
                     block_size: owner.block_size,
+                    reopened_from: owner.reopened_from,
                 })
             })
         })
@@ -204,13 +205,10 @@ impl Replica {
     }
 
     fn decode_image(&self, zxid: Zxid, image: &[u8]) -> Result<Namespace, Error> {
-        let mut namespace: Namespace =
-            postcard::from_bytes(image).map_err(|e| Error::SnapshotCorrupt {
-                file: format!("snapshot at {zxid}").into(),
-                reason: e.to_string(),
-            })?;
-        namespace.set_policy(self.policy.clone());
-        Ok(namespace)
+        Namespace::from_image(image, self.policy.clone()).map_err(|reason| Error::SnapshotCorrupt {
+            file: format!("snapshot at {zxid}").into(),
+            reason,
+        })
     }
 
     fn set_namespace(&mut self, namespace: Namespace, applied: Zxid) {
@@ -312,7 +310,7 @@ impl Replica {
     /// # Errors
     /// The namespace does not encode (a bug).
     pub(crate) fn image(&self) -> Result<Vec<u8>, Error> {
-        self.read(postcard::to_stdvec)
+        self.read(Namespace::to_image)
             .map_err(|e| Error::JournalFailed {
                 reason: format!("encoding the namespace: {e}"),
             })

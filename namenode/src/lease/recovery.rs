@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!   last block?  none ───────────────────────────────► Complete(no block)
-//!       │ some             committed (length known) ──► Complete(it, as it is)
+//!       │ some             committed (length known, not ──► Complete(it, as it is)
+//!       │                  reopened by an append)
 //!       v
 //!   replicas of its generation stamp on datanodes not dead
 //!       ├─ finalized ones: their (shortest) length ─┐
@@ -119,7 +120,7 @@ impl Recovery {
             return Ok(Recovered::Closed { last: None });
         };
         let previous = records.next_back();
-        if last.length > 0 {
+        if last.length > 0 && state.reopened_from.is_none() {
             // Committed already (the writer abandoned the block after it, or
             // a recovery stopped half-way): its length is known.
             self.complete(file, Some(last)).await?;
@@ -129,6 +130,23 @@ impl Recovery {
             .blocks()
             .written_replicas(last.id, last.gen_stamp, Instant::now());
         match plan_last_block(&written) {
+            // A reopened block keeps the bytes it held before the append:
+            // its replicas reopen at their full length at least.
+            LastBlock::Keep { length } if state.reopened_from.is_some() && length < last.length => {
+                tracing::warn!(block = %last, length, "reopened replica shorter than the block was; keeping the recorded length");
+                self.complete(file, Some(last)).await?;
+                Ok(Recovered::Closed { last: Some(last) })
+            }
+            LastBlock::Drop if let Some(previous) = state.reopened_from => {
+                // The appender never got a pipeline going: the finalized
+                // replicas of the earlier stamp still hold the block whole.
+                tracing::warn!(block = %last, %previous, "no replica of a reopened block under its new stamp; restamping the finalized ones");
+                self.complete(file, Some(last)).await?;
+                self.blocks()
+                    .map
+                    .restamp_finalized(last.id, previous, last.gen_stamp, last.length);
+                Ok(Recovered::Closed { last: Some(last) })
+            }
             LastBlock::Keep { length } => {
                 let last = BlockRecord { length, ..last };
                 self.complete(file, Some(last)).await?;

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Files carry their blocks (id, generation stamp, committed length) and,
-//! while a client writes them, that client's name as lease holder. New block
+//! while a client writes them, that client's name as lease holder (and,
+//! when an append reopened the last block, the stamp its replicas had). New block
 //! ids and stamps come from counters kept in the tree, so replay allocates
 //! the same ones; `apply` returns the blocks it frees (delete, overwrite,
 //! abandon) for the caller to delete from datanodes.
@@ -33,6 +34,8 @@ mod permission;
 mod tree;
 
 #[cfg(test)]
+mod append_test;
+#[cfg(test)]
 mod blocks_test;
 #[cfg(test)]
 mod lease_test;
@@ -42,11 +45,15 @@ mod namespace_test;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Access, Error};
-use crate::txn::{BlockId, BlockRecord, PermissionStatus};
+use crate::txn::{BlockId, BlockRecord, GenStamp, PermissionStatus};
 
 use self::path::{FsPath, join};
 use self::permission::Checker;
 use self::tree::{Body, File, Inode, InodeId, Tree};
+
+/// Starts every image since files record an append's reopened block: a 0
+/// (which no first-format image starts with) and the format number.
+const IMAGE_MARK: [u8; 2] = [0, 2];
 
 /// Who is asking: HDFS "simple" identity, sent with every request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +189,17 @@ pub(crate) enum Op {
         /// New atime in ms since the Unix epoch, if changed.
         atime_ms: Option<u64>,
     },
+    // New variants go last: the retry cache digests an op with its index.
+    /// Reopens a complete file for writing at its end (HDFS append).
+    Append {
+        /// Absolute path of a complete file.
+        path: String,
+        /// The client that will write the file and holds its lease.
+        client: String,
+        /// Start a new block even when the last one has room (the file then
+        /// holds a short block in the middle).
+        new_block: bool,
+    },
 }
 
 /// Whether an inode is a directory or a file.
@@ -216,6 +234,19 @@ pub(crate) struct FileStatus {
     pub(crate) children: u64,
 }
 
+/// Totals of a file or a directory tree (HDFS `ContentSummary`, without quotas).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ContentSummary {
+    /// Bytes in the files.
+    pub(crate) length: u64,
+    /// Files.
+    pub(crate) file_count: u64,
+    /// Directories, the top one included when it is one.
+    pub(crate) directory_count: u64,
+    /// Bytes of every replica: the sum of length × replication.
+    pub(crate) space_consumed: u64,
+}
+
 /// A file's blocks as a reader or fsck sees them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FileBlocks {
@@ -226,6 +257,9 @@ pub(crate) struct FileBlocks {
     pub(crate) under_construction: bool,
     /// The client writing the file (its lease holder), while under construction.
     pub(crate) lease_holder: Option<String>,
+    /// When the last block is a finalized one an append reopened (its
+    /// recorded length is what it held then): its replicas' earlier stamp.
+    pub(crate) reopened_from: Option<GenStamp>,
     /// Target replica count.
     pub(crate) replication: u16,
     /// The blocks asked for, in file order, each with the offset of its first
@@ -245,6 +279,9 @@ pub(crate) struct BlockOwner {
     /// Whether this is the last block of a file under construction (its
     /// replicas may still be being written, and its length is not final).
     pub(crate) is_last_under_construction: bool,
+    /// For the last block of a file being appended to, reopened from a
+    /// finalized block: the stamp its finalized replicas still carry.
+    pub(crate) reopened_from: Option<GenStamp>,
     /// The file's absolute path now.
     pub(crate) path: String,
 }
@@ -286,10 +323,31 @@ impl Namespace {
         }
     }
 
-    /// Replaces the policy, e.g. after loading an image (which has none:
-    /// until this is called nobody is a superuser and the umask is 0).
-    pub(crate) fn set_policy(&mut self, policy: PermissionPolicy) {
-        self.policy = policy;
+    /// The checkpoint image: a format mark, then the tree.
+    ///
+    /// # Errors
+    /// The tree does not encode (a bug).
+    pub(crate) fn to_image(&self) -> Result<Vec<u8>, postcard::Error> {
+        let mut image = IMAGE_MARK.to_vec();
+        image.extend(postcard::to_stdvec(self)?);
+        Ok(image)
+    }
+
+    /// Decodes [`Namespace::to_image`]'s bytes, or an image of the first
+    /// format (no mark: it starts with the inode count, never 0), under `policy`.
+    ///
+    /// # Errors
+    /// Bytes that do not decode to a valid tree.
+    pub(crate) fn from_image(image: &[u8], policy: PermissionPolicy) -> Result<Self, String> {
+        let tree = match image.strip_prefix(&IMAGE_MARK) {
+            Some(current) => postcard::from_bytes::<Tree>(current).map_err(|e| e.to_string())?,
+            None => {
+                let v1: tree::TreeImageV1 =
+                    postcard::from_bytes(image).map_err(|e| e.to_string())?;
+                Tree::try_from(v1)?
+            }
+        };
+        Ok(Namespace { tree, policy })
     }
 
     /// The status of the file or directory at `path`; needs EXECUTE on its ancestors.
@@ -358,6 +416,48 @@ impl Namespace {
     /// # Errors
     /// As [`Namespace::file_info`], `IsADirectory` for a directory, and
     /// `PermissionDenied` without READ.
+    /// Totals of the file or directory tree at `path` (HDFS
+    /// `getContentSummary`): EXECUTE on the ancestors, READ and EXECUTE on
+    /// every directory counted.
+    ///
+    /// # Errors
+    /// As [`Namespace::file_info`], and `PermissionDenied` for the first
+    /// directory that cannot be read.
+    pub(crate) fn content_summary(
+        &self,
+        path: &str,
+        caller: &Caller,
+    ) -> Result<ContentSummary, Error> {
+        let path = FsPath::parse(path)?;
+        let checker = Checker::new(caller, &self.policy)?;
+        let (top, _) = self.resolve_existing(&checker, &path)?;
+        let mut summary = ContentSummary::default();
+        let mut pending = vec![(top, path.as_str().to_owned())];
+        while let Some((id, inode_path)) = pending.pop() {
+            let inode = self.inode(id)?;
+            match &inode.body {
+                Body::File(file) => {
+                    let length = file.length();
+                    summary.file_count += 1;
+                    summary.length = summary.length.saturating_add(length);
+                    summary.space_consumed = summary
+                        .space_consumed
+                        .saturating_add(length.saturating_mul(u64::from(file.replication)));
+                }
+                Body::Directory(dir) => {
+                    for access in [Access::Read, Access::Execute] {
+                        checker.check(&inode.perm, true, &inode_path, access)?;
+                    }
+                    summary.directory_count += 1;
+                    for (name, &child) in dir.children.iter() {
+                        pending.push((child, join(&inode_path, name)));
+                    }
+                }
+            }
+        }
+        Ok(summary)
+    }
+
     /// A stable digest of the whole tree (names, kinds, permissions, times,
     /// sizes, blocks, lease holders, block id and stamp counters) so replicas
     /// can compare namespaces. Inode ids are not included.
@@ -464,6 +564,9 @@ impl Namespace {
             block_size: file.block_size,
             is_last_under_construction: file.is_under_construction()
                 && index + 1 == file.blocks.len(),
+            reopened_from: file
+                .reopened_from
+                .filter(|_| index + 1 == file.blocks.len()),
             path: self.tree.path_of(inode_id)?,
         })
     }
@@ -568,6 +671,7 @@ fn file_blocks(file: &File, offset: u64, end: u64) -> FileBlocks {
         length: file.length(),
         under_construction,
         lease_holder: file.lease_holder.clone(),
+        reopened_from: file.reopened_from,
         replication: file.replication,
         blocks,
     }

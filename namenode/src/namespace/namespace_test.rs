@@ -1034,21 +1034,21 @@ fn the_digest_sees_every_kind_of_change() {
 fn a_postcard_image_round_trip_keeps_the_tree_but_not_the_policy() {
     let mut f = Fixture::new();
     workload(&mut f);
-    let bytes = postcard::to_stdvec(&f.ns).unwrap();
-    let mut loaded: Namespace = postcard::from_bytes(&bytes).unwrap();
+    let bytes = f.ns.to_image().unwrap();
+    let loaded = Namespace::from_image(&bytes, PermissionPolicy::default()).unwrap();
     assert_eq!(loaded.digest(), f.ns.digest());
     assert_eq!(loaded.inode_count(), f.ns.inode_count());
     assert_eq!(
         loaded.list("/home/alice", &alice(), "", 10).unwrap(),
         f.ns.list("/home/alice", &alice(), "", 10).unwrap()
     );
-    // The policy is configuration: a loaded image trusts nobody until it is set.
+    // The policy is configuration, not part of the image.
     assert!(loaded.check(&mkdir("/x"), &carol(), 1).is_err());
-    loaded.set_policy(policy());
+    let loaded = Namespace::from_image(&bytes, policy()).unwrap();
     assert!(loaded.check(&mkdir("/x"), &carol(), 1).unwrap().is_some());
     // Truncated images are refused, not half loaded.
     let cut = bytes.get(..bytes.len() / 2).unwrap();
-    assert!(postcard::from_bytes::<Namespace>(cut).is_err());
+    assert!(Namespace::from_image(cut, policy()).is_err());
 }
 
 fn new_dir(path: &str) -> NewDir {

@@ -17,7 +17,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::txn::{BlockId, BlockRecord, GenStamp, PermissionStatus};
+use crate::txn::{BlockId, BlockRecord, GenStamp, PermissionStatus, Reopen};
 
 use super::path::{FsPath, is_valid_name, join};
 use super::permission::MAX_MODE;
@@ -79,6 +79,13 @@ pub(crate) struct File {
     /// lease holder); `None` once it is complete. Release it only through
     /// [`Tree::close_file`], which indexes it.
     pub(crate) lease_holder: Option<String>,
+    /// When the last block is a finalized block that an append reopened
+    /// (its length is the bytes it held then, not 0): the stamp its
+    /// finalized replicas carried. Lease recovery must not drop the block,
+    /// and those replicas are not stale until it is closed. Cleared when
+    /// another block follows or the file closes.
+    #[serde(default)]
+    pub(crate) reopened_from: Option<GenStamp>,
 }
 
 impl File {
@@ -89,6 +96,7 @@ impl File {
             block_size,
             blocks: Vec::new(),
             lease_holder: Some(client.to_owned()),
+            reopened_from: None,
         }
     }
 
@@ -297,13 +305,16 @@ impl Tree {
             return false;
         };
         f.blocks.push(block);
+        f.reopened_from = None;
         self.blocks.insert(block.id, file);
         true
     }
 
     /// Removes and returns file `file`'s last block.
     pub(crate) fn pop_block(&mut self, file: InodeId) -> Option<BlockRecord> {
-        let block = self.file_mut(file)?.blocks.pop()?;
+        let f = self.file_mut(file)?;
+        let block = f.blocks.pop()?;
+        f.reopened_from = None;
         self.blocks.remove(&block.id);
         Some(block)
     }
@@ -312,8 +323,34 @@ impl Tree {
     pub(crate) fn close_file(&mut self, file: InodeId) {
         if let Some(f) = self.file_mut(file) {
             f.lease_holder = None;
+            f.reopened_from = None;
         }
         self.open_files.remove(&file);
+    }
+
+    /// Puts complete file `file` under construction again for `client`
+    /// (append); with `reopen`, its last block moves to the new generation
+    /// stamp and is marked reopened. `false` (and no change) when `file` is
+    /// not a file, or `reopen` is given and it has no block.
+    pub(crate) fn reopen_file(
+        &mut self,
+        file: InodeId,
+        client: &str,
+        reopen: Option<Reopen>,
+    ) -> bool {
+        let Some(f) = self.file_mut(file) else {
+            return false;
+        };
+        if let Some(reopen) = reopen {
+            let Some(last) = f.blocks.last_mut() else {
+                return false;
+            };
+            last.gen_stamp = reopen.gen_stamp;
+            f.reopened_from = Some(reopen.previous);
+        }
+        f.lease_holder = Some(client.to_owned());
+        self.open_files.insert(file);
+        true
     }
 
     /// The files under construction, by id.
@@ -509,6 +546,10 @@ impl Tree {
                         }
                         None => h.u8(b'-'),
                     }
+                    if let Some(previous) = file.reopened_from {
+                        h.u8(b'R');
+                        h.u64(previous.0);
+                    }
                     h.u64(file.blocks.len() as u64);
                     for block in &file.blocks {
                         h.u64(block.id.0);
@@ -543,6 +584,76 @@ struct TreeImage {
     next_id: InodeId,
     next_block_id: BlockId,
     next_gen_stamp: GenStamp,
+}
+
+/// The image as the first format wrote it, before files recorded an
+/// append's reopened block (`File::reopened_from`); read, never written.
+#[derive(Debug, Deserialize)]
+pub(crate) struct TreeImageV1 {
+    inodes: BTreeMap<InodeId, InodeV1>,
+    next_id: InodeId,
+    next_block_id: BlockId,
+    next_gen_stamp: GenStamp,
+}
+
+#[derive(Debug, Deserialize)]
+struct InodeV1 {
+    perm: PermissionStatus,
+    mtime_ms: u64,
+    atime_ms: u64,
+    body: BodyV1,
+}
+
+/// Variants in [`Body`]'s order: the encoding names them by index.
+#[derive(Debug, Deserialize)]
+enum BodyV1 {
+    Directory(Directory),
+    File(FileV1),
+}
+
+#[derive(Debug, Deserialize)]
+struct FileV1 {
+    replication: u16,
+    block_size: u64,
+    blocks: Vec<BlockRecord>,
+    lease_holder: Option<String>,
+}
+
+impl TryFrom<TreeImageV1> for Tree {
+    type Error = String;
+
+    /// As the current image: no file of the first format was being appended to.
+    fn try_from(image: TreeImageV1) -> Result<Self, String> {
+        let inodes = image
+            .inodes
+            .into_iter()
+            .map(|(id, inode)| {
+                let body = match inode.body {
+                    BodyV1::Directory(dir) => Body::Directory(dir),
+                    BodyV1::File(f) => Body::File(File {
+                        replication: f.replication,
+                        block_size: f.block_size,
+                        blocks: f.blocks,
+                        lease_holder: f.lease_holder,
+                        reopened_from: None,
+                    }),
+                };
+                let inode = Inode {
+                    perm: inode.perm,
+                    mtime_ms: inode.mtime_ms,
+                    atime_ms: inode.atime_ms,
+                    body,
+                };
+                (id, inode)
+            })
+            .collect();
+        Tree::try_from(TreeImage {
+            inodes,
+            next_id: image.next_id,
+            next_block_id: image.next_block_id,
+            next_gen_stamp: image.next_gen_stamp,
+        })
+    }
 }
 
 impl TryFrom<TreeImage> for Tree {
@@ -627,6 +738,11 @@ fn validate_file_image(
 ) -> Result<(), String> {
     if file.lease_holder.as_deref() == Some("") {
         return Err(format!("inode {id} has an empty lease holder"));
+    }
+    if file.reopened_from.is_some() && (file.lease_holder.is_none() || file.blocks.is_empty()) {
+        return Err(format!(
+            "inode {id} has a reopened last block but is not being appended to"
+        ));
     }
     for block in &file.blocks {
         if block.id >= next_block_id || block.gen_stamp >= next_gen_stamp {
