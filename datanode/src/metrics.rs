@@ -151,6 +151,10 @@ impl DatanodeMetrics {
                 None => registry.register(name, help, counter.clone()),
             }
         }
+        // Both sources from the start: a rate needs the zero before the first error.
+        for found_by in [FoundBy::PIPELINE, FoundBy::SCANNER] {
+            events.checksum_errors.get_or_create(&found_by);
+        }
         registry.register(
             "datanode_checksum_errors",
             "CRC32C mismatches, by where they were found",
@@ -208,7 +212,7 @@ impl Collector for StateCollector {
         let counts = self.store.replica_counts();
         let mut metric = encoder.encode_descriptor(
             "datanode_replicas",
-            "Replicas held, by state (rbw: being written or left by a pipeline)",
+            "Replicas held, by state (rbw: being written or left by a pipeline).",
             None,
             MetricType::Gauge,
         )?;
@@ -221,28 +225,28 @@ impl Collector for StateCollector {
         gauge(
             e,
             "datanode_capacity",
-            "Capacity of the data dir's file system",
+            "Capacity of the data dir's file system.",
             bytes,
             space.capacity,
         )?;
         gauge(
             e,
             "datanode_used",
-            "Bytes of replica data and meta files",
+            "Bytes of replica data and meta files.",
             bytes,
             space.used,
         )?;
         gauge(
             e,
             "datanode_remaining",
-            "Free space on the data dir's file system",
+            "Free space on the data dir's file system.",
             bytes,
             space.remaining,
         )?;
         gauge(
             e,
             "datanode_active_transfers",
-            "Pipelines, reads and copies in progress",
+            "Pipelines, reads and copies in progress.",
             None,
             u64::from(self.active.load(Ordering::Relaxed)),
         )
@@ -277,6 +281,9 @@ mod tests {
             "dfs_datanode_written_packets_total 1",
             "dfs_datanode_read_bytes_total 0",
             "dfs_datanode_pipeline_recoveries_total 0",
+            r#"dfs_datanode_checksum_errors_total{found_by="pipeline"} 0"#,
+            "# HELP dfs_datanode_replicas Replicas held, by state (rbw: being written or left by a pipeline).\n",
+            "# HELP dfs_datanode_written_bytes_total Data bytes written to replicas.\n",
             r#"dfs_datanode_checksum_errors_total{found_by="scanner"} 1"#,
             r#"dfs_datanode_replicas{state="finalized"} 0"#,
             "dfs_datanode_used_bytes 0",

@@ -246,7 +246,7 @@ impl Collector for StateCollector {
         gauge(
             e,
             "namenode_directories",
-            "Directories in the namespace, the root included",
+            "Directories in the namespace, the root included.",
             None,
             c.directories,
         )?;
@@ -254,7 +254,7 @@ impl Collector for StateCollector {
         gauge(
             e,
             "namenode_files_under_construction",
-            "Files open for writing (holding a lease)",
+            "Files open for writing (holding a lease).",
             None,
             c.files_under_construction,
         )?;
@@ -262,35 +262,35 @@ impl Collector for StateCollector {
         gauge(
             e,
             "namenode_under_replicated_blocks",
-            "Complete blocks with fewer healthy replicas than their file's replication, but some",
+            "Complete blocks with fewer healthy replicas than their file's replication, but some.",
             None,
             h.under_replicated,
         )?;
         gauge(
             e,
             "namenode_corrupt_blocks",
-            "Complete blocks with at least one replica known corrupt",
+            "Complete blocks with at least one replica known corrupt.",
             None,
             h.corrupt,
         )?;
         gauge(
             e,
             "namenode_missing_blocks",
-            "Complete blocks without a single healthy replica",
+            "Complete blocks without a single healthy replica.",
             None,
             h.missing,
         )?;
         gauge(
             e,
             "namenode_pending_deletion_blocks",
-            "Replica deletions queued for datanodes' next heartbeats",
+            "Replica deletions queued for datanodes' next heartbeats.",
             None,
             s.pending_deletions,
         )?;
         labelled_gauges(
             e,
             "namenode_datanodes",
-            "Registered datanodes by liveness",
+            "Registered datanodes by liveness.",
             "state",
             &[("live", s.live), ("stale", s.stale), ("dead", s.dead)],
         )?;
@@ -298,21 +298,21 @@ impl Collector for StateCollector {
         gauge(
             e,
             "namenode_capacity",
-            "Capacity of the live datanodes' volumes",
+            "Capacity of the live datanodes' volumes.",
             bytes,
             s.space.capacity,
         )?;
         gauge(
             e,
             "namenode_used",
-            "Bytes of replicas on the live datanodes",
+            "Bytes of replicas on the live datanodes.",
             bytes,
             s.space.used,
         )?;
         gauge(
             e,
             "namenode_remaining",
-            "Free space on the live datanodes' volumes",
+            "Free space on the live datanodes' volumes.",
             bytes,
             s.space.remaining,
         )
@@ -345,21 +345,21 @@ impl Collector for QuorumCollector {
         labelled_gauges(
             e,
             "namenode_quorum_state",
-            "1 for this namenode's quorum state, 0 for the others",
+            "1 for this namenode's quorum state, 0 for the others.",
             "state",
             &states,
         )?;
         gauge(
             e,
             "namenode_serving",
-            "1 while this namenode leads with a quorum and serves clients",
+            "1 while this namenode leads with a quorum and serves clients.",
             None,
             u64::from(role.serves(Instant::now())),
         )?;
         gauge(
             e,
             "namenode_epoch",
-            "This namenode's current epoch",
+            "This namenode's current epoch.",
             None,
             u64::from(role.epoch.0),
         )?;
@@ -367,14 +367,14 @@ impl Collector for QuorumCollector {
             gauge(
                 e,
                 "namenode_last_zxid",
-                "The last zxid in this namenode's journal (epoch << 32 | counter)",
+                "The last zxid in this namenode's journal (epoch << 32 | counter).",
                 None,
                 peer.last_zxid,
             )?;
             gauge(
                 e,
                 "namenode_applied_zxid",
-                "The last zxid applied to this namenode's namespace",
+                "The last zxid applied to this namenode's namespace.",
                 None,
                 peer.applied_zxid,
             )?;
