@@ -78,6 +78,7 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use crate::block_store::{self, BlockStore, ReplicaInfo};
+use crate::metrics::{Events, FoundBy};
 use crate::reports::ReportHub;
 
 /// Longest time between two reads of the store's replica list.
@@ -105,15 +106,19 @@ pub(crate) struct BlockScanner {
     schedule: Schedule,
     throttle: Throttle,
     sleeper: Sleeper,
+    /// Replicas and bytes verified, checksum errors found.
+    events: Events,
 }
 
 impl BlockScanner {
-    /// A scanner of `store` that reports corrupt replicas to `reports`; it
-    /// sleeps on `runtime`'s timer and stops at `shutdown`.
+    /// A scanner of `store` that reports corrupt replicas to `reports` and
+    /// counts its progress in `events`; it sleeps on `runtime`'s timer and
+    /// stops at `shutdown`.
     pub(crate) fn new(
         store: Arc<BlockStore>,
         reports: ReportHub,
         settings: ScanSettings,
+        events: Events,
         runtime: Handle,
         shutdown: CancellationToken,
     ) -> Self {
@@ -123,6 +128,7 @@ impl BlockScanner {
             schedule: Schedule::new(settings.period),
             throttle: Throttle::new(settings.bytes_per_second, Instant::now()),
             sleeper: Sleeper { runtime, shutdown },
+            events,
         }
     }
 
@@ -189,6 +195,8 @@ impl BlockScanner {
             Ok(ControlFlow::Continue(())) => {
                 tracing::debug!(block = %opened.block, gen_stamp = %opened.gen_stamp, length = opened.length, "replica verified");
                 self.schedule.scanned(opened.block, Instant::now());
+                self.events.scanned_replicas.inc();
+                self.events.scanned_bytes.inc_by(opened.length);
             }
             Ok(ControlFlow::Break(())) => return ControlFlow::Break(()),
             // The open files outlive a delete, but a recovery rewrites them
@@ -205,7 +213,9 @@ impl BlockScanner {
     /// Logs a failed verification of `info`, reports it if it is corrupt,
     /// and tells the schedule when to try it again.
     fn record_failure(&mut self, info: ReplicaInfo, e: block_store::Error) {
-        if report_failure(&self.reports, info, e) == Failure::Gone {
+        let failure = report_failure(&self.reports, info, e);
+        count_failure(&self.events, failure);
+        if failure == Failure::Gone {
             self.schedule.forget(info.block);
         } else {
             self.schedule.scanned(info.block, Instant::now());
@@ -260,6 +270,7 @@ fn report_failure(reports: &ReportHub, info: ReplicaInfo, e: block_store::Error)
 pub(crate) fn verify_now(
     store: &BlockStore,
     reports: &ReportHub,
+    events: &Events,
     block: BlockId,
     gen_stamp: GenStamp,
 ) {
@@ -271,7 +282,7 @@ pub(crate) fn verify_now(
                 gen_stamp,
                 length: 0,
             };
-            report_failure(reports, info, e);
+            count_failure(events, report_failure(reports, info, e));
             return;
         }
     };
@@ -285,9 +296,17 @@ pub(crate) fn verify_now(
         Err(e) if store.finalized(block) != Some(opened) => {
             tracing::debug!(%block, %gen_stamp, error = %e, "replica replaced while verified; skipped");
         }
-        Err(e) => {
-            report_failure(reports, opened, e);
-        }
+        Err(e) => count_failure(events, report_failure(reports, opened, e)),
+    }
+}
+
+/// Counts a corrupt verdict as a checksum error the scanner found.
+fn count_failure(events: &Events, failure: Failure) {
+    if failure == Failure::Corrupt {
+        events
+            .checksum_errors
+            .get_or_create(&FoundBy::SCANNER)
+            .inc();
     }
 }
 

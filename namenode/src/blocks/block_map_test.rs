@@ -410,3 +410,32 @@ fn a_reopened_blocks_finalized_replicas_are_kept_and_restamped_by_recovery() {
         }]
     );
 }
+
+#[test]
+fn health_counts_missing_under_replicated_corrupt_and_pending_deletions() {
+    let mut map = BlockMap::default();
+    // Block 1: three healthy. Block 2: one healthy, one stale (corrupt).
+    // Block 3: nobody. Block 500: unknown to the namespace, so deleted.
+    for node in ["a", "b", "c"] {
+        map.received(&dn(node), rep(1, 5, 10), known);
+    }
+    map.received(&dn("a"), rep(2, 5, 10), known);
+    map.received(&dn("b"), rep(2, 4, 10), known);
+    map.received(&dn("c"), rep(500, 1, 10), known);
+    let mut health = BlockHealth::default();
+    for block in [1, 2, 3] {
+        map.judge(&mut health, BlockId(block), GenStamp(5), 3);
+    }
+    assert_eq!(
+        health,
+        BlockHealth {
+            under_replicated: 1,
+            corrupt: 1,
+            missing: 1
+        }
+    );
+    // The stale replica of 2 and the unknown 500 wait for their heartbeat.
+    assert_eq!(map.pending_deletions(), 2);
+    map.take_commands(&dn("c"));
+    assert_eq!(map.pending_deletions(), 1);
+}
