@@ -121,9 +121,11 @@ pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<
         groups: Arc::new(GroupMapping::new(settings.groups.clone())),
         leases,
     };
+    let mut http_bound = None;
     if let Some(http_address) = settings.http_address {
         let listener = TcpListener::bind(http_address).await?;
         let http_address = listener.local_addr()?;
+        http_bound = Some(http_address);
         let context = HttpContext {
             client: client.clone(),
             namesystem: namesystem.clone(),
@@ -149,6 +151,7 @@ pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<
     let quorum = QuorumService {
         events: events_tx,
         next_conn: Arc::default(),
+        http_address: http_bound,
     };
     let listener = TcpListener::bind(settings.listen).await?;
     let addr = listener.local_addr()?;

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+mod status_page;
+
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -19,7 +21,6 @@ use crate::service::ClientService;
 
 /// What HTTP handlers reach: the namenode's shared state.
 #[derive(Debug, Clone)]
-#[expect(dead_code, reason = "read by the routes that come next")]
 pub(crate) struct HttpContext {
     /// ClientProtocol in-process: every namespace operation with its checks.
     pub(crate) client: ClientService,
@@ -34,7 +35,9 @@ pub(crate) struct HttpContext {
 
 /// Every HTTP route of the namenode.
 pub(crate) fn router(context: HttpContext) -> Router {
-    Router::new().with_state(context)
+    Router::new()
+        .merge(status_page::routes())
+        .with_state(context)
 }
 
 /// Serves `router` on `listener` until `shutdown`.

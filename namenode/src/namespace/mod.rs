@@ -46,6 +46,7 @@ use crate::txn::{BlockId, BlockRecord, PermissionStatus};
 
 use self::path::{FsPath, join};
 use self::permission::Checker;
+pub(crate) use self::permission::mode_string;
 use self::tree::{Body, File, Inode, InodeId, Tree};
 
 /// Who is asking: HDFS "simple" identity, sent with every request.
@@ -258,6 +259,38 @@ pub(crate) struct OpenFile {
     pub(crate) holder: String,
 }
 
+/// How many files, directories and blocks the namespace holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct NamespaceCounts {
+    /// Files, complete or under construction.
+    pub(crate) files: u64,
+    /// Directories, the root included.
+    pub(crate) directories: u64,
+    /// Blocks of all files.
+    pub(crate) blocks: u64,
+}
+
+/// One file's blocks, as the status page's block health walks them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FileEntry<'a> {
+    /// The file's target replica count.
+    pub(crate) replication: u16,
+    /// Whether a client is still writing it (its last block is then not final).
+    pub(crate) under_construction: bool,
+    /// Its blocks, in file order.
+    pub(crate) blocks: &'a [BlockRecord],
+    id: InodeId,
+    tree: &'a Tree,
+}
+
+impl FileEntry<'_> {
+    /// The file's absolute path (built from the parent index: call it only
+    /// for the few files that are shown).
+    pub(crate) fn path(&self) -> Option<String> {
+        self.tree.path_of(self.id)
+    }
+}
+
 /// The inode tree plus the policy its checks use; serialises as the
 /// checkpoint image (the tree only).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -363,6 +396,36 @@ impl Namespace {
     /// can compare namespaces. Inode ids are not included.
     pub(crate) fn digest(&self) -> u64 {
         self.tree.digest()
+    }
+
+    /// How many files, directories and blocks there are (a walk of every
+    /// inode: for status pages, not for hot paths).
+    pub(crate) fn counts(&self) -> NamespaceCounts {
+        let mut counts = NamespaceCounts::default();
+        for (_, inode) in self.tree.inodes() {
+            match &inode.body {
+                Body::Directory(_) => counts.directories += 1,
+                Body::File(file) => {
+                    counts.files += 1;
+                    counts.blocks += file.blocks.len() as u64;
+                }
+            }
+        }
+        counts
+    }
+
+    /// Every file with its blocks, in no particular order.
+    pub(crate) fn files(&self) -> impl Iterator<Item = FileEntry<'_>> + '_ {
+        self.tree.inodes().filter_map(|(id, inode)| {
+            let file = inode.file()?;
+            Some(FileEntry {
+                replication: file.replication,
+                under_construction: file.is_under_construction(),
+                blocks: &file.blocks,
+                id,
+                tree: &self.tree,
+            })
+        })
     }
 
     /// Number of inodes, the root included.

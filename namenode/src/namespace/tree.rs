@@ -234,6 +234,11 @@ impl Tree {
         self.inodes.len() as u64
     }
 
+    /// Every inode, by id.
+    pub(crate) fn inodes(&self) -> impl Iterator<Item = (InodeId, &Inode)> + '_ {
+        self.inodes.iter().map(|(id, inode)| (*id, inode))
+    }
+
     /// The inode with this id.
     pub(crate) fn get(&self, id: InodeId) -> Option<&Inode> {
         self.inodes.get(&id)
