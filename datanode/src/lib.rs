@@ -11,6 +11,7 @@
 //! - `transfer`: this node as a writer: re-replication and rbw copies to replacements.
 //! - `service`: the DataTransfer gRPC service, a thin adapter over the three above.
 //! - `http`: the HTTP face (WebHDFS data transfers, `/metrics`, status page).
+//! - `recent_pipelines`: a bounded ring of the last pipelines' summaries (status page).
 //! - `reports`: replica changes queued for each namenode's incremental reports.
 //! - `namenode_actor`: registration, heartbeats, block reports and commands, one actor per namenode.
 //! - `server`: wires it together; [`run`] is the binary's entry point.
@@ -25,6 +26,7 @@ mod http;
 mod identity;
 mod namenode_actor;
 mod pipeline;
+mod recent_pipelines;
 mod reports;
 mod scanner;
 mod server;

@@ -84,6 +84,52 @@ pub(crate) struct Link {
     pub(crate) corrupt_at_start: Arc<[ReplicaInfo]>,
     /// The newest namenode epoch seen by any actor.
     pub(crate) epochs: Arc<EpochFence>,
+    /// What each actor last heard from its namenode (status page).
+    pub(crate) states: Arc<NamenodeStates>,
+}
+
+/// What an actor last heard from its namenode.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct NamenodeState {
+    /// Whether the current registration succeeded.
+    pub(crate) registered: bool,
+    /// The rack the namenode placed this datanode on (from registering).
+    pub(crate) rack: Option<String>,
+    /// The namenode's epoch in its last answer.
+    pub(crate) epoch: Option<u64>,
+    /// Whether its last heartbeat answer said it leads and serves.
+    pub(crate) active: bool,
+    /// Whether that answer's epoch passed the fence (commands are carried out).
+    pub(crate) current: bool,
+    /// When a heartbeat last got an answer, ms since the Unix epoch.
+    pub(crate) last_heartbeat_ms: Option<u64>,
+    /// The last failure talking to it, until the next success.
+    pub(crate) error: Option<String>,
+}
+
+/// Every actor's [`NamenodeState`], by namenode address.
+#[derive(Debug, Default)]
+pub(crate) struct NamenodeStates(
+    std::sync::Mutex<std::collections::BTreeMap<SocketAddr, NamenodeState>>,
+);
+
+impl NamenodeStates {
+    fn update(&self, namenode: SocketAddr, change: impl FnOnce(&mut NamenodeState)) {
+        let mut states = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        change(states.entry(namenode).or_default());
+    }
+
+    /// Every namenode's state, in address order.
+    pub(crate) fn all(&self) -> Vec<(SocketAddr, NamenodeState)> {
+        let states = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        states.iter().map(|(a, s)| (*a, s.clone())).collect()
+    }
 }
 
 /// The newest namenode epoch seen; commands from older epochs are ignored.
@@ -122,13 +168,24 @@ pub(crate) async fn run(
             attempt = register(&mut client, &me, &link) => attempt,
         };
         match attempt {
-            Ok(rack) => {
+            Ok((rack, epoch)) => {
                 tracing::info!(%namenode, %rack, "registered with namenode");
+                link.states.update(namenode, |s| {
+                    s.registered = true;
+                    s.rack = Some(rack.clone());
+                    s.epoch = Some(epoch);
+                    s.error = None;
+                });
                 backoff = Duration::from_millis(100);
                 let _ = registered.try_send(namenode);
             }
             Err(status) => {
                 tracing::warn!(%namenode, error = %status.message(), "registration failed; retrying");
+                link.states.update(namenode, |s| {
+                    s.registered = false;
+                    s.active = false;
+                    s.error = Some(format!("registration failed: {}", status.message()));
+                });
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(backoff) => {}
@@ -165,7 +222,7 @@ async fn register(
     client: &mut DatanodeProtocolClient<Channel>,
     me: &Identity,
     link: &Link,
-) -> Result<String, tonic::Status> {
+) -> Result<(String, u64), tonic::Status> {
     let transfer_port = u32::from(me.transfer_addr.port());
     let request = v1::RegisterDatanodeRequest {
         datanode_id: me.id.to_string(),
@@ -177,7 +234,7 @@ async fn register(
     let reply = client.register_datanode(request).await?.into_inner();
     // Keys before "ready": the first client's token already verifies.
     link.dp.access.add_keys(reply.block_keys);
-    Ok(reply.rack)
+    Ok((reply.rack, reply.epoch))
 }
 
 /// Reports and heartbeats until the namenode asks for a new registration:
@@ -230,6 +287,13 @@ async fn serve_until_reregister(
                         // follower not yet synced) may still ask us to
                         // register with it, but never to touch a block.
                         let is_current = link.epochs.admit(reply.epoch);
+                        link.states.update(namenode, |s| {
+                            s.epoch = Some(reply.epoch);
+                            s.active = reply.active;
+                            s.current = is_current;
+                            s.last_heartbeat_ms = Some(wall_clock::now_ms());
+                            s.error = None;
+                        });
                         let mut must_register = false;
                         for command in reply.commands.into_iter().filter_map(|c| c.command) {
                             if !may_obey(&command, is_current) {
@@ -246,6 +310,10 @@ async fn serve_until_reregister(
                         incremental_report(client, me, link, namenode).await;
                     }
                     Err(status) => {
+                        link.states.update(namenode, |s| {
+                            s.active = false;
+                            s.error = Some(format!("heartbeat failed: {}", status.message()));
+                        });
                         if !failing {
                             tracing::warn!(%namenode, error = %status.message(), "heartbeat failed");
                             failing = true;
@@ -530,12 +598,21 @@ async fn replicate(dp: Arc<DataPath>, order: CopyOrder) {
 /// Capacity and free space of the data dir's file system; `used` counts
 /// replica data and meta files.
 fn storage_report(me: &Identity, link: &Link) -> v1::StorageReport {
-    match nix::sys::statvfs::statvfs(&me.data_dir) {
+    volume_space(&me.data_dir, &link.dp.store)
+}
+
+/// Capacity and free space of `data_dir`'s file system, and what `store`
+/// uses of it (heartbeats and the status page say the same).
+pub(crate) fn volume_space(
+    data_dir: &std::path::Path,
+    store: &block_store::BlockStore,
+) -> v1::StorageReport {
+    match nix::sys::statvfs::statvfs(data_dir) {
         Ok(stat) => {
             let frag = stat.fragment_size();
             v1::StorageReport {
                 capacity: stat.blocks().saturating_mul(frag),
-                used: link.dp.store.used_bytes(),
+                used: store.used_bytes(),
                 remaining: stat.blocks_available().saturating_mul(frag),
             }
         }
@@ -592,10 +669,12 @@ mod tests {
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
                 access: crate::block_access::BlockAccess::new(false),
+                pipelines: Default::default(),
             }),
             queue: queues.remove(0),
             corrupt_at_start: Arc::new([]),
             epochs: Arc::default(),
+            states: Arc::default(),
         }
     }
 

@@ -71,9 +71,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::num::NonZeroU64;
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dfs_proto::ids::{BlockId, GenStamp};
+use dfs_proto::wall_clock;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
@@ -97,6 +99,21 @@ pub(crate) struct ScanSettings {
     pub(crate) bytes_per_second: NonZeroU64,
 }
 
+/// What the scanner has done since the datanode started (status page).
+#[derive(Debug, Default)]
+pub(crate) struct ScanStatus {
+    /// Replicas on its schedule at the last read of the replica list.
+    pub(crate) tracked: AtomicU64,
+    /// Verifications that found the replica intact.
+    pub(crate) verified: AtomicU64,
+    /// Bytes of data those verifications read.
+    pub(crate) verified_bytes: AtomicU64,
+    /// Replicas found corrupt (and reported).
+    pub(crate) corrupt: AtomicU64,
+    /// When a replica was last verified intact, ms since the Unix epoch (0: never).
+    pub(crate) last_verified_ms: AtomicU64,
+}
+
 /// Verifies one block store's finalized replicas; runs on a blocking thread.
 #[derive(Debug)]
 pub(crate) struct BlockScanner {
@@ -105,6 +122,7 @@ pub(crate) struct BlockScanner {
     schedule: Schedule,
     throttle: Throttle,
     sleeper: Sleeper,
+    status: Arc<ScanStatus>,
 }
 
 impl BlockScanner {
@@ -123,7 +141,13 @@ impl BlockScanner {
             schedule: Schedule::new(settings.period),
             throttle: Throttle::new(settings.bytes_per_second, Instant::now()),
             sleeper: Sleeper { runtime, shutdown },
+            status: Arc::default(),
         }
+    }
+
+    /// What it has done so far, updated as it runs.
+    pub(crate) fn status(&self) -> Arc<ScanStatus> {
+        Arc::clone(&self.status)
     }
 
     /// Scans until shutdown: verifies whatever is due, then sleeps until
@@ -157,6 +181,8 @@ impl BlockScanner {
             let now = Instant::now();
             if self.schedule.is_refresh_due(now) {
                 self.schedule.refresh(self.store.replicas(), now);
+                let tracked = self.schedule.tracked.len() as u64;
+                self.status.tracked.store(tracked, Ordering::Relaxed);
             }
             let Some(info) = self.schedule.next_due(now) else {
                 break;
@@ -189,6 +215,14 @@ impl BlockScanner {
             Ok(ControlFlow::Continue(())) => {
                 tracing::debug!(block = %opened.block, gen_stamp = %opened.gen_stamp, length = opened.length, "replica verified");
                 self.schedule.scanned(opened.block, Instant::now());
+                let status = &self.status;
+                status.verified.fetch_add(1, Ordering::Relaxed);
+                status
+                    .verified_bytes
+                    .fetch_add(opened.length, Ordering::Relaxed);
+                status
+                    .last_verified_ms
+                    .store(wall_clock::now_ms(), Ordering::Relaxed);
             }
             Ok(ControlFlow::Break(())) => return ControlFlow::Break(()),
             // The open files outlive a delete, but a recovery rewrites them
@@ -205,10 +239,14 @@ impl BlockScanner {
     /// Logs a failed verification of `info`, reports it if it is corrupt,
     /// and tells the schedule when to try it again.
     fn record_failure(&mut self, info: ReplicaInfo, e: block_store::Error) {
-        if report_failure(&self.reports, info, e) == Failure::Gone {
-            self.schedule.forget(info.block);
-        } else {
-            self.schedule.scanned(info.block, Instant::now());
+        match report_failure(&self.reports, info, e) {
+            Failure::Gone => self.schedule.forget(info.block),
+            failure => {
+                if failure == Failure::Corrupt {
+                    self.status.corrupt.fetch_add(1, Ordering::Relaxed);
+                }
+                self.schedule.scanned(info.block, Instant::now());
+            }
         }
     }
 }

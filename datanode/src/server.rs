@@ -87,13 +87,14 @@ pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<
         tasks: tasks.clone(),
         shutdown: shutdown.child_token(),
         access: BlockAccess::new(config.block_access_token_enable),
+        pipelines: Default::default(),
     });
     tasks.spawn(serve_transfers(
         listener,
         Arc::clone(&dp),
         shutdown.child_token(),
     ));
-    match config.block_scanner() {
+    let scanner = match config.block_scanner() {
         Some(settings) => {
             let scanner = BlockScanner::new(
                 Arc::clone(&dp.store),
@@ -102,10 +103,15 @@ pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<
                 Handle::current(),
                 shutdown.child_token(),
             );
+            let status = scanner.status();
             tasks.spawn_blocking(move || scanner.run());
+            Some((settings, status))
         }
-        None => tracing::info!("block scanner disabled (scan_period_ms = 0)"),
-    }
+        None => {
+            tracing::info!("block scanner disabled (scan_period_ms = 0)");
+            None
+        }
+    };
     let me = Identity {
         id: id.clone(),
         transfer_addr,
@@ -116,12 +122,14 @@ pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<
     };
     let (registered, mut registrations) = mpsc::channel(config.namenodes.len());
     let epochs = Arc::new(namenode_actor::EpochFence::default());
+    let states = Arc::new(namenode_actor::NamenodeStates::default());
     for (namenode, queue) in config.namenodes.iter().zip(queues) {
         let link = Link {
             dp: Arc::clone(&dp),
             queue,
             corrupt_at_start: Arc::clone(&corrupt_at_start),
             epochs: Arc::clone(&epochs),
+            states: Arc::clone(&states),
         };
         tasks.spawn(namenode_actor::run(
             *namenode,
@@ -142,6 +150,9 @@ pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<
             transfer_addr,
             http_address,
             started: SystemTime::now(),
+            namenodes: states,
+            scanner,
+            corrupt_at_start: corrupt_at_start.len(),
         };
         tracing::info!(%http_address, "datanode http serving");
         tasks.spawn(http::serve(

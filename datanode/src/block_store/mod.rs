@@ -95,6 +95,16 @@ pub(crate) struct ReplicaInfo {
     pub(crate) length: u64,
 }
 
+/// Replicas by state, for the status page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ReplicaCounts {
+    pub(crate) finalized: usize,
+    /// Unfinalized, a pipeline writing them.
+    pub(crate) rbw_writing: usize,
+    /// Unfinalized, no writer (left for recovery).
+    pub(crate) rbw_abandoned: usize,
+}
+
 /// Which life-cycle state a replica's files were found in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReplicaState {
@@ -687,6 +697,17 @@ impl BlockStore {
         }
         let writer = self.recover_rbw(block, gs, gs, length)?;
         self.finalize(writer)
+    }
+
+    /// How many replicas are in each state now.
+    pub(crate) fn replica_counts(&self) -> ReplicaCounts {
+        let state = self.lock();
+        let writing = state.rbw.values().filter(|r| r.has_writer()).count();
+        ReplicaCounts {
+            finalized: state.finalized.len(),
+            rbw_writing: writing,
+            rbw_abandoned: state.rbw.len() - writing,
+        }
     }
 
     /// Bytes of data and meta files held, finalized and rbw.

@@ -5,16 +5,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+mod status_page;
+
 use axum::Router;
+use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::DatanodeConfig;
 use crate::data_path::DataPath;
+use crate::namenode_actor::NamenodeStates;
+use crate::scanner::{ScanSettings, ScanStatus};
 
 /// What HTTP handlers reach: the datanode's shared state.
 #[derive(Debug, Clone)]
-#[expect(dead_code, reason = "read by the routes that come next")]
 pub(crate) struct HttpContext {
     pub(crate) dp: Arc<DataPath>,
     pub(crate) config: Arc<DatanodeConfig>,
@@ -24,11 +28,19 @@ pub(crate) struct HttpContext {
     /// This server's own address, for links.
     pub(crate) http_address: SocketAddr,
     pub(crate) started: SystemTime,
+    /// What each namenode actor last heard.
+    pub(crate) namenodes: Arc<NamenodeStates>,
+    /// The block scanner's settings and progress; `None` when disabled.
+    pub(crate) scanner: Option<(ScanSettings, Arc<ScanStatus>)>,
+    /// Replicas the start-up scan found unusable.
+    pub(crate) corrupt_at_start: usize,
 }
 
 /// Every HTTP route of the datanode.
 pub(crate) fn router(context: HttpContext) -> Router {
-    Router::new().with_state(context)
+    Router::new()
+        .route("/", get(status_page::page))
+        .with_state(context)
 }
 
 /// Serves `router` on `listener` until `shutdown`.

@@ -249,8 +249,9 @@ impl DatanodeProtocol for DatanodeService {
                 .heartbeat(&id, storage(r.storage), r.active_transfers, Instant::now());
         // Every namenode tracks the datanodes; only the leader commands them.
         let role = self.namesystem.role();
+        let active = role.serves(Instant::now());
         let commands = match queued {
-            Some(_) if !role.serves(Instant::now()) => Vec::new(),
+            Some(_) if !active => Vec::new(),
             Some(commands) => self.to_wire(commands),
             None => vec![v1::DatanodeCommand {
                 command: Some(v1::datanode_command::Command::Reregister(v1::ReRegister {})),
@@ -260,6 +261,7 @@ impl DatanodeProtocol for DatanodeService {
             epoch: u64::from(role.epoch.0),
             commands,
             block_keys: self.block_keys(),
+            active,
         }))
     }
 
