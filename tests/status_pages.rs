@@ -123,6 +123,8 @@ fn a_browser_shows_datanodes_by_rack_the_leader_and_a_files_blocks() {
         assert!(dom.contains("This namenode is the leader."), "{dom}");
         for node in cluster.datanodes() {
             let address = cluster.addr(&node).to_string();
+            let link = format!("<a href=\"{}/\">{address}</a>", cluster.http_url(&node));
+            assert!(dom.contains(&link), "no {link} on the overview: {dom}");
             assert!(
                 dom.contains(&address),
                 "{address} is not on the overview: {dom}"

@@ -224,7 +224,7 @@ fn racks(ctx: &HttpContext) -> Vec<RackView> {
             .push(DatanodeView {
                 id: node.id.to_string(),
                 address: node.transfer_addr.to_string(),
-                url: None,
+                url: node.http_addr.map(|a| format!("http://{a}/")),
                 state: match registry.liveness(node, now) {
                     Liveness::Live => "live",
                     Liveness::Stale => "stale",
