@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cluster::{MiniCluster, fsck_block_id, random_bytes};
+use cluster::{MiniCluster, flip_byte, fsck_addresses, fsck_block_id, random_bytes, wait_until};
 
 /// Longest a page load may take before Chromium is killed.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -101,6 +101,8 @@ fn a_browser_shows_datanodes_by_rack_the_leader_and_a_files_blocks() {
         .rack(2)
         .rack(2)
         .block_size(1 << 20)
+        .datanode_config("scan_period_ms", 1_000)
+        .datanode_config("scan_bytes_per_second", 64 << 20)
         .start();
     let su = cluster.superuser();
     let leader = cluster.wait_for_leader(Duration::from_secs(30));
@@ -249,5 +251,43 @@ fn a_browser_shows_datanodes_by_rack_the_leader_and_a_files_blocks() {
             row.contains("yes (active)"),
             "the leader's row does not say obeyed: {row}"
         );
+    }
+
+    eprintln!("--- a file whose only replica rots is named, escaped, in the overview's banner");
+    {
+        let name = "/data/<i>fragile & 1.bin";
+        let small = cluster.dir().join("small");
+        std::fs::write(&small, random_bytes(8, 100_000)).unwrap();
+        cluster.dfs_ok(
+            &su,
+            &["put", "--replication", "1", small.to_str().unwrap(), name],
+        );
+        let block = cluster.fsck(name)["files"][0]["blocks"][0].clone();
+        let id = fsck_block_id(&block);
+        let holder = cluster.datanode_at(&fsck_addresses(&block)[0]);
+        flip_byte(&cluster.finalized_replica(&holder, id).unwrap(), 5_000);
+        let overview = format!("{}/", cluster.http_url(&leader));
+        wait_until(
+            "the overview counts a missing block",
+            Duration::from_secs(30),
+            || http_get(&overview).1.contains("There are 1 missing blocks"),
+        );
+        let dom = dump_dom(&chromium, &overview);
+        let banner = &dom[dom.find("There are 1 missing blocks").unwrap()..];
+        let banner = &banner[..banner.find("</div>").unwrap()];
+        let link = "<a href=\"/explorer?path=/data/%3Ci%3Efragile%20%26%201.bin\">/data/&lt;i&gt;fragile &amp; 1.bin</a>";
+        assert!(banner.contains(link), "no {link} in the banner: {banner}");
+        assert!(
+            !dom.contains("<i>fragile"),
+            "a file name became markup: {dom}"
+        );
+        let page = dump_dom(
+            &chromium,
+            &format!(
+                "{}/explorer?path=/data/%3Ci%3Efragile%20%26%201.bin",
+                cluster.http_url(&leader)
+            ),
+        );
+        assert!(page.contains("<td>corrupt</td>"), "{page}");
     }
 }
