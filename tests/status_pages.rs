@@ -221,6 +221,8 @@ fn a_browser_shows_datanodes_by_rack_the_leader_and_a_files_blocks() {
         let (status, body) = http_get(&format!("{base}/explorer?path=/nowhere"));
         assert_eq!(status, 404, "{body}");
         assert!(body.contains("/nowhere"), "{body}");
+        let (status, body) = http_get(&format!("{base}/explorer?path=/data/../etc"));
+        assert_eq!(status, 400, "{body}");
         cluster.dfs_ok(&su, &["mkdir", "/private"]);
         cluster.dfs_ok(&su, &["chmod", "700", "/private"]);
         let (status, body) = http_get(&format!("{base}/explorer?path=/private&user.name=mallory"));
