@@ -27,6 +27,7 @@ use crate::journal;
 use crate::namespace::mode_string;
 use crate::quorum::election::PeerState;
 use crate::quorum::transport;
+use crate::txn::BlockRecord;
 
 /// How long the overview waits for each member's status.
 const PEER_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -177,38 +178,70 @@ fn wire_state_name(state: v1::PeerState) -> &'static str {
 /// block map. Holds the namespace's read lock, then the block manager's.
 fn block_health(ctx: &HttpContext) -> (crate::namespace::NamespaceCounts, HealthView) {
     ctx.namesystem.read(|ns| {
-        let counts = ns.counts();
         let blocks = ctx.blocks.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut health = HealthView::default();
-        for file in ns.files() {
-            let mut has_missing = false;
-            let count = file.blocks.len();
-            for (index, block) in file.blocks.iter().enumerate() {
-                if blocks.map.corrupt_count(block.id) > 0 {
-                    health.corrupt += 1;
-                }
-                // The block being written is the pipeline's business.
-                if file.under_construction && index + 1 == count {
-                    continue;
-                }
-                let healthy = blocks.map.healthy_count(block.id, block.gen_stamp);
-                if healthy == 0 {
-                    health.missing += 1;
-                    has_missing = true;
-                } else if healthy < usize::from(file.replication) {
-                    health.under_replicated += 1;
-                }
+        let files = ns.files().map(|f| {
+            let shape = FileShape {
+                replication: f.replication,
+                under_construction: f.under_construction,
+                blocks: f.blocks,
+            };
+            (shape, move || f.path())
+        });
+        let health = tally(files, |b| {
+            (
+                blocks.map.healthy_count(b.id, b.gen_stamp),
+                blocks.map.corrupt_count(b.id),
+            )
+        });
+        (ns.counts(), health)
+    })
+}
+
+/// What block health needs of a file.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct FileShape<'a> {
+    pub(super) replication: u16,
+    pub(super) under_construction: bool,
+    pub(super) blocks: &'a [BlockRecord],
+}
+
+/// Block health of `files` (each with a way to its path, asked only for the
+/// files the banner names), given each block's healthy and corrupt replica
+/// counts: a complete block without a healthy replica is missing, one with
+/// fewer than its file wants is under-replicated; the last block of a file
+/// being written is the pipeline's business, not counted.
+pub(super) fn tally<'a, P: FnOnce() -> Option<String>>(
+    files: impl Iterator<Item = (FileShape<'a>, P)>,
+    replicas: impl Fn(&BlockRecord) -> (usize, usize),
+) -> HealthView {
+    let mut health = HealthView::default();
+    for (file, path) in files {
+        let mut has_missing = false;
+        let count = file.blocks.len();
+        for (index, block) in file.blocks.iter().enumerate() {
+            let (healthy, corrupt) = replicas(block);
+            if corrupt > 0 {
+                health.corrupt += 1;
             }
-            if has_missing
-                && health.corrupt_files.len() < HealthView::SHOWN_FILES
-                && let Some(path) = file.path()
-            {
-                health.corrupt_files.push(path);
+            if file.under_construction && index + 1 == count {
+                continue;
+            }
+            if healthy == 0 {
+                health.missing += 1;
+                has_missing = true;
+            } else if healthy < usize::from(file.replication) {
+                health.under_replicated += 1;
             }
         }
-        health.corrupt_files.sort();
-        (counts, health)
-    })
+        if has_missing
+            && health.corrupt_files.len() < HealthView::SHOWN_FILES
+            && let Some(path) = path()
+        {
+            health.corrupt_files.push(path);
+        }
+    }
+    health.corrupt_files.sort();
+    health
 }
 
 /// Every registered datanode, grouped by rack.

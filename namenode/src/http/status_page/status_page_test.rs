@@ -4,6 +4,7 @@
 use super::file_browser::{
     BlockView, EntryView, FileView, ListingView, ReplicaView, render_file, render_listing,
 };
+use super::gather::{FileShape, tally};
 use super::layout::{ErrorView, encode, error_page};
 use super::overview::{
     DatanodeView, HealthView, JournalView, Leader, MemberStatus, MemberView, NodeView,
@@ -267,4 +268,74 @@ fn an_error_page_shows_the_message_and_the_way_out() {
 fn link_targets_are_percent_encoded_but_keep_slashes() {
     assert_eq!(encode("/a b/ü?&#"), "/a%20b/%C3%BC%3F%26%23");
     assert_eq!(encode("dr.who"), "dr.who");
+}
+
+fn block(id: u64) -> crate::txn::BlockRecord {
+    crate::txn::BlockRecord {
+        id: crate::txn::BlockId(id),
+        gen_stamp: crate::txn::GenStamp(1001),
+        length: 10,
+    }
+}
+
+#[test]
+fn block_health_counts_missing_under_replicated_and_corrupt_and_names_files() {
+    let complete = [block(1), block(2), block(3)];
+    let open = [block(4), block(5)];
+    let lost = [block(6)];
+    let files = [
+        (
+            FileShape {
+                replication: 3,
+                under_construction: false,
+                blocks: &complete,
+            },
+            "/complete",
+        ),
+        (
+            FileShape {
+                replication: 3,
+                under_construction: true,
+                blocks: &open,
+            },
+            "/open",
+        ),
+        (
+            FileShape {
+                replication: 1,
+                under_construction: false,
+                blocks: &lost,
+            },
+            "/lost",
+        ),
+    ];
+    // (healthy, corrupt) replicas per block id.
+    let replicas = |b: &crate::txn::BlockRecord| match b.id.0 {
+        1 => (3, 0),
+        2 => (2, 1),
+        3 => (0, 0),
+        4 => (3, 0),
+        5 => (0, 0), // being written: neither missing nor under-replicated
+        6 => (0, 1),
+        _ => unreachable!(),
+    };
+    let asked = std::cell::Cell::new(0);
+    let health = tally(
+        files.iter().map(|(shape, path)| {
+            (*shape, || {
+                asked.set(asked.get() + 1);
+                Some(path.to_string())
+            })
+        }),
+        replicas,
+    );
+    assert_eq!(
+        (health.missing, health.under_replicated, health.corrupt),
+        (2, 1, 2)
+    );
+    assert_eq!(
+        health.corrupt_files,
+        vec!["/complete".to_owned(), "/lost".to_owned()]
+    );
+    assert_eq!(asked.get(), 2, "paths are built only for the files named");
 }
