@@ -35,6 +35,8 @@ pub(crate) struct ListingView {
     pub(crate) user: String,
     /// In name order.
     pub(crate) entries: Vec<EntryView>,
+    /// The entry this page starts after (`""` = the first page).
+    pub(crate) start_after: String,
     /// Whether the directory holds more than the page shows.
     pub(crate) truncated: bool,
 }
@@ -126,7 +128,10 @@ pub(crate) fn render_listing(view: &ListingView) -> Markup {
                     }
                 }
             }
-            @if view.truncated { p { "Only the first " (view.entries.len()) " entries are shown." } }
+            @if let (true, Some(last)) = (view.truncated, view.entries.last()) {
+                p { a href={ (browse_href(&view.path, &view.user)) "&start_after=" (encode(&last.name)) } { "Next page" } }
+            }
+            @if !view.start_after.is_empty() { p { a href=(browse_href(&view.path, &view.user)) { "First page" } } }
         },
     )
 }

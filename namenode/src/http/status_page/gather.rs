@@ -293,12 +293,18 @@ pub(super) enum Browsed {
     File(FileView),
 }
 
-/// Reads `path` as `user` through ClientProtocol: stat, then a listing or
-/// the block locations, each with the checks a client's call gets.
+/// Reads `path` as `user` through ClientProtocol: stat, then a listing (of
+/// the entries after `start_after`) or the block locations, each with the
+/// checks a client's call gets.
 ///
 /// # Errors
 /// The service's status (not found, permission denied, bad path).
-pub(super) async fn browse(ctx: &HttpContext, path: &str, user: &str) -> Result<Browsed, Status> {
+pub(super) async fn browse(
+    ctx: &HttpContext,
+    path: &str,
+    user: &str,
+    start_after: &str,
+) -> Result<Browsed, Status> {
     let caller = || {
         Some(v1::CallerContext {
             user: user.to_owned(),
@@ -322,7 +328,7 @@ pub(super) async fn browse(ctx: &HttpContext, path: &str, user: &str) -> Result<
             .get_listing(Request::new(v1::GetListingRequest {
                 caller: caller(),
                 path: me.path.clone(),
-                start_after: String::new(),
+                start_after: start_after.to_owned(),
                 limit: LISTING_LIMIT,
             }))
             .await?
@@ -331,6 +337,7 @@ pub(super) async fn browse(ctx: &HttpContext, path: &str, user: &str) -> Result<
             path: me.path,
             user: user.to_owned(),
             entries: listing.entries.into_iter().map(entry).collect(),
+            start_after: start_after.to_owned(),
             truncated: listing.has_more,
         }));
     }

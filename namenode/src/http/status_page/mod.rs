@@ -4,7 +4,8 @@
 //! ```text
 //!  GET /                      gather::overview ──► OverviewView ──► overview::render
 //!  GET /explorer?path=P       gather::browse (ClientProtocol, as user.name,
-//!            &user.name=U       default dr.who) ──► ListingView | FileView
+//!            &user.name=U       default dr.who; pages of 1000 entries
+//!            &start_after=N     after N) ──► ListingView | FileView
 //!                                                ──► file_browser::render_*
 //!  any error                  ErrorView ──► layout::error_page, with its status code
 //! ```
@@ -53,7 +54,8 @@ async fn overview_page(State(ctx): State<HttpContext>) -> Markup {
     overview::render(&gather::overview(&ctx).await)
 }
 
-/// The file browser: `path` (default `/`) as `user.name` (default `dr.who`).
+/// The file browser: `path` (default `/`) as `user.name` (default `dr.who`),
+/// a directory's entries after `start_after` (default: from the first).
 async fn explorer_page(
     State(ctx): State<HttpContext>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -90,7 +92,8 @@ async fn explorer_page(
             link,
         );
     }
-    match gather::browse(&ctx, path, user).await {
+    let start_after = param("start_after").unwrap_or("");
+    match gather::browse(&ctx, path, user, start_after).await {
         Ok(Browsed::Directory(view)) => file_browser::render_listing(&view).into_response(),
         Ok(Browsed::File(view)) => file_browser::render_file(&view).into_response(),
         Err(status) => {

@@ -176,6 +176,7 @@ fn a_listing_shows_hdfs_columns_and_links_into_entries() {
         path: "/data".into(),
         user: "alice".into(),
         entries: vec![entry("/data/logs", true), entry("/data/a b&<c>.txt", false)],
+        start_after: String::new(),
         truncated: false,
     };
     let html = render_listing(&view).into_string();
@@ -201,6 +202,18 @@ fn a_listing_shows_hdfs_columns_and_links_into_entries() {
     );
     assert!(html.contains("drwxr-xr-x") && html.contains("1.5 KiB") && html.contains("128.0 MiB"));
     assert!(html.contains("2025-12-08 02:00 UTC"));
+    assert!(!html.contains("Next page") && !html.contains("First page"));
+    let more = render_listing(&ListingView {
+        truncated: true,
+        start_after: "a".into(),
+        ..view
+    })
+    .into_string();
+    assert!(
+        more.contains(r#"href="/explorer?path=/data&amp;user.name=alice&amp;start_after=a%20b%26%3Cc%3E.txt">Next page</a>"#),
+        "{more}"
+    );
+    assert!(more.contains("First page"));
 }
 
 #[test]
