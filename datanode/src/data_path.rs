@@ -17,6 +17,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::block_access::BlockAccess;
 use crate::block_store::BlockStore;
+use crate::metrics::Events;
 use crate::recent_pipelines::RecentPipelines;
 use crate::reports::ReportHub;
 
@@ -78,6 +79,8 @@ pub(crate) struct DataPath {
     pub(crate) access: BlockAccess,
     /// The last pipelines this node took part in (status page).
     pub(crate) pipelines: RecentPipelines,
+    /// What transfers count as they happen (bytes, packets, pipelines).
+    pub(crate) events: Events,
 }
 
 impl DataPath {

@@ -74,6 +74,7 @@ impl Node {
             shutdown: CancellationToken::new(),
             access: crate::block_access::BlockAccess::new(false),
             pipelines: Default::default(),
+            events: crate::metrics::Events::default(),
         });
         let served = Arc::clone(&dp);
         runtime.spawn(async move {

@@ -80,6 +80,7 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use crate::block_store::{self, BlockStore, ReplicaInfo};
+use crate::metrics::{Events, FoundBy};
 use crate::reports::ReportHub;
 
 /// Longest time between two reads of the store's replica list.
@@ -99,17 +100,12 @@ pub(crate) struct ScanSettings {
     pub(crate) bytes_per_second: NonZeroU64,
 }
 
-/// What the scanner has done since the datanode started (status page).
+/// Where the scanner stands, beyond the counters in `metrics::Events`
+/// (status page).
 #[derive(Debug, Default)]
 pub(crate) struct ScanStatus {
     /// Replicas on its schedule at the last read of the replica list.
     pub(crate) tracked: AtomicU64,
-    /// Verifications that found the replica intact.
-    pub(crate) verified: AtomicU64,
-    /// Bytes of data those verifications read.
-    pub(crate) verified_bytes: AtomicU64,
-    /// Replicas found corrupt (and reported).
-    pub(crate) corrupt: AtomicU64,
     /// When a replica was last verified intact, ms since the Unix epoch (0: never).
     pub(crate) last_verified_ms: AtomicU64,
 }
@@ -123,15 +119,19 @@ pub(crate) struct BlockScanner {
     throttle: Throttle,
     sleeper: Sleeper,
     status: Arc<ScanStatus>,
+    /// Replicas and bytes verified, checksum errors found.
+    events: Events,
 }
 
 impl BlockScanner {
-    /// A scanner of `store` that reports corrupt replicas to `reports`; it
-    /// sleeps on `runtime`'s timer and stops at `shutdown`.
+    /// A scanner of `store` that reports corrupt replicas to `reports` and
+    /// counts its progress in `events`; it sleeps on `runtime`'s timer and
+    /// stops at `shutdown`.
     pub(crate) fn new(
         store: Arc<BlockStore>,
         reports: ReportHub,
         settings: ScanSettings,
+        events: Events,
         runtime: Handle,
         shutdown: CancellationToken,
     ) -> Self {
@@ -142,6 +142,7 @@ impl BlockScanner {
             throttle: Throttle::new(settings.bytes_per_second, Instant::now()),
             sleeper: Sleeper { runtime, shutdown },
             status: Arc::default(),
+            events,
         }
     }
 
@@ -215,12 +216,9 @@ impl BlockScanner {
             Ok(ControlFlow::Continue(())) => {
                 tracing::debug!(block = %opened.block, gen_stamp = %opened.gen_stamp, length = opened.length, "replica verified");
                 self.schedule.scanned(opened.block, Instant::now());
-                let status = &self.status;
-                status.verified.fetch_add(1, Ordering::Relaxed);
-                status
-                    .verified_bytes
-                    .fetch_add(opened.length, Ordering::Relaxed);
-                status
+                self.events.scanned_replicas.inc();
+                self.events.scanned_bytes.inc_by(opened.length);
+                self.status
                     .last_verified_ms
                     .store(wall_clock::now_ms(), Ordering::Relaxed);
             }
@@ -239,14 +237,17 @@ impl BlockScanner {
     /// Logs a failed verification of `info`, reports it if it is corrupt,
     /// and tells the schedule when to try it again.
     fn record_failure(&mut self, info: ReplicaInfo, e: block_store::Error) {
-        match report_failure(&self.reports, info, e) {
-            Failure::Gone => self.schedule.forget(info.block),
-            failure => {
-                if failure == Failure::Corrupt {
-                    self.status.corrupt.fetch_add(1, Ordering::Relaxed);
-                }
-                self.schedule.scanned(info.block, Instant::now());
-            }
+        let failure = report_failure(&self.reports, info, e);
+        if failure == Failure::Corrupt {
+            self.events
+                .checksum_errors
+                .get_or_create(&FoundBy::SCANNER)
+                .inc();
+        }
+        if failure == Failure::Gone {
+            self.schedule.forget(info.block);
+        } else {
+            self.schedule.scanned(info.block, Instant::now());
         }
     }
 }

@@ -95,14 +95,12 @@ pub(crate) struct ReplicaInfo {
     pub(crate) length: u64,
 }
 
-/// Replicas by state, for the status page.
+/// Replicas held by state (see [`BlockStore::replica_counts`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct ReplicaCounts {
-    pub(crate) finalized: usize,
-    /// Unfinalized, a pipeline writing them.
-    pub(crate) rbw_writing: usize,
-    /// Unfinalized, no writer (left for recovery).
-    pub(crate) rbw_abandoned: usize,
+    pub(crate) finalized: u64,
+    /// Being written, or left unfinalized by a pipeline that stopped.
+    pub(crate) rbw: u64,
 }
 
 /// Which life-cycle state a replica's files were found in.
@@ -699,14 +697,12 @@ impl BlockStore {
         self.finalize(writer)
     }
 
-    /// How many replicas are in each state now.
+    /// How many replicas the store holds in each state.
     pub(crate) fn replica_counts(&self) -> ReplicaCounts {
         let state = self.lock();
-        let writing = state.rbw.values().filter(|r| r.has_writer()).count();
         ReplicaCounts {
-            finalized: state.finalized.len(),
-            rbw_writing: writing,
-            rbw_abandoned: state.rbw.len() - writing,
+            finalized: state.finalized.len() as u64,
+            rbw: state.rbw.len() as u64,
         }
     }
 

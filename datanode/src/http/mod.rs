@@ -8,12 +8,17 @@ use std::time::SystemTime;
 mod status_page;
 
 use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use prometheus_client::encoding::prometheus_text::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::DatanodeConfig;
 use crate::data_path::DataPath;
+use crate::metrics::DatanodeMetrics;
 use crate::namenode_actor::NamenodeStates;
 use crate::scanner::{ScanSettings, ScanStatus};
 
@@ -34,13 +39,30 @@ pub(crate) struct HttpContext {
     pub(crate) scanner: Option<(ScanSettings, Arc<ScanStatus>)>,
     /// Replicas the start-up scan found unusable.
     pub(crate) corrupt_at_start: usize,
+    /// What `/metrics` serves; its WebHDFS layer wraps every route.
+    pub(crate) metrics: Arc<DatanodeMetrics>,
 }
 
 /// Every HTTP route of the datanode.
 pub(crate) fn router(context: HttpContext) -> Router {
+    let webhdfs_metrics = context.metrics.webhdfs_layer();
     Router::new()
         .route("/", get(status_page::page))
+        .route("/metrics", get(metrics))
+        // Last, so that it wraps every route above it.
+        .layer(webhdfs_metrics)
         .with_state(context)
+}
+
+/// `GET /metrics`: the Prometheus text exposition format.
+async fn metrics(State(context): State<HttpContext>) -> Response {
+    match context.metrics.render() {
+        Ok(text) => ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "encoding metrics failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 /// Serves `router` on `listener` until `shutdown`.

@@ -11,6 +11,7 @@ use axum::extract::State;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::HttpContext;
+use crate::metrics::FoundBy;
 use crate::namenode_actor;
 
 /// Everything the page shows.
@@ -58,9 +59,9 @@ pub(crate) struct VolumeView {
 /// Replicas by state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct ReplicasView {
-    pub(crate) finalized: usize,
-    pub(crate) rbw_writing: usize,
-    pub(crate) rbw_abandoned: usize,
+    pub(crate) finalized: u64,
+    pub(crate) rbw_writing: u64,
+    pub(crate) rbw_abandoned: u64,
     /// Found unusable at start-up and moved aside.
     pub(crate) corrupt_at_start: usize,
 }
@@ -103,8 +104,10 @@ pub(crate) fn gather(ctx: &HttpContext) -> PageView {
     let mut racks: Vec<String> = states.iter().filter_map(|(_, s)| s.rack.clone()).collect();
     racks.sort();
     racks.dedup();
-    let space = namenode_actor::volume_space(&ctx.config.data_dir, &ctx.dp.store);
+    let space = namenode_actor::storage_report(&ctx.config.data_dir, &ctx.dp.store);
     let counts = ctx.dp.store.replica_counts();
+    let abandoned = ctx.dp.store.abandoned_rbw().len();
+    let events = &ctx.dp.events;
     PageView {
         id: ctx.id.clone(),
         transfer_address: ctx.transfer_addr.to_string(),
@@ -135,8 +138,8 @@ pub(crate) fn gather(ctx: &HttpContext) -> PageView {
         },
         replicas: ReplicasView {
             finalized: counts.finalized,
-            rbw_writing: counts.rbw_writing,
-            rbw_abandoned: counts.rbw_abandoned,
+            rbw_writing: counts.rbw.saturating_sub(abandoned as u64),
+            rbw_abandoned: abandoned as u64,
             corrupt_at_start: ctx.corrupt_at_start,
         },
         active_transfers: ctx.dp.active.load(Ordering::Relaxed),
@@ -161,9 +164,12 @@ pub(crate) fn gather(ctx: &HttpContext) -> PageView {
                 period_secs: settings.period.as_secs(),
                 bytes_per_second: settings.bytes_per_second.get(),
                 tracked: status.tracked.load(Ordering::Relaxed),
-                verified: status.verified.load(Ordering::Relaxed),
-                verified_bytes: status.verified_bytes.load(Ordering::Relaxed),
-                corrupt: status.corrupt.load(Ordering::Relaxed),
+                verified: events.scanned_replicas.get(),
+                verified_bytes: events.scanned_bytes.get(),
+                corrupt: events
+                    .checksum_errors
+                    .get_or_create(&FoundBy::SCANNER)
+                    .get(),
                 last_verified: (last != 0).then(|| time(last)),
             }
         }),

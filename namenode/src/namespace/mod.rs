@@ -259,15 +259,14 @@ pub(crate) struct OpenFile {
     pub(crate) holder: String,
 }
 
-/// How many files, directories and blocks the namespace holds.
+/// What [`Namespace::census`] counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct NamespaceCounts {
-    /// Files, complete or under construction.
+pub(crate) struct Census {
     pub(crate) files: u64,
-    /// Directories, the root included.
+    /// The root included.
     pub(crate) directories: u64,
-    /// Blocks of all files.
     pub(crate) blocks: u64,
+    pub(crate) files_under_construction: u64,
 }
 
 /// One file's blocks, as the status page's block health walks them.
@@ -398,22 +397,6 @@ impl Namespace {
         self.tree.digest()
     }
 
-    /// How many files, directories and blocks there are (a walk of every
-    /// inode: for status pages, not for hot paths).
-    pub(crate) fn counts(&self) -> NamespaceCounts {
-        let mut counts = NamespaceCounts::default();
-        for (_, inode) in self.tree.inodes() {
-            match &inode.body {
-                Body::Directory(_) => counts.directories += 1,
-                Body::File(file) => {
-                    counts.files += 1;
-                    counts.blocks += file.blocks.len() as u64;
-                }
-            }
-        }
-        counts
-    }
-
     /// Every file with its blocks, in no particular order.
     pub(crate) fn files(&self) -> impl Iterator<Item = FileEntry<'_>> + '_ {
         self.tree.inodes().filter_map(|(id, inode)| {
@@ -431,6 +414,34 @@ impl Namespace {
     /// Number of inodes, the root included.
     pub(crate) fn inode_count(&self) -> u64 {
         self.tree.len()
+    }
+
+    /// Counts files, directories, blocks and files under construction, and
+    /// calls `complete_block` with each block whose length is final (all
+    /// but the last block of a file under construction), its generation
+    /// stamp and its file's replication. One pass over every inode, for
+    /// metrics scrapes and status pages.
+    pub(crate) fn census(&self, mut complete_block: impl FnMut(&BlockRecord, u16)) -> Census {
+        let mut census = Census::default();
+        for (_, inode) in self.tree.inodes() {
+            match &inode.body {
+                Body::Directory(_) => census.directories += 1,
+                Body::File(file) => {
+                    census.files += 1;
+                    census.blocks += file.blocks.len() as u64;
+                    let complete = if file.is_under_construction() {
+                        census.files_under_construction += 1;
+                        file.blocks.len().saturating_sub(1)
+                    } else {
+                        file.blocks.len()
+                    };
+                    for block in file.blocks.iter().take(complete) {
+                        complete_block(block, file.replication);
+                    }
+                }
+            }
+        }
+        census
     }
 
     /// Resolves `path`, checking EXECUTE on every existing ancestor and that

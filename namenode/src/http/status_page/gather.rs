@@ -176,7 +176,7 @@ fn wire_state_name(state: v1::PeerState) -> &'static str {
 
 /// Namespace counts and block health: every file's blocks against the
 /// block map. Holds the namespace's read lock, then the block manager's.
-fn block_health(ctx: &HttpContext) -> (crate::namespace::NamespaceCounts, HealthView) {
+fn block_health(ctx: &HttpContext) -> (crate::namespace::Census, HealthView) {
     ctx.namesystem.read(|ns| {
         let blocks = ctx.blocks.lock().unwrap_or_else(PoisonError::into_inner);
         let files = ns.files().map(|f| {
@@ -193,7 +193,7 @@ fn block_health(ctx: &HttpContext) -> (crate::namespace::NamespaceCounts, Health
                 blocks.map.corrupt_count(b.id),
             )
         });
-        (ns.counts(), health)
+        (ns.census(|_, _| {}), health)
     })
 }
 
@@ -208,8 +208,9 @@ pub(super) struct FileShape<'a> {
 /// Block health of `files` (each with a way to its path, asked only for the
 /// files the banner names), given each block's healthy and corrupt replica
 /// counts: a complete block without a healthy replica is missing, one with
-/// fewer than its file wants is under-replicated; the last block of a file
-/// being written is the pipeline's business, not counted.
+/// fewer than its file wants is under-replicated, one with a replica known
+/// corrupt counts as corrupt; the last block of a file being written is the
+/// pipeline's business, not counted (as `/metrics` counts them).
 pub(super) fn tally<'a, P: FnOnce() -> Option<String>>(
     files: impl Iterator<Item = (FileShape<'a>, P)>,
     replicas: impl Fn(&BlockRecord) -> (usize, usize),
@@ -219,12 +220,12 @@ pub(super) fn tally<'a, P: FnOnce() -> Option<String>>(
         let mut has_missing = false;
         let count = file.blocks.len();
         for (index, block) in file.blocks.iter().enumerate() {
+            if file.under_construction && index + 1 == count {
+                continue;
+            }
             let (healthy, corrupt) = replicas(block);
             if corrupt > 0 {
                 health.corrupt += 1;
-            }
-            if file.under_construction && index + 1 == count {
-                continue;
             }
             if healthy == 0 {
                 health.missing += 1;

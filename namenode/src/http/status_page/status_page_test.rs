@@ -328,7 +328,7 @@ fn block_health_counts_missing_under_replicated_and_corrupt_and_names_files() {
         2 => (2, 1),
         3 => (0, 0),
         4 => (3, 0),
-        5 => (0, 0), // being written: neither missing nor under-replicated
+        5 => (0, 1), // being written: not counted at all
         6 => (0, 1),
         _ => unreachable!(),
     };
