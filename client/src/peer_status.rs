@@ -281,6 +281,7 @@ mod tests {
             observer: false,
             round: 5,
             namespace_digest: 0xfeed,
+            http_address: String::new(),
         })
         .await;
         let down = closed_address();

@@ -1,6 +1,7 @@
 //! What every transfer on this datanode shares: the block store, the report
 //! hub, the registry of live writers, the count of live transfers, timeouts,
-//! the block access gate, and how to open a connection to another datanode.
+//! the block access gate, the recent pipelines, and how to open a connection
+//! to another datanode.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,6 +18,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::block_access::BlockAccess;
 use crate::block_store::BlockStore;
 use crate::metrics::Events;
+use crate::recent_pipelines::RecentPipelines;
 use crate::reports::ReportHub;
 
 /// Largest gRPC message on the data path: a packet is 64 KiB of data plus
@@ -75,6 +77,8 @@ pub(crate) struct DataPath {
     pub(crate) shutdown: CancellationToken,
     /// Block keys and the token check every transfer passes first.
     pub(crate) access: BlockAccess,
+    /// The last pipelines this node took part in (status page).
+    pub(crate) pipelines: RecentPipelines,
     /// What transfers count as they happen (bytes, packets, pipelines).
     pub(crate) events: Events,
 }

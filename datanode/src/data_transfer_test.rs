@@ -73,6 +73,7 @@ impl Node {
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             access: crate::block_access::BlockAccess::new(false),
+            pipelines: Default::default(),
             events: crate::metrics::Events::default(),
         });
         let served = Arc::clone(&dp);
@@ -342,6 +343,19 @@ async fn three_node_pipeline_acks_every_packet_and_finalizes_identical_replicas(
         );
     }
 
+    // --- each stage remembers the pipeline for its status page
+    let recent = nodes[0].dp.pipelines.newest_first();
+    let first = recent.first().expect("a recorded pipeline");
+    assert_eq!((first.block, first.gen_stamp), (B, GS));
+    assert_eq!(
+        (first.bytes, first.outcome.as_str()),
+        (data.len() as u64, "finalized")
+    );
+    assert_eq!(
+        first.downstream,
+        vec![nodes[1].addr.to_string(), nodes[2].addr.to_string()]
+    );
+
     // --- reads: whole, a middle range, a wrong gen stamp
     let (start, whole) = read_all(&nodes[1], B, GS, 0, 0).await;
     assert_eq!((start, whole.as_slice()), (0, data.as_slice()));
@@ -488,6 +502,13 @@ async fn killing_the_middle_node_acks_success_error_from_the_first() {
     end.expect("ends ok");
     assert!(!acks.is_empty());
     assert!(acks.iter().all(|a| a.statuses == vec![S, E]), "{acks:?}");
+    nodes[0].wait_idle().await;
+    let recent = nodes[0].dp.pipelines.newest_first();
+    let outcome = recent
+        .first()
+        .map(|p| p.outcome.clone())
+        .unwrap_or_default();
+    assert!(outcome.starts_with("downstream failed"), "{outcome}");
 }
 
 #[tokio::test]

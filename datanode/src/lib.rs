@@ -12,6 +12,7 @@
 //! - `service`: the DataTransfer gRPC service, a thin adapter over the three above.
 //! - `metrics`: the Prometheus metrics `/metrics` serves (a collector, and the events transfers count).
 //! - `http`: the HTTP face (WebHDFS data transfers, `/metrics`, status page).
+//! - `recent_pipelines`: a bounded ring of the last pipelines' summaries (status page).
 //! - `reports`: replica changes queued for each namenode's incremental reports.
 //! - `namenode_actor`: registration, heartbeats, block reports and commands, one actor per namenode.
 //! - `server`: wires it together; [`run`] is the binary's entry point.
@@ -27,6 +28,7 @@ mod identity;
 mod metrics;
 mod namenode_actor;
 mod pipeline;
+mod recent_pipelines;
 mod reports;
 mod scanner;
 mod server;

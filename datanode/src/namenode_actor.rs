@@ -47,6 +47,8 @@ const PREEMPT_DEADLINE: Duration = Duration::from_secs(10);
 pub(crate) struct Identity {
     pub(crate) id: DatanodeId,
     pub(crate) transfer_addr: SocketAddr,
+    /// Where this datanode serves HTTP (WebHDFS), announced at registration.
+    pub(crate) http_addr: Option<SocketAddr>,
     pub(crate) data_dir: PathBuf,
     pub(crate) heartbeat_interval: Duration,
     pub(crate) block_report_interval: Duration,
@@ -84,6 +86,52 @@ pub(crate) struct Link {
     pub(crate) corrupt_at_start: Arc<[ReplicaInfo]>,
     /// The newest namenode epoch seen by any actor.
     pub(crate) epochs: Arc<EpochFence>,
+    /// What each actor last heard from its namenode (status page).
+    pub(crate) states: Arc<NamenodeStates>,
+}
+
+/// What an actor last heard from its namenode.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct NamenodeState {
+    /// Whether the current registration succeeded.
+    pub(crate) registered: bool,
+    /// The rack the namenode placed this datanode on (from registering).
+    pub(crate) rack: Option<String>,
+    /// The namenode's epoch in its last answer.
+    pub(crate) epoch: Option<u64>,
+    /// Whether its last heartbeat answer said it leads and serves.
+    pub(crate) active: bool,
+    /// Whether that answer's epoch passed the fence (commands are carried out).
+    pub(crate) current: bool,
+    /// When a heartbeat last got an answer, ms since the Unix epoch.
+    pub(crate) last_heartbeat_ms: Option<u64>,
+    /// The last failure talking to it, until the next success.
+    pub(crate) error: Option<String>,
+}
+
+/// Every actor's [`NamenodeState`], by namenode address.
+#[derive(Debug, Default)]
+pub(crate) struct NamenodeStates(
+    std::sync::Mutex<std::collections::BTreeMap<SocketAddr, NamenodeState>>,
+);
+
+impl NamenodeStates {
+    fn update(&self, namenode: SocketAddr, change: impl FnOnce(&mut NamenodeState)) {
+        let mut states = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        change(states.entry(namenode).or_default());
+    }
+
+    /// Every namenode's state, in address order.
+    pub(crate) fn all(&self) -> Vec<(SocketAddr, NamenodeState)> {
+        let states = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        states.iter().map(|(a, s)| (*a, s.clone())).collect()
+    }
 }
 
 /// The newest namenode epoch seen; commands from older epochs are ignored.
@@ -122,13 +170,24 @@ pub(crate) async fn run(
             attempt = register(&mut client, &me, &link) => attempt,
         };
         match attempt {
-            Ok(rack) => {
+            Ok((rack, epoch)) => {
                 tracing::info!(%namenode, %rack, "registered with namenode");
+                link.states.update(namenode, |s| {
+                    s.registered = true;
+                    s.rack = Some(rack.clone());
+                    s.epoch = Some(epoch);
+                    s.error = None;
+                });
                 backoff = Duration::from_millis(100);
                 let _ = registered.try_send(namenode);
             }
             Err(status) => {
                 tracing::warn!(%namenode, error = %status.message(), "registration failed; retrying");
+                link.states.update(namenode, |s| {
+                    s.registered = false;
+                    s.active = false;
+                    s.error = Some(format!("registration failed: {}", status.message()));
+                });
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(backoff) => {}
@@ -165,19 +224,20 @@ async fn register(
     client: &mut DatanodeProtocolClient<Channel>,
     me: &Identity,
     link: &Link,
-) -> Result<String, tonic::Status> {
+) -> Result<(String, u64), tonic::Status> {
     let transfer_port = u32::from(me.transfer_addr.port());
     let request = v1::RegisterDatanodeRequest {
         datanode_id: me.id.to_string(),
         transfer_port,
         storage: Some(storage_report(&me.data_dir, &link.dp.store)),
         software_version: env!("CARGO_PKG_VERSION").to_owned(),
+        http_port: me.http_addr.map_or(0, |a| u32::from(a.port())),
         proof: me.proof(RequestKind::Register, transfer_port),
     };
     let reply = client.register_datanode(request).await?.into_inner();
     // Keys before "ready": the first client's token already verifies.
     link.dp.access.add_keys(reply.block_keys);
-    Ok(reply.rack)
+    Ok((reply.rack, reply.epoch))
 }
 
 /// Reports and heartbeats until the namenode asks for a new registration:
@@ -230,6 +290,13 @@ async fn serve_until_reregister(
                         // follower not yet synced) may still ask us to
                         // register with it, but never to touch a block.
                         let is_current = link.epochs.admit(reply.epoch);
+                        link.states.update(namenode, |s| {
+                            s.epoch = Some(reply.epoch);
+                            s.active = reply.active;
+                            s.current = is_current;
+                            s.last_heartbeat_ms = Some(wall_clock::now_ms());
+                            s.error = None;
+                        });
                         let mut must_register = false;
                         for command in reply.commands.into_iter().filter_map(|c| c.command) {
                             if !may_obey(&command, is_current) {
@@ -246,6 +313,10 @@ async fn serve_until_reregister(
                         incremental_report(client, me, link, namenode).await;
                     }
                     Err(status) => {
+                        link.states.update(namenode, |s| {
+                            s.active = false;
+                            s.error = Some(format!("heartbeat failed: {}", status.message()));
+                        });
                         if !failing {
                             tracing::warn!(%namenode, error = %status.message(), "heartbeat failed");
                             failing = true;
@@ -592,11 +663,13 @@ mod tests {
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
                 access: crate::block_access::BlockAccess::new(false),
+                pipelines: Default::default(),
                 events: crate::metrics::Events::default(),
             }),
             queue: queues.remove(0),
             corrupt_at_start: Arc::new([]),
             epochs: Arc::default(),
+            states: Arc::default(),
         }
     }
 
@@ -632,6 +705,7 @@ mod tests {
             &Identity {
                 id: DatanodeId::parse("dn-test").expect("id"),
                 transfer_addr: namenode,
+                http_addr: None,
                 data_dir: dir.path().to_owned(),
                 heartbeat_interval: Duration::from_secs(1),
                 block_report_interval: Duration::from_secs(1),

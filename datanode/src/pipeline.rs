@@ -82,6 +82,7 @@ use tracing::Instrument;
 use crate::block_store::{self, BlockStore, RbwWriter};
 use crate::data_path::{ActiveTransfer, DataPath, WriterGuard};
 use crate::metrics::{Events, FoundBy};
+use crate::recent_pipelines::PipelineSummary;
 use crate::reports::ReportHub;
 
 /// Packets queued between the receiver and the disk task.
@@ -309,6 +310,19 @@ async fn start(
         store: Arc::clone(&dp.store),
         reports: dp.reports.clone(),
         _transfer: transfer,
+        summary: Summary {
+            dp: Arc::clone(dp),
+            block,
+            gen_stamp: gs,
+            recovery: matches!(setup, Setup::Recover { .. }),
+            client: header.client_name.clone(),
+            downstream: header
+                .downstream
+                .iter()
+                .map(|t| t.transfer_address.clone())
+                .collect(),
+            bytes: initial_len,
+        },
     };
     let span = tracing::Span::current();
     dp.tasks.spawn(receiver.run().instrument(span.clone()));
@@ -371,6 +385,8 @@ enum FromDisk {
         /// For the last packet, written and synced: the replica to finalize.
         finished: Option<OpenReplica>,
         is_last: bool,
+        /// The replica's length once this packet is in.
+        end: u64,
     },
     Reject(tonic::Status),
 }
@@ -525,6 +541,7 @@ impl DiskTask {
                             forwarded,
                             finished,
                             is_last: packet.is_last,
+                            end: packet.offset.saturating_add(packet.data.len() as u64),
                         },
                         Err(reject) => FromDisk::Reject(reject),
                     }
@@ -612,25 +629,69 @@ struct Acker {
     store: Arc<BlockStore>,
     reports: ReportHub,
     _transfer: ActiveTransfer,
+    /// What this stage did, recorded when it ends.
+    summary: Summary,
+}
+
+/// What a pipeline stage records in the datanode's recent pipelines.
+struct Summary {
+    dp: Arc<DataPath>,
+    block: BlockId,
+    gen_stamp: GenStamp,
+    recovery: bool,
+    client: String,
+    downstream: Vec<String>,
+    /// The replica's length after the last packet acknowledged upstream.
+    bytes: u64,
+}
+
+impl Summary {
+    fn record(self, outcome: String) {
+        self.dp.pipelines.record(PipelineSummary {
+            block: self.block,
+            gen_stamp: self.gen_stamp,
+            recovery: self.recovery,
+            client: self.client,
+            downstream: self.downstream,
+            bytes: self.bytes,
+            outcome,
+            ended_ms: dfs_proto::wall_clock::now_ms(),
+        });
+    }
 }
 
 impl Acker {
     /// Runs until the last packet's ack, the disk task's end, or the upstream's.
     /// Cancel-safe at every await, and the finalize it awaits runs on its own thread.
     async fn run(mut self) {
+        let outcome = self.ack_all().await;
+        self.stop.cancel();
+        let outcome = match (&self.failure, outcome) {
+            (Some(_), Outcome::Ended(text)) if text != "finalized" => {
+                format!("downstream failed; {text}")
+            }
+            (_, Outcome::Ended(text)) => text.to_owned(),
+            (_, Outcome::Rejected(reason)) => format!("rejected: {reason}"),
+        };
+        self.summary.record(outcome);
+    }
+
+    /// The ack loop of [`Acker::run`]; says how it ended.
+    async fn ack_all(&mut self) -> Outcome {
         loop {
             let item = tokio::select! {
                 biased;
-                () = self.cancel.cancelled() => break,
+                () = self.cancel.cancelled() => return Outcome::Ended("stopped (a recovery or shutdown)"),
                 item = self.local.recv() => match item {
                     Some(item) => item,
-                    None => break,
+                    None => return Outcome::Ended("upstream gone before the last packet; rbw kept"),
                 },
             };
             match item {
                 FromDisk::Reject(status) => {
+                    let reason = status.message().to_owned();
                     let _ = self.upstream.send(Err(status)).await;
-                    break;
+                    return Outcome::Rejected(reason);
                 }
                 FromDisk::Written {
                     seqno,
@@ -638,6 +699,7 @@ impl Acker {
                     forwarded,
                     finished,
                     is_last,
+                    end,
                 } => {
                     let downstream = self.downstream_statuses(seqno, forwarded).await;
                     let mut statuses = vec![status];
@@ -646,6 +708,7 @@ impl Acker {
                     }
                     statuses.extend(downstream);
                     let has_error = statuses.iter().any(|s| *s != AckStatus::Success);
+                    let mine = statuses.first().copied();
                     tracing::trace!(seqno, ?statuses, "ack");
                     if self
                         .upstream
@@ -654,18 +717,25 @@ impl Acker {
                         .is_err()
                     {
                         tracing::debug!("upstream stopped reading acks");
-                        break;
+                        return Outcome::Ended("upstream stopped reading acks");
                     }
+                    self.summary.bytes = end;
                     if has_error {
                         self.stop.cancel();
                     }
                     if is_last {
-                        break;
+                        return Outcome::Ended(match mine {
+                            _ if self.keep_rbw => "copied; rbw kept",
+                            Some(AckStatus::Success) if has_error => {
+                                "last packet acknowledged with errors"
+                            }
+                            Some(AckStatus::Success) => "finalized",
+                            _ => "failed writing or finalizing here",
+                        });
                     }
                 }
             }
         }
-        self.stop.cancel();
     }
 
     /// The downstream part of a packet's ack: its ack's statuses, or the
@@ -744,6 +814,14 @@ impl Acker {
             }
         }
     }
+}
+
+/// How an acker's loop ended.
+enum Outcome {
+    /// For the reason given.
+    Ended(&'static str),
+    /// A malformed packet: the stream was refused.
+    Rejected(String),
 }
 
 /// Checks a downstream ack: the expected seqno, at least one known status.

@@ -71,9 +71,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::num::NonZeroU64;
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dfs_proto::ids::{BlockId, GenStamp};
+use dfs_proto::wall_clock;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
@@ -98,6 +100,16 @@ pub(crate) struct ScanSettings {
     pub(crate) bytes_per_second: NonZeroU64,
 }
 
+/// Where the scanner stands, beyond the counters in `metrics::Events`
+/// (status page).
+#[derive(Debug, Default)]
+pub(crate) struct ScanStatus {
+    /// Replicas on its schedule at the last read of the replica list.
+    pub(crate) tracked: AtomicU64,
+    /// When a replica was last verified intact, ms since the Unix epoch (0: never).
+    pub(crate) last_verified_ms: AtomicU64,
+}
+
 /// Verifies one block store's finalized replicas; runs on a blocking thread.
 #[derive(Debug)]
 pub(crate) struct BlockScanner {
@@ -106,6 +118,7 @@ pub(crate) struct BlockScanner {
     schedule: Schedule,
     throttle: Throttle,
     sleeper: Sleeper,
+    status: Arc<ScanStatus>,
     /// Replicas and bytes verified, checksum errors found.
     events: Events,
 }
@@ -128,8 +141,14 @@ impl BlockScanner {
             schedule: Schedule::new(settings.period),
             throttle: Throttle::new(settings.bytes_per_second, Instant::now()),
             sleeper: Sleeper { runtime, shutdown },
+            status: Arc::default(),
             events,
         }
+    }
+
+    /// What it has done so far, updated as it runs.
+    pub(crate) fn status(&self) -> Arc<ScanStatus> {
+        Arc::clone(&self.status)
     }
 
     /// Scans until shutdown: verifies whatever is due, then sleeps until
@@ -163,6 +182,8 @@ impl BlockScanner {
             let now = Instant::now();
             if self.schedule.is_refresh_due(now) {
                 self.schedule.refresh(self.store.replicas(), now);
+                let tracked = self.schedule.tracked.len() as u64;
+                self.status.tracked.store(tracked, Ordering::Relaxed);
             }
             let Some(info) = self.schedule.next_due(now) else {
                 break;
@@ -197,6 +218,9 @@ impl BlockScanner {
                 self.schedule.scanned(opened.block, Instant::now());
                 self.events.scanned_replicas.inc();
                 self.events.scanned_bytes.inc_by(opened.length);
+                self.status
+                    .last_verified_ms
+                    .store(wall_clock::now_ms(), Ordering::Relaxed);
             }
             Ok(ControlFlow::Break(())) => return ControlFlow::Break(()),
             // The open files outlive a delete, but a recovery rewrites them

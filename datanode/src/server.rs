@@ -97,6 +97,7 @@ pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<
         tasks: tasks.clone(),
         shutdown: shutdown.child_token(),
         access: BlockAccess::new(config.block_access_token_enable),
+        pipelines: Default::default(),
         events,
     });
     tasks.spawn(serve_transfers(
@@ -104,7 +105,7 @@ pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<
         Arc::clone(&dp),
         shutdown.child_token(),
     ));
-    match config.block_scanner() {
+    let scanner = match config.block_scanner() {
         Some(settings) => {
             let scanner = BlockScanner::new(
                 Arc::clone(&dp.store),
@@ -114,13 +115,28 @@ pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<
                 Handle::current(),
                 shutdown.child_token(),
             );
+            let status = scanner.status();
             tasks.spawn_blocking(move || scanner.run());
+            Some((settings, status))
         }
-        None => tracing::info!("block scanner disabled (scan_period_ms = 0)"),
-    }
+        None => {
+            tracing::info!("block scanner disabled (scan_period_ms = 0)");
+            None
+        }
+    };
+    // Bound before registering: the registration announces its port.
+    let http_listener = match config.http_address {
+        Some(address) => Some(TcpListener::bind(address).await?),
+        None => None,
+    };
+    let http_addr = http_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     let me = Identity {
         id: id.clone(),
         transfer_addr,
+        http_addr,
         data_dir: config.data_dir.clone(),
         heartbeat_interval: config.heartbeat_interval(),
         block_report_interval: config.block_report_interval(),
@@ -128,12 +144,14 @@ pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<
     };
     let (registered, mut registrations) = mpsc::channel(config.namenodes.len());
     let epochs = Arc::new(namenode_actor::EpochFence::default());
+    let states = Arc::new(namenode_actor::NamenodeStates::default());
     for (namenode, queue) in config.namenodes.iter().zip(queues) {
         let link = Link {
             dp: Arc::clone(&dp),
             queue,
             corrupt_at_start: Arc::clone(&corrupt_at_start),
             epochs: Arc::clone(&epochs),
+            states: Arc::clone(&states),
         };
         tasks.spawn(namenode_actor::run(
             *namenode,
@@ -144,9 +162,7 @@ pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<
         ));
     }
     drop(registered);
-    if let Some(http_address) = config.http_address {
-        let listener = TcpListener::bind(http_address).await?;
-        let http_address = listener.local_addr()?;
+    if let (Some(listener), Some(http_address)) = (http_listener, http_addr) {
         let context = HttpContext {
             dp: Arc::clone(&dp),
             config: Arc::new(config.clone()),
@@ -154,6 +170,9 @@ pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<
             transfer_addr,
             http_address,
             started: SystemTime::now(),
+            namenodes: states,
+            scanner,
+            corrupt_at_start: corrupt_at_start.len(),
             metrics,
         };
         tracing::info!(%http_address, "datanode http serving");

@@ -124,9 +124,19 @@ pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<
         groups: Arc::new(GroupMapping::new(settings.groups.clone())),
         leases,
     };
+    // Bound first: every peer status tells this namenode's HTTP address.
+    let http_listener = match settings.http_address {
+        Some(address) => Some(TcpListener::bind(address).await?),
+        None => None,
+    };
+    let http_bound = http_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     let quorum = QuorumService {
         events: events_tx,
         next_conn: Arc::default(),
+        http_address: http_bound,
     };
     let metrics = Arc::new(NamenodeMetrics::new(metrics::Sources {
         namesystem: namesystem.clone(),
@@ -135,9 +145,7 @@ pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<
         quorum: quorum.clone(),
         journal: journal_metrics,
     }));
-    if let Some(http_address) = settings.http_address {
-        let listener = TcpListener::bind(http_address).await?;
-        let http_address = listener.local_addr()?;
+    if let (Some(listener), Some(http_address)) = (http_listener, http_bound) {
         let context = HttpContext {
             client: client.clone(),
             namesystem: namesystem.clone(),

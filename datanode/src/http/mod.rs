@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+mod status_page;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -17,10 +19,11 @@ use tokio_util::sync::CancellationToken;
 use crate::config::DatanodeConfig;
 use crate::data_path::DataPath;
 use crate::metrics::DatanodeMetrics;
+use crate::namenode_actor::NamenodeStates;
+use crate::scanner::{ScanSettings, ScanStatus};
 
 /// What HTTP handlers reach: the datanode's shared state.
 #[derive(Debug, Clone)]
-#[expect(dead_code, reason = "read by the routes that come next")]
 pub(crate) struct HttpContext {
     pub(crate) dp: Arc<DataPath>,
     pub(crate) config: Arc<DatanodeConfig>,
@@ -30,6 +33,12 @@ pub(crate) struct HttpContext {
     /// This server's own address, for links.
     pub(crate) http_address: SocketAddr,
     pub(crate) started: SystemTime,
+    /// What each namenode actor last heard.
+    pub(crate) namenodes: Arc<NamenodeStates>,
+    /// The block scanner's settings and progress; `None` when disabled.
+    pub(crate) scanner: Option<(ScanSettings, Arc<ScanStatus>)>,
+    /// Replicas the start-up scan found unusable.
+    pub(crate) corrupt_at_start: usize,
     /// What `/metrics` serves; its WebHDFS layer wraps every route.
     pub(crate) metrics: Arc<DatanodeMetrics>,
 }
@@ -38,6 +47,7 @@ pub(crate) struct HttpContext {
 pub(crate) fn router(context: HttpContext) -> Router {
     let webhdfs_metrics = context.metrics.webhdfs_layer();
     Router::new()
+        .route("/", get(status_page::page))
         .route("/metrics", get(metrics))
         // Last, so that it wraps every route above it.
         .layer(webhdfs_metrics)

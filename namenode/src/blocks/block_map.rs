@@ -521,6 +521,16 @@ impl BlockMap {
         }
     }
 
+    /// Replicas of `block` known corrupt.
+    pub(crate) fn corrupt_count(&self, block: BlockId) -> usize {
+        self.blocks.get(&block).map_or(0, |r| r.corrupt.len())
+    }
+
+    /// Replicas `datanode` is known to hold.
+    pub(crate) fn replicas_on(&self, datanode: &DatanodeId) -> usize {
+        self.by_datanode.get(datanode).map_or(0, BTreeSet::len)
+    }
+
     /// Healthy replicas of `block` with the given generation stamp.
     pub(crate) fn healthy_count(&self, block: BlockId, gen_stamp: GenStamp) -> usize {
         self.blocks.get(&block).map_or(0, |r| {

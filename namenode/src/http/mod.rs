@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+mod status_page;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -25,7 +27,6 @@ use crate::service::ClientService;
 
 /// What HTTP handlers reach: the namenode's shared state.
 #[derive(Debug, Clone)]
-#[expect(dead_code, reason = "read by the routes that come next")]
 pub(crate) struct HttpContext {
     /// ClientProtocol in-process: every namespace operation with its checks.
     pub(crate) client: ClientService,
@@ -44,6 +45,7 @@ pub(crate) struct HttpContext {
 pub(crate) fn router(context: HttpContext) -> Router {
     let webhdfs_metrics = context.metrics.webhdfs_layer();
     Router::new()
+        .merge(status_page::routes())
         .route("/metrics", get(metrics))
         // Last, so that it wraps every route above it.
         .layer(webhdfs_metrics)

@@ -241,6 +241,21 @@ struct LogIndex {
     zxids: Vec<Zxid>,
 }
 
+/// The newest checkpoint in the journal directory `dir`: its zxid and when
+/// it was written (the file's mtime), for the status page. A directory that
+/// cannot be read has none.
+pub(crate) fn newest_checkpoint(dir: &Path) -> Option<(Zxid, std::time::SystemTime)> {
+    fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let zxid = snapshot::parse_file_name(entry.file_name().to_str()?)?;
+            let written = entry.metadata().ok()?.modified().ok()?;
+            Some((zxid, written))
+        })
+        .max_by_key(|(zxid, _)| *zxid)
+}
+
 /// Opens (creating if needed) the journal directory, recovers it, and starts
 /// the writer thread. Blocks on disk I/O: call it before serving, or from
 /// `spawn_blocking`.

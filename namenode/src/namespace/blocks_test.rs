@@ -951,3 +951,33 @@ fn the_census_counts_inodes_and_offers_only_blocks_of_final_length() {
     assert_eq!(offered, expected);
     assert!(!offered.iter().any(|(id, _)| *id == open_second.id));
 }
+
+#[test]
+fn files_cover_every_file_and_block_for_the_status_page() {
+    let mut f = Fixture::new();
+    f.ok(mkdir_p("/a/b"), &hdfs());
+    let written = f.write_file("/a/b/f", &[MIB, 7]);
+    f.write_file("/g", &[3]);
+    f.ok(create("/a/open"), &hdfs());
+    let open_block = f.add("/a/open", None);
+
+    let mut files: Vec<(String, bool, Vec<BlockId>)> =
+        f.ns.files()
+            .map(|e| {
+                let ids = e.blocks.iter().map(|b| b.id).collect();
+                (e.path().unwrap(), e.under_construction, ids)
+            })
+            .collect();
+    files.sort();
+    assert_eq!(files.len(), 3);
+    assert_eq!(
+        files[0],
+        (
+            "/a/b/f".into(),
+            false,
+            written.iter().map(|b| b.id).collect()
+        )
+    );
+    assert_eq!(files[1], ("/a/open".into(), true, vec![open_block.id]));
+    assert_eq!(files[2].0, "/g");
+}

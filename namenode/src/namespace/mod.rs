@@ -49,6 +49,7 @@ use crate::txn::{BlockId, BlockRecord, GenStamp, PermissionStatus};
 
 use self::path::{FsPath, join};
 use self::permission::Checker;
+pub(crate) use self::permission::mode_string;
 use self::tree::{Body, File, Inode, InodeId, Tree};
 
 /// Starts every image since files record an append's reopened block: a 0
@@ -305,6 +306,27 @@ pub(crate) struct Census {
     pub(crate) files_under_construction: u64,
 }
 
+/// One file's blocks, as the status page's block health walks them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FileEntry<'a> {
+    /// The file's target replica count.
+    pub(crate) replication: u16,
+    /// Whether a client is still writing it (its last block is then not final).
+    pub(crate) under_construction: bool,
+    /// Its blocks, in file order.
+    pub(crate) blocks: &'a [BlockRecord],
+    id: InodeId,
+    tree: &'a Tree,
+}
+
+impl FileEntry<'_> {
+    /// The file's absolute path (built from the parent index: call it only
+    /// for the few files that are shown).
+    pub(crate) fn path(&self) -> Option<String> {
+        self.tree.path_of(self.id)
+    }
+}
+
 /// The inode tree plus the policy its checks use; serialises as the
 /// checkpoint image (the tree only).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -475,6 +497,20 @@ impl Namespace {
         self.tree.digest()
     }
 
+    /// Every file with its blocks, in no particular order.
+    pub(crate) fn files(&self) -> impl Iterator<Item = FileEntry<'_>> + '_ {
+        self.tree.inodes().filter_map(|(id, inode)| {
+            let file = inode.file()?;
+            Some(FileEntry {
+                replication: file.replication,
+                under_construction: file.is_under_construction(),
+                blocks: &file.blocks,
+                id,
+                tree: &self.tree,
+            })
+        })
+    }
+
     /// Number of inodes, the root included.
     pub(crate) fn inode_count(&self) -> u64 {
         self.tree.len()
@@ -487,7 +523,7 @@ impl Namespace {
     /// metrics scrapes and status pages.
     pub(crate) fn census(&self, mut complete_block: impl FnMut(&BlockRecord, u16)) -> Census {
         let mut census = Census::default();
-        for inode in self.tree.inodes() {
+        for (_, inode) in self.tree.inodes() {
             match &inode.body {
                 Body::Directory(_) => census.directories += 1,
                 Body::File(file) => {

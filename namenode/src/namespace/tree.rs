@@ -242,9 +242,9 @@ impl Tree {
         self.inodes.len() as u64
     }
 
-    /// Every inode, linked ones only (the tree holds no others), in id order.
-    pub(crate) fn inodes(&self) -> impl Iterator<Item = &Inode> + '_ {
-        self.inodes.values()
+    /// Every inode, by id.
+    pub(crate) fn inodes(&self) -> impl Iterator<Item = (InodeId, &Inode)> + '_ {
+        self.inodes.iter().map(|(id, inode)| (*id, inode))
     }
 
     /// The inode with this id.

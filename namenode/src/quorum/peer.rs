@@ -1425,6 +1425,8 @@ impl Peer {
             observer: self.settings.observers.contains(&self.settings.me),
             round: self.election.round().0,
             namespace_digest: self.replica.digest(),
+            // Filled in by the transport, which knows the HTTP server.
+            http_address: String::new(),
         }
     }
 }

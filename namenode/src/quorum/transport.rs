@@ -43,6 +43,8 @@ pub(crate) type ToLearner = mpsc::Sender<Result<v1::LeaderMessage, Status>>;
 pub(crate) struct QuorumService {
     pub(crate) events: mpsc::Sender<Event>,
     pub(crate) next_conn: Arc<AtomicU64>,
+    /// This namenode's HTTP address, told in every peer status.
+    pub(crate) http_address: Option<SocketAddr>,
 }
 
 #[tonic::async_trait]
@@ -105,7 +107,9 @@ impl QuorumService {
             .send(Event::Status(reply))
             .await
             .map_err(|_| busy())?;
-        status.await.map_err(|_| busy())
+        let mut status = status.await.map_err(|_| busy())?;
+        status.http_address = self.http_address.map(|a| a.to_string()).unwrap_or_default();
+        Ok(status)
     }
 }
 
@@ -162,6 +166,32 @@ fn endpoint(address: SocketAddr) -> Result<Endpoint, tonic::transport::Error> {
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(1))
         .keep_alive_timeout(Duration::from_secs(2)))
+}
+
+/// Asks the namenode at `address` for its quorum status (the status page's
+/// ensemble table), giving up after `timeout`.
+///
+/// # Errors
+/// The namenode cannot be reached or does not answer in time, as a sentence.
+pub(crate) async fn peer_status(
+    address: SocketAddr,
+    timeout: Duration,
+) -> Result<v1::PeerStatus, String> {
+    let ask = async {
+        let channel = endpoint(address)
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| format!("unreachable: {e}"))?;
+        QuorumProtocolClient::new(channel)
+            .get_peer_status(v1::GetPeerStatusRequest {})
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| s.message().to_owned())
+    };
+    tokio::time::timeout(timeout, ask)
+        .await
+        .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))?
 }
 
 /// A learner's open session with its leader.

@@ -220,7 +220,13 @@ impl DatanodeProtocol for DatanodeService {
                     from: transfer_addr,
                 }));
             }
-            blocks.register(id.clone(), transfer_addr, storage(r.storage), now)
+            let rack = blocks.register(id.clone(), transfer_addr, storage(r.storage), now);
+            let http_addr = u16::try_from(r.http_port)
+                .ok()
+                .filter(|p| *p != 0)
+                .map(|p| SocketAddr::new(transfer_addr.ip(), p));
+            blocks.datanodes.set_http_addr(&id, http_addr);
+            rack
         };
         tracing::info!(datanode = %id, %transfer_addr, %rack, "datanode registered");
         Ok(Response::new(v1::RegisterDatanodeResponse {
@@ -249,8 +255,9 @@ impl DatanodeProtocol for DatanodeService {
                 .heartbeat(&id, storage(r.storage), r.active_transfers, Instant::now());
         // Every namenode tracks the datanodes; only the leader commands them.
         let role = self.namesystem.role();
+        let active = role.serves(Instant::now());
         let commands = match queued {
-            Some(_) if !role.serves(Instant::now()) => Vec::new(),
+            Some(_) if !active => Vec::new(),
             Some(commands) => self.to_wire(commands),
             None => vec![v1::DatanodeCommand {
                 command: Some(v1::datanode_command::Command::Reregister(v1::ReRegister {})),
@@ -260,6 +267,7 @@ impl DatanodeProtocol for DatanodeService {
             epoch: u64::from(role.epoch.0),
             commands,
             block_keys: self.block_keys(),
+            active,
         }))
     }
 
