@@ -47,7 +47,7 @@ pub enum Command {
     Bench(BenchArgs),
 }
 
-/// `bench`: the data path (no subcommand), or the namenode ensemble.
+/// `bench`: the data path (no subcommand), the namenode ensemble, or WebHDFS.
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
@@ -68,6 +68,9 @@ pub enum BenchCommand {
     /// The mkdir rate of an ensemble against a single namenode in the same
     /// run (`dfs bench mkdirs` against each, alternating).
     Mkdirs(MkdirsArgs),
+    /// WebHDFS put and get of one file with curl, through the namenode's
+    /// redirect to a datanode, against `dfs put` and `dfs cat` in the same run.
+    Webhdfs(DataBenchArgs),
 }
 
 /// What `bench` (the data path) measures and where.
@@ -311,6 +314,16 @@ pub fn run(args: Args, out: &mut impl Write) -> Result<(), Error> {
                     keep: f.work.keep,
                 };
                 crate::bench::failover::run(&options, binaries, out)
+            }
+            Some(BenchCommand::Webhdfs(w)) => {
+                let options = crate::bench::webhdfs::WebhdfsOptions {
+                    size: w.size,
+                    runs: w.runs,
+                    datanodes: w.datanodes,
+                    dir: w.work.dir,
+                    keep: w.work.keep,
+                };
+                crate::bench::webhdfs::run(&options, binaries, out)
             }
             Some(BenchCommand::Mkdirs(m)) => {
                 let options = crate::bench::mkdirs::MkdirsOptions {

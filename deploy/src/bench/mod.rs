@@ -29,13 +29,15 @@
 //! Two more benchmarks measure the namenode ensemble:
 //! [`failover`] (`dfs-cluster bench failover`: the write gap after kill -9
 //! of the leader) and [`mkdirs`] (`dfs-cluster bench mkdirs`: the mkdir rate
-//! of an ensemble against a single namenode).
+//! of an ensemble against a single namenode). [`webhdfs`] (`dfs-cluster
+//! bench webhdfs`) compares WebHDFS through curl with `dfs put` and `dfs cat`.
 
 mod disk;
 pub mod failover;
 pub mod mkdirs;
 mod relay;
 mod report;
+pub mod webhdfs;
 
 use std::ffi::OsStr;
 use std::fs;
