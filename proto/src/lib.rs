@@ -9,6 +9,7 @@
 //! - [`mac`]: HMAC-SHA256 tags (block access tokens, the cluster secret).
 //! - [`cluster_proof`]: the cluster-secret proof on datanode requests.
 //! - [`block_token`]: block access tokens: grants, keys, signing and verification.
+//! - [`webhdfs`]: WebHDFS parameters, paths and `RemoteException` errors, for both HTTP faces.
 
 pub mod block_token;
 pub mod checksum;
@@ -18,6 +19,7 @@ pub mod mac;
 pub mod status;
 pub mod topology;
 pub mod wall_clock;
+pub mod webhdfs;
 
 /// Generated code for the `dfs.v1` package.
 #[allow(
