@@ -40,6 +40,7 @@ fn register(id: &str, port: u32, proof: Option<v1::DatanodeProof>) -> v1::Regist
         }),
         software_version: "attacker".into(),
         proof,
+        ..Default::default()
     }
 }
 

@@ -47,6 +47,8 @@ const PREEMPT_DEADLINE: Duration = Duration::from_secs(10);
 pub(crate) struct Identity {
     pub(crate) id: DatanodeId,
     pub(crate) transfer_addr: SocketAddr,
+    /// Where this datanode serves HTTP (WebHDFS), announced at registration.
+    pub(crate) http_addr: Option<SocketAddr>,
     pub(crate) data_dir: PathBuf,
     pub(crate) heartbeat_interval: Duration,
     pub(crate) block_report_interval: Duration,
@@ -172,6 +174,7 @@ async fn register(
         transfer_port,
         storage: Some(storage_report(me, link)),
         software_version: env!("CARGO_PKG_VERSION").to_owned(),
+        http_port: me.http_addr.map_or(0, |a| u32::from(a.port())),
         proof: me.proof(RequestKind::Register, transfer_port),
     };
     let reply = client.register_datanode(request).await?.into_inner();
@@ -631,6 +634,7 @@ mod tests {
             &Identity {
                 id: DatanodeId::parse("dn-test").expect("id"),
                 transfer_addr: namenode,
+                http_addr: None,
                 data_dir: dir.path().to_owned(),
                 heartbeat_interval: Duration::from_secs(1),
                 block_report_interval: Duration::from_secs(1),

@@ -106,9 +106,19 @@ pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<
         }
         None => tracing::info!("block scanner disabled (scan_period_ms = 0)"),
     }
+    // Bound before registering: the registration announces its port.
+    let http_listener = match config.http_address {
+        Some(address) => Some(TcpListener::bind(address).await?),
+        None => None,
+    };
+    let http_addr = http_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     let me = Identity {
         id: id.clone(),
         transfer_addr,
+        http_addr,
         data_dir: config.data_dir.clone(),
         heartbeat_interval: config.heartbeat_interval(),
         block_report_interval: config.block_report_interval(),
@@ -132,9 +142,7 @@ pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<
         ));
     }
     drop(registered);
-    if let Some(http_address) = config.http_address {
-        let listener = TcpListener::bind(http_address).await?;
-        let http_address = listener.local_addr()?;
+    if let (Some(listener), Some(http_address)) = (http_listener, http_addr) {
         let context = HttpContext {
             dp: Arc::clone(&dp),
             config: Arc::new(config.clone()),

@@ -36,6 +36,8 @@ pub(crate) enum Liveness {
 pub(crate) struct Datanode {
     pub(crate) id: DatanodeId,
     pub(crate) transfer_addr: SocketAddr,
+    /// Its HTTP server (WebHDFS), when it runs one.
+    pub(crate) http_addr: Option<SocketAddr>,
     pub(crate) rack: RackPath,
     pub(crate) storage: Storage,
     /// Reads and writes in progress, from its last heartbeat.
@@ -120,6 +122,7 @@ impl Registry {
         let node = Datanode {
             id: id.clone(),
             transfer_addr,
+            http_addr: None,
             rack,
             storage,
             active_transfers: 0,
@@ -129,6 +132,13 @@ impl Registry {
             && old.transfer_addr != transfer_addr
         {
             tracing::info!(datanode = %old.id, old = %old.transfer_addr, new = %transfer_addr, "datanode changed address");
+        }
+    }
+
+    /// Records where a registered datanode serves HTTP (WebHDFS redirects go there).
+    pub(crate) fn set_http_addr(&mut self, id: &DatanodeId, http_addr: Option<SocketAddr>) {
+        if let Some(node) = self.nodes.get_mut(id) {
+            node.http_addr = http_addr;
         }
     }
 

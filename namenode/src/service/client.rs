@@ -323,6 +323,7 @@ impl ClientProtocol for ClientService {
                 }),
                 last_contact_ms_ago: now.saturating_duration_since(node.last_contact).as_millis()
                     as u64,
+                http_address: node.http_addr.map(|a| a.to_string()).unwrap_or_default(),
             })
             .collect();
         Ok(Response::new(v1::GetDatanodeReportResponse { datanodes }))

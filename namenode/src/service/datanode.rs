@@ -220,7 +220,13 @@ impl DatanodeProtocol for DatanodeService {
                     from: transfer_addr,
                 }));
             }
-            blocks.register(id.clone(), transfer_addr, storage(r.storage), now)
+            let rack = blocks.register(id.clone(), transfer_addr, storage(r.storage), now);
+            let http_addr = u16::try_from(r.http_port)
+                .ok()
+                .filter(|p| *p != 0)
+                .map(|p| SocketAddr::new(transfer_addr.ip(), p));
+            blocks.datanodes.set_http_addr(&id, http_addr);
+            rack
         };
         tracing::info!(datanode = %id, %transfer_addr, %rack, "datanode registered");
         Ok(Response::new(v1::RegisterDatanodeResponse {
