@@ -430,6 +430,18 @@ impl ClientProtocol for FakeNamenode {
     ) -> Result<Response<v1::DeleteResponse>, Status> {
         unimplemented()
     }
+    async fn append(
+        &self,
+        _: Request<v1::AppendRequest>,
+    ) -> Result<Response<v1::AppendResponse>, Status> {
+        unimplemented()
+    }
+    async fn get_content_summary(
+        &self,
+        _: Request<v1::GetContentSummaryRequest>,
+    ) -> Result<Response<v1::GetContentSummaryResponse>, Status> {
+        unimplemented()
+    }
     async fn rename(
         &self,
         _: Request<v1::RenameRequest>,

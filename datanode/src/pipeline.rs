@@ -39,7 +39,7 @@
 //!   failed node and recovers.
 //! - A malformed packet (seqno not increasing, offset neither the length so
 //!   far nor a chunk boundary before it, a checksum count that is not one per
-//!   started 512-byte chunk, a packet after the last one) ends the stream
+//!   started 512-byte chunk of the block, a packet after the last one) ends the stream
 //!   with `INVALID_ARGUMENT` after the acks of the packets before it.
 //! - The packet flagged `last_packet_in_block` is written, fsynced, and (once
 //!   the downstream acked it without `ErrorChecksum`) the replica is
@@ -70,7 +70,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dfs_proto::block_token::BlockToken;
-use dfs_proto::checksum::CHUNK_SIZE;
+use dfs_proto::checksum::{CHUNK_SIZE, packet_chunks};
 use dfs_proto::ids::{BlockId, GenStamp};
 use dfs_proto::v1;
 use futures::stream::BoxStream;
@@ -438,7 +438,7 @@ impl Receiver {
         if self.last_seqno.is_some_and(|last| p.seqno <= last) {
             return Err(format!("seqno {} after {:?}", p.seqno, self.last_seqno));
         }
-        let chunks = p.data.len().div_ceil(CHUNK_SIZE);
+        let chunks = packet_chunks(p.offset, p.data.len());
         if p.checksums.len() != 4 * chunks {
             return Err(format!(
                 "{} bytes of checksums for {} chunks (4 bytes each)",
@@ -447,8 +447,9 @@ impl Receiver {
             ));
         }
         let is_boundary = p.offset.is_multiple_of(CHUNK_SIZE as u64);
-        let fits =
-            p.offset <= self.len && (is_boundary || (p.offset == self.len && p.data.is_empty()));
+        // Inside a chunk only where the replica ends: the first packet of an
+        // append to a block whose length is not a multiple of 512.
+        let fits = p.offset <= self.len && (is_boundary || p.offset == self.len);
         if !fits {
             return Err(format!(
                 "offset {} is neither the length {} nor a chunk boundary before it",

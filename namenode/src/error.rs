@@ -163,9 +163,11 @@ pub enum Error {
     /// Create over a file that another client (or, without overwrite, the
     /// same client) is still writing (HDFS `AlreadyBeingCreatedException`).
     #[error(
-        "Failed to CREATE_FILE {path} for {client} because this file lease is currently owned by {holder}"
+        "Failed to {op} {path} for {client} because this file lease is currently owned by {holder}"
     )]
     AlreadyBeingCreated {
+        /// HDFS's name of the refused operation: `CREATE_FILE` or `APPEND_FILE`.
+        op: &'static str,
         /// The file.
         path: String,
         /// The client that asked.
@@ -177,9 +179,11 @@ pub enum Error {
     /// namenode has started recovering the file; retry shortly (HDFS
     /// `RecoveryInProgressException`).
     #[error(
-        "Failed to CREATE_FILE {path} for {client} because lease recovery is in progress (the lease of {holder} expired). Try again later."
+        "Failed to {op} {path} for {client} because lease recovery is in progress (the lease of {holder} expired). Try again later."
     )]
     RecoveryInProgress {
+        /// HDFS's name of the refused operation: `CREATE_FILE` or `APPEND_FILE`.
+        op: &'static str,
         /// The file.
         path: String,
         /// The client that asked.

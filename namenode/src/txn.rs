@@ -46,6 +46,15 @@ impl std::fmt::Display for BlockRecord {
     }
 }
 
+/// The last block of a file an append reopens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reopen {
+    /// The stamp it had, which its finalized replicas carry.
+    pub previous: GenStamp,
+    /// Its new stamp, from the namespace's counter.
+    pub gen_stamp: GenStamp,
+}
+
 /// One change to the namespace, as it is journaled and replicated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Txn {
@@ -81,6 +90,18 @@ pub enum Txn {
         previous: Option<BlockRecord>,
         /// The new block: id and generation stamp from the namespace's counters, length 0.
         block: BlockRecord,
+    },
+    /// Reopens a complete file for `client` (HDFS append): the file is under
+    /// construction again, and its last block, when `reopen` names a stamp,
+    /// takes that generation stamp and is written on from its length.
+    Append {
+        /// Normalised absolute path of a complete file.
+        path: String,
+        /// The client that holds the file's lease until `Complete`.
+        client: String,
+        /// The last block's generation stamps; `None` when the next write
+        /// starts a new block.
+        reopen: Option<Reopen>,
     },
     /// Drops the file's last block (its pipeline could not be set up).
     AbandonBlock {

@@ -17,6 +17,58 @@ pub fn chunk_checksums(data: &[u8]) -> Vec<u32> {
     sums
 }
 
+/// Bytes of a packet starting at block offset `offset` that belong to its
+/// first chunk: up to the next chunk boundary (a packet continuing a partial
+/// last chunk, as the first packet of an append does), or a whole chunk.
+pub fn first_chunk_len(offset: u64, len: usize) -> usize {
+    // The remainder is below CHUNK_SIZE, so it fits a usize.
+    let into_chunk = (offset % CHUNK_SIZE as u64) as usize;
+    (CHUNK_SIZE - into_chunk).min(len)
+}
+
+/// Checksums a packet carries for `len` bytes at block offset `offset`: one
+/// per chunk, chunks cut at the block's 512-byte boundaries.
+pub fn packet_chunks(offset: u64, len: usize) -> usize {
+    let first = first_chunk_len(offset, len);
+    match len {
+        0 => 0,
+        _ => 1 + (len - first).div_ceil(CHUNK_SIZE),
+    }
+}
+
+/// [`chunk_checksums`] of a packet's `data` at block offset `offset`: its
+/// first chunk ends at the block's next chunk boundary.
+pub fn chunk_checksums_at(offset: u64, data: &[u8]) -> Vec<u32> {
+    let (first, rest) = data.split_at(first_chunk_len(offset, data.len()));
+    if first.len() == CHUNK_SIZE || first.is_empty() {
+        return chunk_checksums(data);
+    }
+    let mut sums = Vec::with_capacity(packet_chunks(offset, data.len()));
+    sums.push(crc32c::crc32c(first));
+    sums.extend(chunk_checksums(rest));
+    sums
+}
+
+/// [`verify_chunks`] of a packet's `data` at block offset `offset`, chunks
+/// cut as [`chunk_checksums_at`] cuts them.
+///
+/// # Errors
+/// The first chunk whose CRC differs, or the first chunk without a checksum.
+pub fn verify_chunks_at(offset: u64, data: &[u8], checksums: &[u32]) -> Result<(), ChunkMismatch> {
+    let first = first_chunk_len(offset, data.len());
+    if first == CHUNK_SIZE || first == 0 {
+        return verify_chunks(data, checksums);
+    }
+    let (head, rest) = data.split_at(first);
+    let Some((&head_sum, rest_sums)) = checksums.split_first() else {
+        return Err(ChunkMismatch { chunk: 0 });
+    };
+    if crc32c::crc32c(head) != head_sum {
+        return Err(ChunkMismatch { chunk: 0 });
+    }
+    verify_chunks(rest, rest_sums).map_err(|m| ChunkMismatch { chunk: m.chunk + 1 })
+}
+
 /// The CRC32C of each of three consecutive chunks.
 ///
 /// A CRC32C instruction takes 3 cycles but a new one can start every cycle,
@@ -97,6 +149,28 @@ mod tests {
         assert_eq!(chunk_checksums(&[0; 511]).len(), 1);
         assert_eq!(chunk_checksums(&[0; 512]).len(), 1);
         assert_eq!(chunk_checksums(&[0; 513]).len(), 2);
+    }
+
+    #[test]
+    fn a_packet_inside_a_chunk_ends_its_first_chunk_at_the_boundary() {
+        assert_eq!(packet_chunks(1000, 0), 0);
+        assert_eq!(packet_chunks(1000, 24), 1);
+        assert_eq!(packet_chunks(1000, 25), 2);
+        assert_eq!(packet_chunks(1024, 513), 2);
+        let data: Vec<u8> = (0..2000).map(|i| (i % 251) as u8).collect();
+        let sums = chunk_checksums_at(1000, &data);
+        assert_eq!(sums.len(), packet_chunks(1000, data.len()));
+        assert_eq!(sums[0], crc32c::crc32c(&data[..24]));
+        assert_eq!(sums[1], crc32c::crc32c(&data[24..536]));
+        assert_eq!(verify_chunks_at(1000, &data, &sums), Ok(()));
+        let mut bad = data.clone();
+        bad[30] ^= 1;
+        assert_eq!(
+            verify_chunks_at(1000, &bad, &sums),
+            Err(ChunkMismatch { chunk: 1 })
+        );
+        // At a boundary it is the plain split.
+        assert_eq!(chunk_checksums_at(1024, &data), chunk_checksums(&data));
     }
 
     #[test]

@@ -268,22 +268,30 @@ fn resend_from_an_earlier_chunk_boundary_replaces_the_tail() {
 }
 
 #[test]
-fn a_partial_last_chunk_is_extended_by_rewriting_it_whole() {
+fn a_partial_last_chunk_is_extended_in_place_or_by_rewriting_it_whole() {
     let (_dir, store) = open_store();
     let data = pattern(5000, 4);
     let mut w = store.create_rbw(B, GS).expect("create");
     w.write_packet(0, &data[..700], &chunk_checksums(&data[..700]), true)
         .expect("hflushed packet");
     w.sync().expect("hflush");
-    let tail = &data[700..900];
     assert!(matches!(
-        w.write_packet(700, tail, &chunk_checksums(tail), true),
+        w.write_packet(
+            600,
+            &data[600..900],
+            &chunk_checksums(&data[600..900]),
+            true
+        ),
         Err(Error::InvalidPacket {
-            offset: 700,
+            offset: 600,
             reason: PacketFault::NotSequential { length: 700 },
             ..
         })
     ));
+    let tail = &data[700..900];
+    w.write_packet(700, tail, &chunk_checksums(tail), true)
+        .expect("continued where it ends");
+    assert_eq!(w.len(), 900);
     let rewrite = &data[512..];
     w.write_packet(512, rewrite, &chunk_checksums(rewrite), true)
         .expect("rewrite from the chunk start");
@@ -1033,4 +1041,54 @@ fn finalize_rbw_refuses_a_short_replica_another_stamp_or_a_live_writer() {
         store.finalize_rbw(BlockId(7), GS, 1),
         Err(Error::ReplicaNotFound { .. })
     ));
+}
+
+#[test]
+fn an_append_inside_a_partial_last_chunk_extends_its_stored_checksum() {
+    use dfs_proto::checksum::chunk_checksums_at;
+    let (_dir, store) = open_store();
+    let old = pattern(1000, 5);
+    write_block(&store, B, GenStamp(1), &old);
+    let new = pattern(3000, 6);
+    let mut w = store
+        .recover_rbw(B, GenStamp(1), GenStamp(2), 1000)
+        .expect("reopen for append");
+    assert_eq!((w.len(), w.finalized_floor()), (1000, 1000));
+    // A packet below the boundary whose first checksum is wrong is refused whole.
+    let mut bad = chunk_checksums_at(1000, &new[..24]);
+    bad[0] ^= 1;
+    assert!(matches!(
+        w.write_packet(1000, &new[..24], &bad, true),
+        Err(Error::ChecksumMismatch { offset: 1000, .. })
+    ));
+    assert_eq!(w.len(), 1000);
+    // The first packet completes the chunk only; the next spans many.
+    w.write_packet(
+        1000,
+        &new[..24],
+        &chunk_checksums_at(1000, &new[..24]),
+        true,
+    )
+    .expect("head");
+    w.write_packet(1024, &new[24..], &chunk_checksums(&new[24..]), true)
+        .expect("rest");
+    store.finalize(w).expect("finalize");
+    let expected: Vec<u8> = old.iter().chain(&new).copied().collect();
+    assert_eq!(read_block(&store, B, GenStamp(2)), expected);
+
+    // One packet that starts inside a chunk and crosses boundaries.
+    let (_dir, store) = open_store();
+    write_block(&store, B, GenStamp(1), &old);
+    let mut w = store
+        .recover_rbw(B, GenStamp(1), GenStamp(2), 1000)
+        .expect("reopen for append");
+    w.write_packet(1000, &new, &chunk_checksums_at(1000, &new), true)
+        .expect("spanning packet");
+    // A misplaced one inside a chunk is not the length: refused.
+    assert!(matches!(
+        w.write_packet(3999, &new[..1], &chunk_checksums_at(3999, &new[..1]), true),
+        Err(Error::InvalidPacket { .. })
+    ));
+    store.finalize(w).expect("finalize");
+    assert_eq!(read_block(&store, B, GenStamp(2)), expected);
 }

@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use dfs_proto::checksum::verify_chunks;
+use dfs_proto::checksum::{first_chunk_len, packet_chunks, verify_chunks_at};
 use dfs_proto::ids::{BlockId, GenStamp};
 
 use super::error::{Error, PacketFault};
@@ -78,8 +78,10 @@ impl RbwWriter {
         shared: Arc<RbwShared>,
         discard: bool,
     ) -> Result<RbwWriter, Error> {
+        // Readable too: a cut back inside a chunk rereads its bytes.
         let open = |path| {
             OpenOptions::new()
+                .read(true)
                 .write(true)
                 .create(true)
                 .truncate(true)
@@ -199,7 +201,7 @@ impl RbwWriter {
             offset,
             reason,
         };
-        let chunks = data.len().div_ceil(CHUNK as usize);
+        let chunks = packet_chunks(offset, data.len());
         if checksums.len() != chunks {
             return Err(invalid(PacketFault::ChecksumCount {
                 expected: chunks,
@@ -207,8 +209,9 @@ impl RbwWriter {
             }));
         }
         let is_boundary = offset.is_multiple_of(CHUNK);
-        // A partial last chunk is only ever extended by rewriting it whole.
-        let fits = offset <= self.len && (is_boundary || (offset == self.len && data.is_empty()));
+        // A partial last chunk is extended by rewriting it whole, or (an
+        // append, which lacks its bytes) by a packet that starts where it ends.
+        let fits = offset <= self.len && (is_boundary || offset == self.len);
         if !fits {
             return Err(invalid(PacketFault::NotSequential { length: self.len }));
         }
@@ -216,10 +219,11 @@ impl RbwWriter {
             .ok()
             .and_then(|n| offset.checked_add(n))
             .ok_or_else(|| invalid(PacketFault::TooLong))?;
-        if verify && let Err(m) = verify_chunks(data, checksums) {
+        if verify && let Err(m) = verify_chunks_at(offset, data, checksums) {
+            let chunk_start = offset - offset % CHUNK;
             return Err(Error::ChecksumMismatch {
                 block: self.block,
-                offset: offset + m.chunk as u64 * CHUNK,
+                offset: (chunk_start + m.chunk as u64 * CHUNK).max(offset),
             });
         }
         if data.is_empty() {
@@ -235,7 +239,11 @@ impl RbwWriter {
         if self.is_torn || offset < self.len {
             self.cut_back(offset)?;
         }
-        let result = self.append(data, checksums);
+        let result = if is_boundary {
+            self.append(data, checksums)
+        } else {
+            self.append_within_chunk(data, checksums)
+        };
         if result.is_err() {
             self.is_torn = true;
             return result;
@@ -257,6 +265,37 @@ impl RbwWriter {
         Ok(())
     }
 
+    /// Appends a packet that starts inside the replica's partial last chunk
+    /// (at `self.len`): the packet's first checksum covers only its own bytes
+    /// of that chunk, so the stored one is extended over them (HDFS's
+    /// BlockReceiver does the same), then the rest is appended as usual.
+    /// The stored checksum, not the old bytes, is extended, so a corrupt
+    /// tail stays detectably corrupt.
+    fn append_within_chunk(&mut self, data: &[u8], checksums: &[u32]) -> Result<(), Error> {
+        if self.discard {
+            return Ok(());
+        }
+        let (Some(_head_sum), Some(rest_sums)) = (checksums.first(), checksums.get(1..)) else {
+            return Ok(());
+        };
+        let head_len = first_chunk_len(self.len, data.len());
+        let (head, _) = data.split_at(head_len);
+        let slot = layout::meta_len_for(self.len) - CHECKSUM_LEN;
+        let mut stored = [0u8; CHECKSUM_LEN as usize];
+        self.meta.read_exact_at(&mut stored, slot)?;
+        let combined = crc32c::crc32c_append(u32::from_be_bytes(stored), head);
+        // The head's own checksum (verified by the last node of the
+        // pipeline) gives way to the combined one.
+        self.meta.truncate(slot)?;
+        self.meta.append(&combined.to_be_bytes())?;
+        for sum in rest_sums {
+            self.meta.append(&sum.to_be_bytes())?;
+        }
+        self.data.append(data)?;
+        self.data.write_behind();
+        Ok(())
+    }
+
     /// Truncates both files to `len` bytes of data, dropping anything buffered.
     fn cut_back(&mut self, len: u64) -> Result<(), Error> {
         if self.discard {
@@ -267,6 +306,16 @@ impl RbwWriter {
         self.is_torn = true;
         self.data.truncate(len)?;
         self.meta.truncate(layout::meta_len_for(len))?;
+        let tail = len % CHUNK;
+        if tail != 0 {
+            // A torn write inside the last chunk may have replaced its
+            // checksum: recompute it from the bytes kept.
+            let mut chunk = vec![0u8; tail as usize];
+            self.data.read_exact_at(&mut chunk, len - tail)?;
+            let slot = layout::meta_len_for(len) - CHECKSUM_LEN;
+            self.meta.truncate(slot)?;
+            self.meta.append(&crc32c::crc32c(&chunk).to_be_bytes())?;
+        }
         self.len = len;
         self.is_torn = false;
         self.account();
@@ -403,6 +452,13 @@ impl AppendFile {
 
     /// Cuts the file back to `len` bytes, keeping what is buffered below it
     /// and dropping whatever a failed write left past the flushed part.
+    /// Reads `buf.len()` bytes at file offset `pos`, flushing first so
+    /// buffered bytes are read too.
+    fn read_exact_at(&mut self, buf: &mut [u8], pos: u64) -> io::Result<()> {
+        self.flush()?;
+        self.file.read_exact_at(buf, pos)
+    }
+
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         match len.checked_sub(self.flushed) {
             Some(keep) => {

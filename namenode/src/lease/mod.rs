@@ -11,7 +11,7 @@
 //! ```text
 //!   RenewLease / Create / AddBlock ──► LeaseManager::renew (holder -> last sign of life)
 //!
-//!   Create over another writer's file ──► past the soft limit? ──yes──► RecoveryInProgress
+//!   Create/Append over another's file ──► past the soft limit? ──yes──► RecoveryInProgress
 //!                                          │ no: AlreadyBeingCreated    + recovery request ─┐
 //!                                                                                           v
 //!   monitor (leader only, every 2 s): open files ─► holders past the hard limit ─► recovery::recover
@@ -187,13 +187,14 @@ impl Leases {
         self.lock(term).renew(holder, Instant::now());
     }
 
-    /// HDFS `recoverLeaseInternal` for a create refused because another
+    /// HDFS `recoverLeaseInternal` for a create or append refused because another
     /// client writes the file: once that client's soft limit has passed,
     /// asks the monitor to recover the file and answers
     /// [`Error::RecoveryInProgress`] (retry shortly); otherwise the refusal
     /// stands. Any other error is returned as it is.
     pub(crate) fn on_create_refused(&self, refusal: Error, term: Epoch) -> Error {
         let Error::AlreadyBeingCreated {
+            op,
             path,
             client,
             holder,
@@ -203,6 +204,7 @@ impl Leases {
         };
         if holder == client || !self.lock(term).is_soft_expired(&holder, Instant::now()) {
             return Error::AlreadyBeingCreated {
+                op,
                 path,
                 client,
                 holder,
@@ -217,6 +219,7 @@ impl Leases {
             tracing::info!(%path, %holder, %client, "soft limit passed; lease recovery requested");
         }
         Error::RecoveryInProgress {
+            op,
             path,
             client,
             holder,
@@ -304,6 +307,7 @@ mod tests {
             hard: secs(3600),
         });
         let refused = |client: &str| Error::AlreadyBeingCreated {
+            op: "CREATE_FILE",
             path: "/f".into(),
             client: client.into(),
             holder: "old".into(),
@@ -327,6 +331,7 @@ mod tests {
         );
         // The writer itself never recovers its own file.
         let own = Error::AlreadyBeingCreated {
+            op: "CREATE_FILE",
             path: "/f".into(),
             client: "old".into(),
             holder: "old".into(),

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!   last block?  none ───────────────────────────────► Complete(no block)
-//!       │ some             committed (length known) ──► Complete(it, as it is)
+//!       │ some             committed (length known, not ──► Complete(it, as it is)
+//!       │                  reopened by an append)
 //!       v
 //!   replicas of its generation stamp on datanodes not dead
 //!       ├─ finalized ones: their (shortest) length ─┐
@@ -119,7 +120,7 @@ impl Recovery {
             return Ok(Recovered::Closed { last: None });
         };
         let previous = records.next_back();
-        if last.length > 0 {
+        if last.length > 0 && !state.last_block_reopened {
             // Committed already (the writer abandoned the block after it, or
             // a recovery stopped half-way): its length is known.
             self.complete(file, Some(last)).await?;
@@ -129,6 +130,22 @@ impl Recovery {
             .blocks()
             .written_replicas(last.id, last.gen_stamp, Instant::now());
         match plan_last_block(&written) {
+            // A reopened block keeps the bytes it held before the append:
+            // its replicas reopen at their full length at least.
+            LastBlock::Keep { length } if state.last_block_reopened && length < last.length => {
+                tracing::warn!(block = %last, length, "reopened replica shorter than the block was; keeping the recorded length");
+                self.complete(file, Some(last)).await?;
+                Ok(Recovered::Closed { last: Some(last) })
+            }
+            LastBlock::Drop if state.last_block_reopened => {
+                // No replica was written under the append's stamp: the
+                // finalized replicas of the earlier stamp still hold it.
+                // TODO(issue 10): bump their stamp on the datanodes; until
+                // then the block map sees them as stale.
+                tracing::warn!(block = %last, "no replica of a reopened block under its new stamp");
+                self.complete(file, Some(last)).await?;
+                Ok(Recovered::Closed { last: Some(last) })
+            }
             LastBlock::Keep { length } => {
                 let last = BlockRecord { length, ..last };
                 self.complete(file, Some(last)).await?;

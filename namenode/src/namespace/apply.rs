@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::Error;
-use crate::txn::{BlockId, BlockRecord, GenStamp, NewDir, PermissionStatus, Txn};
+use crate::txn::{BlockId, BlockRecord, GenStamp, NewDir, PermissionStatus, Reopen, Txn};
 
 use super::Namespace;
 use super::check::{
@@ -91,6 +91,14 @@ impl Namespace {
                     .insert(parent, file_name, file)
                     .ok_or_else(|| not_fitting("create", &path))?;
                 Ok(freed)
+            }
+            Txn::Append {
+                path,
+                client,
+                reopen,
+            } => {
+                self.apply_append(path, client, *reopen)?;
+                Ok(Vec::new())
             }
             Txn::AddBlock {
                 path,
@@ -352,6 +360,53 @@ impl Namespace {
         self.tree
             .advance_counters(Some(block.id), Some(block.gen_stamp));
         Ok(Vec::new())
+    }
+
+    fn apply_append(
+        &mut self,
+        path: &str,
+        client: &str,
+        reopen: Option<Reopen>,
+    ) -> Result<(), Error> {
+        let path = FsPath::parse(path)?;
+        validate_client(client)?;
+        let id = self
+            .tree
+            .resolve(&path)
+            .target()
+            .ok_or_else(|| not_found(&path))?;
+        let Some(file) = self.inode(id)?.file() else {
+            return Err(Error::IsADirectory {
+                path: path.as_str().to_owned(),
+            });
+        };
+        if let Some(holder) = &file.lease_holder {
+            return Err(Error::AlreadyBeingCreated {
+                op: "APPEND_FILE",
+                path: path.as_str().to_owned(),
+                client: client.to_owned(),
+                holder: holder.clone(),
+            });
+        }
+        if let Some(reopen) = reopen {
+            let fits = file
+                .blocks
+                .last()
+                .is_some_and(|b| b.length < file.block_size && b.gen_stamp == reopen.previous);
+            if !fits {
+                return Err(not_fitting("append", &path));
+            }
+            self.require_unallocated(None, Some(reopen.gen_stamp))?;
+        }
+        // Validated; from here on nothing can fail for a well-formed tree.
+        let gen_stamp = reopen.map(|r| r.gen_stamp);
+        if !self.tree.reopen_file(id, client, gen_stamp) {
+            return Err(not_fitting("append", &path));
+        }
+        if let Some(gen_stamp) = gen_stamp {
+            self.tree.advance_counters(None, Some(gen_stamp));
+        }
+        Ok(())
     }
 
     /// The file under construction at `path`: its normalised path, id and metadata.

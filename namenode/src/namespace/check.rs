@@ -7,7 +7,7 @@
 //! traversed ancestors, then the op's permission and existence checks.
 
 use crate::error::{Access, Error};
-use crate::txn::{BlockId, BlockRecord, NewDir, PermissionStatus, Txn};
+use crate::txn::{BlockId, BlockRecord, NewDir, PermissionStatus, Reopen, Txn};
 
 use super::path::FsPath;
 use super::permission::{Checker, validate_mode, validate_principal};
@@ -127,6 +127,7 @@ impl Namespace {
                 // file being written, and only by overwriting it.
                 if let Some(holder) = holder.filter(|h| *h != client || !*overwrite) {
                     return Err(Error::AlreadyBeingCreated {
+                        op: "CREATE_FILE",
                         path: path.as_str().to_owned(),
                         client: client.clone(),
                         holder: holder.clone(),
@@ -151,6 +152,11 @@ impl Namespace {
                     client: client.clone(),
                 }))
             }
+            Op::Append {
+                path,
+                client,
+                new_block,
+            } => self.check_append(path, client, *new_block, caller),
             Op::AddBlock {
                 path,
                 client,
@@ -238,6 +244,49 @@ impl Namespace {
                 }))
             }
         }
+    }
+
+    /// HDFS `FSDirAppendOp.appendFile`: WRITE on the file, no other writer,
+    /// then whether the last block is reopened (it has room and no new block
+    /// was asked for) under a new generation stamp.
+    fn check_append(
+        &self,
+        path: &str,
+        client: &str,
+        new_block: bool,
+        caller: &Caller,
+    ) -> Result<Option<Txn>, Error> {
+        let path = FsPath::parse(path)?;
+        validate_client(client)?;
+        let checker = Checker::new(caller, &self.policy)?;
+        let (_, inode) = self.resolve_existing(&checker, &path)?;
+        let Some(file) = inode.file() else {
+            return Err(Error::IsADirectory {
+                path: path.as_str().to_owned(),
+            });
+        };
+        checker.check(&inode.perm, false, path.as_str(), Access::Write)?;
+        if let Some(holder) = &file.lease_holder {
+            return Err(Error::AlreadyBeingCreated {
+                op: "APPEND_FILE",
+                path: path.as_str().to_owned(),
+                client: client.to_owned(),
+                holder: holder.clone(),
+            });
+        }
+        let reopen = file
+            .blocks
+            .last()
+            .filter(|b| b.length < file.block_size && !new_block)
+            .map(|b| Reopen {
+                previous: b.gen_stamp,
+                gen_stamp: self.tree.next_gen_stamp(),
+            });
+        Ok(Some(Txn::Append {
+            path: path.as_str().to_owned(),
+            client: client.to_owned(),
+            reopen,
+        }))
     }
 
     /// HDFS `analyzeFileState`: the lease, then `previous` against the

@@ -33,6 +33,8 @@ mod permission;
 mod tree;
 
 #[cfg(test)]
+mod append_test;
+#[cfg(test)]
 mod blocks_test;
 #[cfg(test)]
 mod lease_test;
@@ -98,6 +100,16 @@ pub(crate) enum Op {
         block_size: u64,
         /// The client that will write the file and holds its lease.
         client: String,
+    },
+    /// Reopens a complete file for writing at its end (HDFS append).
+    Append {
+        /// Absolute path of a complete file.
+        path: String,
+        /// The client that will write the file and holds its lease.
+        client: String,
+        /// Start a new block even when the last one has room (the file then
+        /// holds a short block in the middle).
+        new_block: bool,
     },
     /// Commits the last block of a file being written and allocates the next.
     AddBlock {
@@ -216,6 +228,19 @@ pub(crate) struct FileStatus {
     pub(crate) children: u64,
 }
 
+/// Totals of a file or a directory tree (HDFS `ContentSummary`, without quotas).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ContentSummary {
+    /// Bytes in the files.
+    pub(crate) length: u64,
+    /// Files.
+    pub(crate) file_count: u64,
+    /// Directories, the top one included when it is one.
+    pub(crate) directory_count: u64,
+    /// Bytes of every replica: the sum of length × replication.
+    pub(crate) space_consumed: u64,
+}
+
 /// A file's blocks as a reader or fsck sees them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FileBlocks {
@@ -226,6 +251,9 @@ pub(crate) struct FileBlocks {
     pub(crate) under_construction: bool,
     /// The client writing the file (its lease holder), while under construction.
     pub(crate) lease_holder: Option<String>,
+    /// Whether the last block is a finalized one an append reopened (its
+    /// recorded length is what it held then).
+    pub(crate) last_block_reopened: bool,
     /// Target replica count.
     pub(crate) replication: u16,
     /// The blocks asked for, in file order, each with the offset of its first
@@ -358,6 +386,48 @@ impl Namespace {
     /// # Errors
     /// As [`Namespace::file_info`], `IsADirectory` for a directory, and
     /// `PermissionDenied` without READ.
+    /// Totals of the file or directory tree at `path` (HDFS
+    /// `getContentSummary`): EXECUTE on the ancestors, READ and EXECUTE on
+    /// every directory counted.
+    ///
+    /// # Errors
+    /// As [`Namespace::file_info`], and `PermissionDenied` for the first
+    /// directory that cannot be read.
+    pub(crate) fn content_summary(
+        &self,
+        path: &str,
+        caller: &Caller,
+    ) -> Result<ContentSummary, Error> {
+        let path = FsPath::parse(path)?;
+        let checker = Checker::new(caller, &self.policy)?;
+        let (top, _) = self.resolve_existing(&checker, &path)?;
+        let mut summary = ContentSummary::default();
+        let mut pending = vec![(top, path.as_str().to_owned())];
+        while let Some((id, inode_path)) = pending.pop() {
+            let inode = self.inode(id)?;
+            match &inode.body {
+                Body::File(file) => {
+                    let length = file.length();
+                    summary.file_count += 1;
+                    summary.length = summary.length.saturating_add(length);
+                    summary.space_consumed = summary
+                        .space_consumed
+                        .saturating_add(length.saturating_mul(u64::from(file.replication)));
+                }
+                Body::Directory(dir) => {
+                    for access in [Access::Read, Access::Execute] {
+                        checker.check(&inode.perm, true, &inode_path, access)?;
+                    }
+                    summary.directory_count += 1;
+                    for (name, &child) in dir.children.iter() {
+                        pending.push((child, join(&inode_path, name)));
+                    }
+                }
+            }
+        }
+        Ok(summary)
+    }
+
     /// A stable digest of the whole tree (names, kinds, permissions, times,
     /// sizes, blocks, lease holders, block id and stamp counters) so replicas
     /// can compare namespaces. Inode ids are not included.
@@ -568,6 +638,7 @@ fn file_blocks(file: &File, offset: u64, end: u64) -> FileBlocks {
         length: file.length(),
         under_construction,
         lease_holder: file.lease_holder.clone(),
+        last_block_reopened: file.last_block_reopened,
         replication: file.replication,
         blocks,
     }

@@ -79,6 +79,11 @@ pub(crate) struct File {
     /// lease holder); `None` once it is complete. Release it only through
     /// [`Tree::close_file`], which indexes it.
     pub(crate) lease_holder: Option<String>,
+    /// Whether the last block is a finalized block that an append reopened
+    /// (its length is the bytes it held then, not 0): lease recovery must
+    /// not drop it. Cleared when another block follows or the file closes.
+    #[serde(default)]
+    pub(crate) last_block_reopened: bool,
 }
 
 impl File {
@@ -89,6 +94,7 @@ impl File {
             block_size,
             blocks: Vec::new(),
             lease_holder: Some(client.to_owned()),
+            last_block_reopened: false,
         }
     }
 
@@ -297,13 +303,16 @@ impl Tree {
             return false;
         };
         f.blocks.push(block);
+        f.last_block_reopened = false;
         self.blocks.insert(block.id, file);
         true
     }
 
     /// Removes and returns file `file`'s last block.
     pub(crate) fn pop_block(&mut self, file: InodeId) -> Option<BlockRecord> {
-        let block = self.file_mut(file)?.blocks.pop()?;
+        let f = self.file_mut(file)?;
+        let block = f.blocks.pop()?;
+        f.last_block_reopened = false;
         self.blocks.remove(&block.id);
         Some(block)
     }
@@ -312,8 +321,34 @@ impl Tree {
     pub(crate) fn close_file(&mut self, file: InodeId) {
         if let Some(f) = self.file_mut(file) {
             f.lease_holder = None;
+            f.last_block_reopened = false;
         }
         self.open_files.remove(&file);
+    }
+
+    /// Puts complete file `file` under construction again for `client`
+    /// (append); with `reopen`, its last block takes that generation stamp
+    /// and is marked reopened. `false` (and no change) when `file` is not a
+    /// file, or `reopen` is given and it has no block.
+    pub(crate) fn reopen_file(
+        &mut self,
+        file: InodeId,
+        client: &str,
+        reopen: Option<GenStamp>,
+    ) -> bool {
+        let Some(f) = self.file_mut(file) else {
+            return false;
+        };
+        if let Some(gen_stamp) = reopen {
+            let Some(last) = f.blocks.last_mut() else {
+                return false;
+            };
+            last.gen_stamp = gen_stamp;
+            f.last_block_reopened = true;
+        }
+        f.lease_holder = Some(client.to_owned());
+        self.open_files.insert(file);
+        true
     }
 
     /// The files under construction, by id.
@@ -509,6 +544,9 @@ impl Tree {
                         }
                         None => h.u8(b'-'),
                     }
+                    if file.last_block_reopened {
+                        h.u8(b'R');
+                    }
                     h.u64(file.blocks.len() as u64);
                     for block in &file.blocks {
                         h.u64(block.id.0);
@@ -627,6 +665,11 @@ fn validate_file_image(
 ) -> Result<(), String> {
     if file.lease_holder.as_deref() == Some("") {
         return Err(format!("inode {id} has an empty lease holder"));
+    }
+    if file.last_block_reopened && (file.lease_holder.is_none() || file.blocks.is_empty()) {
+        return Err(format!(
+            "inode {id} has a reopened last block but is not being appended to"
+        ));
     }
     for block in &file.blocks {
         if block.id >= next_block_id || block.gen_stamp >= next_gen_stamp {

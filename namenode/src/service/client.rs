@@ -21,7 +21,7 @@ use crate::lease::Leases;
 use crate::namespace::{Caller, FileKind, FileStatus, Op};
 use crate::namesystem::Namesystem;
 use crate::retry_cache::{CallId, MAX_CLIENT_ID};
-use crate::txn::{BlockId, BlockRecord, GenStamp, Txn};
+use crate::txn::{BlockId, BlockRecord, GenStamp, Reopen, Txn};
 
 /// Entries per listing page when the client asks for none.
 const LISTING_PAGE: usize = 1000;
@@ -159,6 +159,73 @@ impl ClientProtocol for ClientService {
         Ok(Response::new(v1::CreateResponse {
             status: Some(to_wire(status)),
             lease_soft_limit_ms: u64::try_from(soft_limit.as_millis()).unwrap_or(u64::MAX),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(op = "append", path = %request.get_ref().path))]
+    async fn append(
+        &self,
+        request: Request<v1::AppendRequest>,
+    ) -> Result<Response<v1::AppendResponse>, Status> {
+        let client_ip = request.remote_addr().map(|a| a.ip().to_canonical());
+        let r = request.into_inner();
+        let (caller, client, call) = self.writer(r.caller)?;
+        let op = Op::Append {
+            path: r.path.clone(),
+            client: client.clone(),
+            new_block: r.new_block,
+        };
+        let term = self.namesystem.role().epoch;
+        // A retried Append answers with the txn it made then.
+        let reopen = match self.namesystem.write(op, caller.clone(), call).await {
+            Ok(Some(Txn::Append { reopen, .. })) => {
+                self.leases.renew(&client, term);
+                reopen
+            }
+            Ok(_) => {
+                self.leases.renew(&client, term);
+                None
+            }
+            Err(refusal) => return Err(self.leases.on_create_refused(refusal, term).into()),
+        };
+        let status = self.namesystem.read(|ns| ns.file_info(&r.path, &caller))?;
+        let last_block = match reopen {
+            Some(reopen) => {
+                let (last, offset) = self.last_block(&r.path)?;
+                let located = self.reopened_block(last, offset, reopen, client_ip, &caller.user);
+                tracing::info!(block = %last, previous = %reopen.previous, length = last.length, "append reopens the last block");
+                Some(located)
+            }
+            None => None,
+        };
+        let soft_limit = self.leases.limits().soft;
+        Ok(Response::new(v1::AppendResponse {
+            status: Some(to_wire(status)),
+            last_block,
+            previous_gen_stamp: reopen.map_or(0, |r| r.previous.0),
+            lease_soft_limit_ms: u64::try_from(soft_limit.as_millis()).unwrap_or(u64::MAX),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(op = "content_summary", path = %request.get_ref().path))]
+    async fn get_content_summary(
+        &self,
+        request: Request<v1::GetContentSummaryRequest>,
+    ) -> Result<Response<v1::GetContentSummaryResponse>, Status> {
+        let r = request.into_inner();
+        let caller = self.caller(r.caller)?;
+        let summary = self
+            .namesystem
+            .read(|ns| ns.content_summary(&r.path, &caller))?;
+        Ok(Response::new(v1::GetContentSummaryResponse {
+            summary: Some(v1::ContentSummary {
+                length: summary.length,
+                file_count: summary.file_count,
+                directory_count: summary.directory_count,
+                space_consumed: summary.space_consumed,
+                quota: -1,
+                space_quota: -1,
+            }),
         }))
     }
 
@@ -655,6 +722,38 @@ impl ClientService {
 
     fn blocks(&self) -> std::sync::MutexGuard<'_, BlockManager> {
         self.blocks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The reopened last block of an append: its replicas of the stamp they
+    /// still carry, sorted as for a read, and WRITE access under the new stamp.
+    fn reopened_block(
+        &self,
+        last: BlockRecord,
+        offset: u64,
+        reopen: Reopen,
+        client_ip: Option<std::net::IpAddr>,
+        user: &str,
+    ) -> v1::LocatedBlock {
+        let mut manager = self.blocks();
+        let (healthy, _) = manager.map.holders(last.id);
+        let current: Vec<DatanodeId> = healthy
+            .into_iter()
+            .filter(|id| {
+                manager
+                    .map
+                    .replica(last.id, id)
+                    .is_some_and(|rep| rep.gen_stamp == reopen.previous)
+            })
+            .collect();
+        let locations = manager.sort_for_reader(&current, client_ip, Instant::now());
+        drop(manager);
+        v1::LocatedBlock {
+            block: Some(extended(last)),
+            offset,
+            locations: locations.iter().map(location).collect(),
+            corrupt_locations: Vec::new(),
+            token: self.token(last, AccessModes::WRITE, user),
+        }
     }
 
     /// The caller, its client name (the lease holder: hex of its client id)
