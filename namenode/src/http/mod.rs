@@ -17,6 +17,8 @@ use crate::namesystem::Namesystem;
 use crate::quorum::RoleStatus;
 use crate::service::ClientService;
 
+mod webhdfs;
+
 /// What HTTP handlers reach: the namenode's shared state.
 #[derive(Debug, Clone)]
 #[expect(dead_code, reason = "read by the routes that come next")]
@@ -34,14 +36,18 @@ pub(crate) struct HttpContext {
 
 /// Every HTTP route of the namenode.
 pub(crate) fn router(context: HttpContext) -> Router {
-    Router::new().with_state(context)
+    Router::new().merge(webhdfs::router()).with_state(context)
 }
 
 /// Serves `router` on `listener` until `shutdown`.
 pub(crate) async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
+    // Connection info: WebHDFS redirects a reader to its nearest replica.
+    let served = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await;
     if let Err(e) = served {
         tracing::error!(error = %e, "http server stopped");
     }

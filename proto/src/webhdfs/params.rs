@@ -374,6 +374,25 @@ pub fn fs_path(request_path: &str) -> Result<String, RemoteException> {
     let decoded = percent_decode_str(rest)
         .decode_utf8()
         .map_err(|_| RemoteException::illegal_argument("Invalid path name: not UTF-8"))?;
+    components(&decoded)
+}
+
+/// An absolute file-system path given as a parameter (RENAME's
+/// `destination`), normalised as [`fs_path`] normalises the URL's.
+///
+/// # Errors
+/// `IllegalArgumentException` for a relative path, `.` or `..`
+/// components, a NUL, or an over-long path.
+pub fn normalize(path: &str) -> Result<String, RemoteException> {
+    if !path.starts_with('/') {
+        return Err(RemoteException::illegal_argument(format!(
+            "Invalid path name {path:.256}: not absolute"
+        )));
+    }
+    components(path)
+}
+
+fn components(decoded: &str) -> Result<String, RemoteException> {
     if decoded.len() > MAX_PATH_BYTES {
         return Err(RemoteException::illegal_argument(format!(
             "Invalid path name: {} bytes; at most {MAX_PATH_BYTES}",
@@ -592,6 +611,13 @@ mod tests {
         ] {
             assert_eq!(fs_path(bad).unwrap_err().status, 400, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_destination_must_be_absolute_and_clean() {
+        assert_eq!(normalize("/a//b/").unwrap(), "/a/b");
+        assert!(normalize("a/b").is_err());
+        assert!(normalize("/a/../b").is_err());
     }
 
     #[test]
