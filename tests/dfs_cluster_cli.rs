@@ -51,6 +51,28 @@ fn is_alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// The status line of `GET /` at `addr`: any answer proves a server listens.
+fn http_status_line(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Runs `dfs-cluster down` when the test ends, even by panic: `up` detaches
 /// its nodes, so nothing else would stop them.
 struct DownOnDrop(PathBuf);
@@ -110,6 +132,14 @@ fn up_status_stop_start_down_and_nothing_is_left_running() {
             "{out}"
         );
         assert!(out.contains("dfs-cluster down --dir"), "{out}");
+        for node in ["nn1", "nn2", "nn3", "dn1", "dn2", "dn3"] {
+            assert!(
+                out.lines().any(|l| l.trim_start().starts_with(node)
+                    && l.contains("http://")
+                    && l.ends_with('/')),
+                "no URL for {node} in:\n{out}"
+            );
+        }
         let pids = recorded_pids(&dir);
         assert_eq!(
             pids.keys().collect::<Vec<_>>(),
@@ -161,6 +191,37 @@ fn up_status_stop_start_down_and_nothing_is_left_running() {
         assert!(out.lines().skip(1).all(|l| l.ends_with("running")), "{out}");
     }
 
+    eprintln!("--- status --json lists every node with its pid and a URL that answers HTTP");
+    {
+        let out = succeed(&["status", "--json"], &dir);
+        let nodes: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        let names: Vec<&str> = nodes.iter().map(|n| n["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["nn1", "nn2", "nn3", "dn1", "dn2", "dn3"]);
+        let pids = recorded_pids(&dir);
+        for node in &nodes {
+            let name = node["name"].as_str().unwrap();
+            let kind = if name.starts_with("nn") {
+                "namenode"
+            } else {
+                "datanode"
+            };
+            assert_eq!(node["kind"], kind, "{node}");
+            assert_eq!(node["pid"].as_u64(), pids[name].map(u64::from), "{node}");
+            let rpc: std::net::SocketAddr = node["rpc_address"].as_str().unwrap().parse().unwrap();
+            let url = node["http_url"].as_str().unwrap();
+            let http: std::net::SocketAddr = url.strip_prefix("http://").unwrap().parse().unwrap();
+            assert_eq!(http.ip(), rpc.ip(), "{node}");
+            assert_ne!(http.port(), rpc.port(), "{node}");
+            assert_eq!(node.get("rack").is_some(), kind == "datanode", "{node}");
+            assert!(
+                http_status_line(http).starts_with("HTTP/1.1 "),
+                "{name} at {url}"
+            );
+        }
+        assert_eq!(nodes[3]["rack"], "/dc1/rack1");
+        assert_eq!(nodes[5]["rack"], "/dc1/rack2");
+    }
+
     eprintln!("--- a plain dfs client uses the cluster through dfs.toml");
     {
         let dfs = |args: &[&str]| {
@@ -197,6 +258,11 @@ fn up_status_stop_start_down_and_nothing_is_left_running() {
                 .any(|l| l.starts_with("dn1") && l.ends_with("stopped")),
             "{status}"
         );
+        let json: Vec<serde_json::Value> =
+            serde_json::from_str(&succeed(&["status", "--json"], &dir)).unwrap();
+        let dn1 = json.iter().find(|n| n["name"] == "dn1").unwrap();
+        assert!(dn1["pid"].is_null(), "{dn1}");
+        assert!(dn1["http_url"].is_string(), "{dn1}");
 
         let out = succeed(&["start", "dn1"], &dir);
         assert!(

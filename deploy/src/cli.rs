@@ -1,6 +1,7 @@
 //! The `dfs-cluster` command line: `up`, `status`, `down`, `stop`, `start`, `bench`.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use crate::Error;
 use crate::binaries::Binaries;
 use crate::cluster::Cluster;
 use crate::layout::Layout;
+use crate::node::Role;
 use crate::process::SpawnMode;
 use crate::spec::{ClusterSpec, QuorumTimers};
 
@@ -29,8 +31,9 @@ pub enum Command {
     /// Lay out a cluster in DIR (or reuse the one there) and start it; returns
     /// once the leading namenode reports every datanode live.
     Up(UpArgs),
-    /// Show every node: name, role, address, rack, pid, running or stopped.
-    Status(DirArg),
+    /// Show every node: name, role, address, rack, pid, running or stopped,
+    /// and its HTTP URL.
+    Status(StatusArgs),
     /// Stop every node of the cluster (SIGTERM, then SIGKILL); idempotent.
     Down(DirArg),
     /// Stop one node, like `dn4`.
@@ -142,6 +145,18 @@ pub struct DirArg {
     pub dir: PathBuf,
 }
 
+/// What `status` shows, and how.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// A JSON array, one object per node: `name`, `kind` (namenode or
+    /// datanode), `pid` (null when down), `rpc_address`, `http_url`, and
+    /// `rack` for datanodes.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// A node of the cluster.
 #[derive(Debug, clap::Args)]
 pub struct NodeArg {
@@ -238,9 +253,16 @@ pub fn run(args: Args, out: &mut impl Write) -> Result<(), Error> {
     let binaries = Binaries::next_to_current_exe()?;
     match args.command {
         Command::Up(up) => run_up(&up, binaries, out),
-        Command::Status(DirArg { dir }) => {
+        Command::Status(StatusArgs {
+            dir: DirArg { dir },
+            json,
+        }) => {
             let cluster = Cluster::open(&dir, binaries, SpawnMode::Detached)?;
-            print_status(&cluster, out)
+            if json {
+                print_status_json(&cluster, out)
+            } else {
+                print_status(&cluster, out)
+            }
         }
         Command::Down(DirArg { dir }) => {
             let mut cluster = Cluster::open(&dir, binaries, SpawnMode::Detached)?;
@@ -349,8 +371,15 @@ fn run_up(up: &UpArgs, binaries: Binaries, out: &mut impl Write) -> Result<(), E
         .filter_map(|n| n.rack.as_ref())
         .collect::<std::collections::BTreeSet<_>>()
         .len();
+    let urls: String = cluster
+        .nodes()
+        .iter()
+        .filter_map(|n| Some(format!("\n  {:<5} {}/", n.name, n.http_url()?)))
+        .collect();
     let text = format!(
         "cluster up in {dir}: {} {} and {} datanodes on {racks} racks; logs in {}\n\
+         \n\
+         http (WebHDFS, /metrics, status pages):{urls}\n\
          \n\
          next:\n  \
            export DFS_CONFIG={}\n  \
@@ -400,6 +429,38 @@ fn print_status(cluster: &Cluster, out: &mut impl Write) -> Result<(), Error> {
         )?;
     }
     Ok(())
+}
+
+/// One node as `status --json` shows it.
+#[derive(Debug, serde::Serialize)]
+struct NodeStatus<'a> {
+    name: &'a str,
+    kind: Role,
+    pid: Option<u32>,
+    rpc_address: SocketAddr,
+    http_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rack: Option<&'a str>,
+}
+
+fn print_status_json(cluster: &Cluster, out: &mut impl Write) -> Result<(), Error> {
+    let mut nodes = Vec::new();
+    for node in cluster.nodes() {
+        nodes.push(NodeStatus {
+            name: node.name.as_str(),
+            kind: node.role,
+            pid: cluster.running_pid(node.name.as_str())?,
+            rpc_address: node.address,
+            http_url: node.http_url(),
+            rack: node.rack.as_ref().map(|r| r.as_str()),
+        });
+    }
+    let text = serde_json::to_string_pretty(&nodes).map_err(|e| Error::Io {
+        action: "encoding",
+        path: "stdout".into(),
+        source: e.into(),
+    })?;
+    say(out, format_args!("{text}"))
 }
 
 fn say(out: &mut impl Write, text: std::fmt::Arguments<'_>) -> Result<(), Error> {

@@ -10,8 +10,8 @@
 //! ```
 //!
 //! Every pid change is written to `cluster.json` at once, so a later launcher
-//! finds what an earlier one started. The ports of the nodes it laid out or
-//! stopped are held (not listening) until they start. In [`SpawnMode::Child`] dropping the
+//! finds what an earlier one started. The ports (RPC and HTTP) of the nodes
+//! it laid out or stopped are held (not listening) until they start. In [`SpawnMode::Child`] dropping the
 //! `Cluster` kills every node it started.
 
 use std::collections::BTreeMap;
@@ -27,7 +27,7 @@ use crate::binaries::Binaries;
 use crate::layout::{self, Layout};
 use crate::liveness;
 use crate::node::{NodeName, Role};
-use crate::ports::{self, Reservation};
+use crate::ports::NodeReservation;
 use crate::process::{self, SpawnMode};
 use crate::spec::ClusterSpec;
 use crate::state::{ClusterState, NodeState};
@@ -46,9 +46,9 @@ pub struct Cluster {
     /// Nodes spawned by this `Cluster` value, to reap them (and, in child
     /// mode, to kill them on drop).
     children: BTreeMap<NodeName, Child>,
-    /// The ports of nodes not running, held so that nobody else takes them
-    /// before the node starts (see `ports`).
-    reservations: BTreeMap<NodeName, Reservation>,
+    /// The ports (RPC and HTTP) of nodes not running, held so that nobody
+    /// else takes them before the node starts (see `ports`).
+    reservations: BTreeMap<NodeName, NodeReservation>,
     /// The network namespace each node starts in (see `netns`); the others
     /// start in ours.
     netns: BTreeMap<NodeName, String>,
@@ -247,7 +247,7 @@ impl Cluster {
                 pid,
             });
         }
-        // The node binds its port itself.
+        // The node binds its ports itself.
         self.reservations.remove(name);
         let (child, log_offset) = process::spawn(
             &node,
@@ -296,11 +296,12 @@ impl Cluster {
             }
             tracing::info!(node = %node.name, pid, kill, "node stopped");
         }
-        // Best effort: connections the node closed keep its port in
-        // TIME_WAIT for a while, and then only the node itself can bind it.
-        if let Ok(reservation) = ports::reserve(node.address) {
-            self.reservations.insert(node.name.clone(), reservation);
-        }
+        // Best effort: connections the node closed keep its ports in
+        // TIME_WAIT for a while, and then only the node itself can bind them.
+        let held = NodeReservation::hold_what_can_be(
+            std::iter::once(node.address).chain(node.http_address),
+        );
+        self.reservations.insert(node.name.clone(), held);
         self.set_pid(&node.name, None)
     }
 

@@ -1,7 +1,7 @@
 //! Where a cluster lives on disk, and the config files written there.
 //!
 //! ```text
-//! D/cluster.json          state: every node's name, role, address, config, pid
+//! D/cluster.json          state: every node's name, role, addresses, config, pid
 //! D/topology.toml         127.0.r.0/24 -> /dc1/rack{r}
 //! D/dfs.toml              client config naming every namenode
 //! D/nn1/namenode.toml     D/nn1/data/
@@ -10,7 +10,9 @@
 //! ```
 //!
 //! Namenodes listen on 127.0.0.1 with a free port each (see `ports`: below
-//! the kernel's ephemeral range); with more than one,
+//! the kernel's ephemeral range), and every node, namenode or datanode, has
+//! a second free port on its own ip for its HTTP server (`http_address`:
+//! WebHDFS, `/metrics`, status pages); with more than one namenode,
 //! every `namenode.toml` names its `server_id` (N for `nnN`) and lists the
 //! whole ensemble as `[[ensemble]]` tables. Datanode n of rack r
 //! listens on 127.0.r.n, so the namenode's topology table puts it on
@@ -30,7 +32,7 @@ use serde::Serialize;
 
 use crate::Error;
 use crate::node::{NodeName, Role};
-use crate::ports::{self, Reservation};
+use crate::ports::{self, NodeReservation};
 use crate::spec::ClusterSpec;
 use crate::state::{ClusterState, NodeState};
 
@@ -124,19 +126,31 @@ pub(crate) fn rack_path(r: u8) -> Result<RackPath, Error> {
 pub(crate) fn lay_out(
     layout: &Layout,
     spec: &ClusterSpec,
-) -> Result<(ClusterState, BTreeMap<NodeName, Reservation>), Error> {
+) -> Result<(ClusterState, BTreeMap<NodeName, NodeReservation>), Error> {
     spec.validate()?;
     mkdir(layout.dir())?;
     mkdir(&layout.logs_dir())?;
 
-    // Fixed addresses live in namespaces of their own: nothing to reserve here.
-    let namenode_ports = match &spec.namenode_addrs {
-        Some(_) => Vec::new(),
-        None => ports::free_addrs(&vec![IpAddr::V4(Ipv4Addr::LOCALHOST); spec.namenodes])?,
-    };
-    let namenode_addrs: Vec<SocketAddr> = match &spec.namenode_addrs {
-        Some(addrs) => addrs.clone(),
-        None => namenode_ports.iter().map(Reservation::addr).collect(),
+    // Fixed addresses live in namespaces of their own: nothing to reserve
+    // there, and the HTTP server takes a fixed port beside the RPC one.
+    let (namenode_addrs, namenode_http, namenode_ports) = match &spec.namenode_addrs {
+        Some(addrs) => (
+            addrs.clone(),
+            addrs.iter().map(|&a| namespaced_http_addr(a)).collect(),
+            Vec::new(),
+        ),
+        None => {
+            let ports =
+                ports::free_node_addrs(&vec![IpAddr::V4(Ipv4Addr::LOCALHOST); spec.namenodes])?;
+            (
+                ports.iter().map(|(rpc, _)| rpc.addr()).collect(),
+                ports
+                    .iter()
+                    .map(|(_, http)| http.addr())
+                    .collect::<Vec<_>>(),
+                ports,
+            )
+        }
     };
     let mut datanode_ips = Vec::new();
     for (r, &count) in spec.racks.iter().enumerate() {
@@ -149,8 +163,7 @@ pub(crate) fn lay_out(
         }
     }
     let datanode_ports =
-        ports::free_addrs(&datanode_ips.iter().map(|(ip, _)| *ip).collect::<Vec<_>>())?;
-    let datanode_addrs: Vec<SocketAddr> = datanode_ports.iter().map(Reservation::addr).collect();
+        ports::free_node_addrs(&datanode_ips.iter().map(|(ip, _)| *ip).collect::<Vec<_>>())?;
 
     // One fresh secret per cluster, in every node's config and nowhere else.
     let secret = cluster_secret()?;
@@ -174,7 +187,7 @@ pub(crate) fn lay_out(
     };
     let timers = spec.quorum_timers;
     let mut nodes = Vec::new();
-    for (i, &address) in namenode_addrs.iter().enumerate() {
+    for (i, (&address, &http_address)) in namenode_addrs.iter().zip(&namenode_http).enumerate() {
         let name = NodeName::new(Role::Namenode, i + 1);
         mkdir(&layout.node_data(&name))?;
         let config = layout.node_config(&name);
@@ -182,6 +195,7 @@ pub(crate) fn lay_out(
             &config,
             &NamenodeToml {
                 listen: address,
+                http_address,
                 data_dir: &layout.node_data(&name),
                 topology_file: &layout.topology_file(),
                 superuser: spec.superuser.as_deref(),
@@ -208,13 +222,15 @@ pub(crate) fn lay_out(
             name,
             role: Role::Namenode,
             address,
+            http_address: Some(http_address),
             rack: None,
             config,
             pid: None,
         });
     }
     let namenodes: Vec<String> = namenode_addrs.iter().map(SocketAddr::to_string).collect();
-    for (i, (&address, (_, rack))) in datanode_addrs.iter().zip(datanode_ips).enumerate() {
+    for (i, ((rpc, http), (_, rack))) in datanode_ports.iter().zip(datanode_ips).enumerate() {
+        let (address, http_address) = (rpc.addr(), http.addr());
         let name = NodeName::new(Role::Datanode, i + 1);
         mkdir(&layout.node_data(&name))?;
         let config = layout.node_config(&name);
@@ -223,6 +239,7 @@ pub(crate) fn lay_out(
             &DatanodeToml {
                 namenodes: &namenodes,
                 listen: address,
+                http_address,
                 data_dir: &layout.node_data(&name),
                 heartbeat_interval_ms: millis(spec.heartbeat_interval),
                 worker_threads: DATANODE_WORKER_THREADS,
@@ -234,6 +251,7 @@ pub(crate) fn lay_out(
             name,
             role: Role::Datanode,
             address,
+            http_address: Some(http_address),
             rack: Some(rack),
             config,
             pid: None,
@@ -251,9 +269,10 @@ pub(crate) fn lay_out(
             .filter(move |n| n.role == role)
             .map(|n| n.name.clone())
     };
+    let held = |(rpc, http)| NodeReservation::from(vec![rpc, http]);
     let reservations = names(Role::Namenode)
-        .zip(namenode_ports)
-        .chain(names(Role::Datanode).zip(datanode_ports))
+        .zip(namenode_ports.into_iter().map(held))
+        .chain(names(Role::Datanode).zip(datanode_ports.into_iter().map(held)))
         .collect();
     Ok((state, reservations))
 }
@@ -332,6 +351,19 @@ fn write_toml(path: &Path, value: &impl Serialize) -> Result<(), Error> {
     fs::write(path, text).map_err(Error::io("writing", path))
 }
 
+/// The HTTP address of a namenode at the fixed address `rpc`, alone in its
+/// network namespace: Hadoop's namenode HTTP port, or the next one when the
+/// RPC server has it.
+fn namespaced_http_addr(rpc: SocketAddr) -> SocketAddr {
+    const HADOOP_NAMENODE_HTTP: u16 = 9870;
+    let port = if rpc.port() == HADOOP_NAMENODE_HTTP {
+        HADOOP_NAMENODE_HTTP + 1
+    } else {
+        HADOOP_NAMENODE_HTTP
+    };
+    SocketAddr::new(rpc.ip(), port)
+}
+
 /// The server id of the `index`-th (1-based) namenode: `nnN` is sid N.
 fn server_id(index: usize) -> u64 {
     u64::try_from(index).unwrap_or(u64::MAX)
@@ -345,6 +377,7 @@ fn millis(d: std::time::Duration) -> u64 {
 #[derive(Debug, Serialize)]
 struct NamenodeToml<'a> {
     listen: SocketAddr,
+    http_address: SocketAddr,
     data_dir: &'a Path,
     topology_file: &'a Path,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -389,6 +422,7 @@ struct EnsembleMemberToml {
 struct DatanodeToml<'a> {
     namenodes: &'a [String],
     listen: SocketAddr,
+    http_address: SocketAddr,
     data_dir: &'a Path,
     heartbeat_interval_ms: u64,
     worker_threads: usize,
@@ -432,6 +466,71 @@ mod tests {
             ]
         );
         assert!(state.nodes.iter().all(|n| n.address.port() != 0));
+    }
+
+    #[test]
+    fn every_node_gets_an_http_address_on_its_own_ip_in_state_and_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path()).unwrap();
+        let spec = ClusterSpec {
+            namenodes: 3,
+            racks: vec![2, 1],
+            ..ClusterSpec::default()
+        };
+        let (state, reservations) = lay_out(&layout, &spec).unwrap();
+        let mut ports = std::collections::BTreeSet::new();
+        for node in &state.nodes {
+            let http = node.http_address.unwrap();
+            assert_eq!(http.ip(), node.address.ip(), "{}", node.name);
+            assert_ne!(http.port(), 0, "{}", node.name);
+            assert!(ports.insert(node.address), "{} rpc reused", node.name);
+            assert!(ports.insert(http), "{} http reused", node.name);
+            assert_eq!(node.http_url(), Some(format!("http://{http}")));
+            let config: toml::Table =
+                toml::from_str(&fs::read_to_string(&node.config).unwrap()).unwrap();
+            assert_eq!(
+                config["http_address"].as_str(),
+                Some(http.to_string().as_str()),
+                "{}",
+                node.name
+            );
+            // Both ports are held until the node starts.
+            assert_eq!(
+                reservations[&node.name].addrs(),
+                vec![node.address, http],
+                "{}",
+                node.name
+            );
+        }
+        // The nodes' own readers accept the key.
+        let nn = dfs_namenode::NamenodeConfig::load(&state.nodes[0].config).unwrap();
+        assert_eq!(nn.http_address, state.nodes[0].http_address);
+        let dn = dfs_datanode::DatanodeConfig::load(&state.nodes[3].config).unwrap();
+        assert_eq!(dn.http_address, state.nodes[3].http_address);
+    }
+
+    #[test]
+    fn namenodes_at_fixed_addresses_serve_http_beside_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path()).unwrap();
+        let spec = ClusterSpec {
+            namenodes: 2,
+            racks: vec![],
+            namenode_addrs: Some(vec![
+                "10.9.0.1:8020".parse().unwrap(),
+                "10.9.0.2:9870".parse().unwrap(),
+            ]),
+            ..ClusterSpec::default()
+        };
+        let (state, _ports) = lay_out(&layout, &spec).unwrap();
+        let http: Vec<Option<SocketAddr>> = state.nodes.iter().map(|n| n.http_address).collect();
+        assert_eq!(
+            http,
+            vec![
+                Some("10.9.0.1:9870".parse().unwrap()),
+                Some("10.9.0.2:9871".parse().unwrap())
+            ]
+        );
     }
 
     #[test]

@@ -12,8 +12,9 @@
 //!   never allocates;
 //! - each comes as a [`Reservation`]: a socket bound to it but not
 //!   listening and without `SO_REUSEADDR`, so that nobody else can bind it
-//!   while connections to it are refused as if nothing were there. The
-//!   launcher drops it just before the node starts, and takes it again
+//!   while connections to it are refused as if nothing were there. A node
+//!   has two ports (RPC and HTTP), held together as a [`NodeReservation`]:
+//!   the launcher drops it just before the node starts, and takes it again
 //!   once the node has stopped.
 //!
 //! ```text
@@ -50,6 +51,48 @@ impl Reservation {
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
+}
+
+/// Every port of one node (RPC, then HTTP), held while it does not run.
+#[derive(Debug, Default)]
+pub(crate) struct NodeReservation {
+    /// Held for their drop: it frees the ports.
+    _held: Vec<Reservation>,
+}
+
+impl NodeReservation {
+    /// Holds each of `addrs` that can be taken, skipping the rest: a port
+    /// the node just closed lingers in TIME_WAIT, and then only the node
+    /// itself can bind it again.
+    pub(crate) fn hold_what_can_be(addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
+        NodeReservation {
+            _held: addrs.into_iter().filter_map(|a| reserve(a).ok()).collect(),
+        }
+    }
+
+    /// The held addresses, in the order given.
+    #[cfg(test)]
+    pub(crate) fn addrs(&self) -> Vec<SocketAddr> {
+        self._held.iter().map(Reservation::addr).collect()
+    }
+}
+
+impl From<Vec<Reservation>> for NodeReservation {
+    fn from(held: Vec<Reservation>) -> Self {
+        NodeReservation { _held: held }
+    }
+}
+
+/// Two reserved free ports on each ip, for a node's RPC and HTTP servers
+/// (see [`free_addrs`]).
+pub(crate) fn free_node_addrs(ips: &[IpAddr]) -> Result<Vec<(Reservation, Reservation)>, Error> {
+    let doubled: Vec<IpAddr> = ips.iter().flat_map(|&ip| [ip, ip]).collect();
+    let mut reserved = free_addrs(&doubled)?.into_iter();
+    let mut pairs = Vec::with_capacity(ips.len());
+    while let (Some(rpc), Some(http)) = (reserved.next(), reserved.next()) {
+        pairs.push((rpc, http));
+    }
+    Ok(pairs)
 }
 
 /// Reserves `addr` (a node's own address, while it does not run).
@@ -213,6 +256,31 @@ mod tests {
         drop(listener);
         // And it can be taken again once its node is gone.
         reserve(addr).unwrap();
+    }
+
+    #[test]
+    fn each_node_gets_two_distinct_ports_on_its_own_ip() {
+        let ips = [LOCALHOST, IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 1, 1))];
+        let pairs = free_node_addrs(&ips).unwrap();
+        assert_eq!(pairs.len(), 2);
+        for ((rpc, http), ip) in pairs.iter().zip(ips) {
+            assert_eq!((rpc.addr().ip(), http.addr().ip()), (ip, ip));
+            assert_ne!(rpc.addr().port(), http.addr().port());
+        }
+    }
+
+    #[test]
+    fn a_node_reservation_holds_both_ports_and_skips_a_taken_one() {
+        let taken = TcpListener::bind((LOCALHOST, 0)).unwrap();
+        let free = free_addrs(&[LOCALHOST]).unwrap().remove(0).addr();
+        let held = NodeReservation::hold_what_can_be([free, taken.local_addr().unwrap()]);
+        assert_eq!(held.addrs(), vec![free]);
+        assert_eq!(
+            TcpListener::bind(free).unwrap_err().kind(),
+            io::ErrorKind::AddrInUse
+        );
+        drop(held);
+        TcpListener::bind(free).unwrap();
     }
 
     #[test]

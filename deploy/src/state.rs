@@ -21,6 +21,11 @@ pub struct NodeState {
     pub role: Role,
     /// The address it listens on; kept across restarts.
     pub address: SocketAddr,
+    /// The address of its HTTP server (WebHDFS, `/metrics`, status pages),
+    /// on the same ip; kept across restarts. `None` in the state files of
+    /// clusters laid out before nodes had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_address: Option<SocketAddr>,
     /// The rack its address maps to (datanodes only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rack: Option<RackPath>,
@@ -31,6 +36,14 @@ pub struct NodeState {
     /// Its process id while it was last known to run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+}
+
+impl NodeState {
+    /// The base URL of its HTTP server, `http://IP:PORT` (no trailing
+    /// slash), if it has one.
+    pub fn http_url(&self) -> Option<String> {
+        self.http_address.map(|a| format!("http://{a}"))
+    }
 }
 
 /// The whole of `cluster.json`.
@@ -83,6 +96,7 @@ mod tests {
                     name: "nn1".parse().unwrap(),
                     role: Role::Namenode,
                     address: "127.0.0.1:8020".parse().unwrap(),
+                    http_address: Some("127.0.0.1:9870".parse().unwrap()),
                     rack: None,
                     config: "/d/nn1/namenode.toml".into(),
                     log: "/d/logs/nn1.log".into(),
@@ -92,6 +106,7 @@ mod tests {
                     name: "dn1".parse().unwrap(),
                     role: Role::Datanode,
                     address: "127.0.1.1:9866".parse().unwrap(),
+                    http_address: Some("127.0.1.1:9864".parse().unwrap()),
                     rack: Some("/dc1/rack1".parse().unwrap()),
                     config: "/d/dn1/datanode.toml".into(),
                     log: "/d/logs/dn1.log".into(),
@@ -101,5 +116,20 @@ mod tests {
         };
         state.save(&path).unwrap();
         assert_eq!(ClusterState::load(&path).unwrap(), state);
+    }
+
+    #[test]
+    fn a_state_file_from_before_http_addresses_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cluster.json");
+        fs::write(
+            &path,
+            r#"{"nodes": [{"name": "nn1", "role": "namenode", "address": "127.0.0.1:8020",
+                "config": "/d/nn1/namenode.toml", "log": "/d/logs/nn1.log", "pid": 7}]}"#,
+        )
+        .unwrap();
+        let state = ClusterState::load(&path).unwrap();
+        assert_eq!(state.nodes[0].http_address, None);
+        assert_eq!(state.nodes[0].pid, Some(7));
     }
 }

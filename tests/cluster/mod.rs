@@ -364,6 +364,14 @@ impl MiniCluster {
         self.node(node).address
     }
 
+    /// The base URL of `node`'s HTTP server (WebHDFS, `/metrics`, status
+    /// pages), like `http://127.0.0.1:12345`: no trailing slash.
+    pub(crate) fn http_url(&self, node: &str) -> String {
+        self.node(node)
+            .http_url()
+            .unwrap_or_else(|| panic!("{node} has no http_address"))
+    }
+
     /// The rack `node` was placed on (datanodes only).
     pub(crate) fn rack(&self, node: &str) -> String {
         self.node(node)
