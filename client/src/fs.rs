@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use dfs_proto::ids::GenStamp;
 use dfs_proto::status::ErrorKind;
 use dfs_proto::v1;
 use dfs_proto::v1::data_transfer_client::DataTransferClient;
@@ -150,6 +151,31 @@ pub struct CreateOptions {
     pub permission: Option<u16>,
 }
 
+/// Options for [`DfsClient::append`].
+#[derive(Debug, Clone, Default)]
+pub struct AppendOptions {
+    /// Start a new block even when the last one has room (HDFS's
+    /// `CreateFlag.NEW_BLOCK`); the file then holds a short block in the middle.
+    pub new_block: bool,
+}
+
+/// Totals of a file or a directory tree (HDFS `ContentSummary`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContentSummary {
+    /// Bytes in the files.
+    pub length: u64,
+    /// Files.
+    pub file_count: u64,
+    /// Directories, the top one included when it is one.
+    pub directory_count: u64,
+    /// Bytes of every replica: the sum of length × replication.
+    pub space_consumed: u64,
+    /// Name quota; -1 = none (dfs keeps no quotas).
+    pub quota: i64,
+    /// Space quota in bytes; -1 = none.
+    pub space_quota: i64,
+}
+
 impl DfsClient {
     /// Connects (lazily) to the cluster of `config`, acting as `user`
     /// (`None` = the config's user, else the OS user).
@@ -216,6 +242,106 @@ impl DfsClient {
         let (status, soft_limit) = self.create_leased(path, options).await?;
         let lease = self.leases.open_file(self, soft_limit);
         Ok(OutputStream::new(self.clone(), status, lease))
+    }
+
+    /// Reopens a complete file for writing at its end and returns the
+    /// stream that writes it, the same as [`DfsClient::create_file`] gives
+    /// (pipeline recovery works the same): the file is complete again once
+    /// [`OutputStream::close`] succeeds. A partial last block is written on
+    /// in place unless `options.new_block`.
+    ///
+    /// When another client's lease on the file expired, the namenode
+    /// recovers the file first; the append is retried meanwhile, for up to
+    /// about 10 s.
+    ///
+    /// # Errors
+    /// The namenode's refusal (missing, a directory, permission, another
+    /// writer holds the lease), or no pipeline to the last block's replicas.
+    pub async fn append(&self, path: &str, options: &AppendOptions) -> Result<OutputStream, Error> {
+        let started = tokio::time::Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        let reply = loop {
+            let request = v1::AppendRequest {
+                caller: self.caller(),
+                path: path.to_owned(),
+                new_block: options.new_block,
+            };
+            let attempt = self
+                .namenodes
+                .call("append", |mut rpc| {
+                    let request = request.clone();
+                    async move { rpc.append(request).await }
+                })
+                .await;
+            match attempt {
+                Err(e)
+                    if e.kind() == Some(ErrorKind::RecoveryInProgress)
+                        && started.elapsed() + backoff <= RECOVERY_WAIT =>
+                {
+                    tracing::debug!(%path, error = %e, "the previous writer's lease is being recovered; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                attempt => break attempt?,
+            }
+        };
+        let soft_limit = match reply.lease_soft_limit_ms {
+            0 => DEFAULT_SOFT_LIMIT,
+            ms => Duration::from_millis(ms),
+        };
+        let status = reply
+            .status
+            .map(FileStatus::from_wire)
+            .ok_or_else(|| Error::Refused {
+                kind: None,
+                message: format!("namenode sent no status for '{path}'"),
+            })?;
+        let reopened = reply
+            .last_block
+            .and_then(LocatedBlock::from_wire)
+            .map(|b| (b, GenStamp(reply.previous_gen_stamp)));
+        let lease = self.leases.open_file(self, soft_limit);
+        // A new block follows the file's last one, which AddBlock must name.
+        let last = match reopened {
+            Some(_) => None,
+            None => self
+                .block_locations(path, 0, 0)
+                .await?
+                .blocks
+                .last()
+                .map(|b| b.block),
+        };
+        OutputStream::append(self.clone(), status, lease, reopened, last).await
+    }
+
+    /// Totals of the file or directory tree at `path` (`dfs count`, `du -s`).
+    ///
+    /// # Errors
+    /// The namenode's refusal (missing, permission).
+    pub async fn content_summary(&self, path: &str) -> Result<ContentSummary, Error> {
+        let request = v1::GetContentSummaryRequest {
+            caller: self.caller(),
+            path: path.to_owned(),
+        };
+        let reply = self
+            .namenodes
+            .call("get_content_summary", |mut rpc| {
+                let request = request.clone();
+                async move { rpc.get_content_summary(request).await }
+            })
+            .await?;
+        let s = reply.summary.ok_or_else(|| Error::Refused {
+            kind: None,
+            message: format!("namenode sent no summary for '{path}'"),
+        })?;
+        Ok(ContentSummary {
+            length: s.length,
+            file_count: s.file_count,
+            directory_count: s.directory_count,
+            space_consumed: s.space_consumed,
+            quota: s.quota,
+            space_quota: s.space_quota,
+        })
     }
 
     /// Opens a file for reading.

@@ -36,7 +36,9 @@ pub use blocks::{Block, BlockLocations, Datanode, LocatedBlock};
 pub use checksum::FileChecksum;
 pub use config::ClientConfig;
 pub use error::Error;
-pub use fs::{CreateOptions, DatanodeReport, DfsClient, FileKind, FileStatus};
+pub use fs::{
+    AppendOptions, ContentSummary, CreateOptions, DatanodeReport, DfsClient, FileKind, FileStatus,
+};
 pub use input_stream::InputStream;
 pub use output_stream::OutputStream;
 pub use peer_status::{PeerReport, PeerState, PeerStatus};

@@ -32,7 +32,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use dfs_proto::checksum::chunk_checksums;
+use dfs_proto::checksum::{CHUNK_SIZE, chunk_checksums_at};
 use dfs_proto::ids::GenStamp;
 use dfs_proto::v1;
 use dfs_proto::v1::PipelineStatus;
@@ -40,7 +40,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, warn};
 
-use crate::blocks::{Block, Datanode, token_to_wire};
+use crate::blocks::{Block, Datanode, LocatedBlock, token_to_wire};
 use crate::error::Error;
 use crate::fs::{DfsClient, FileStatus};
 use crate::lease_renewer::LeaseGuard;
@@ -145,6 +145,32 @@ impl OutputStream {
         }
     }
 
+    /// A stream that appends to a file the namenode reopened for this
+    /// client. With `reopened` (the last block under its new stamp, and the
+    /// stamp its replicas still carry) the pipeline is set up at once and
+    /// writing goes on inside that block; otherwise the next write starts a
+    /// new block after `last` (the file's last block, if any).
+    ///
+    /// # Errors
+    /// No pipeline to the reopened block's replicas could be set up.
+    pub(crate) async fn append(
+        client: DfsClient,
+        status: FileStatus,
+        lease: LeaseGuard,
+        reopened: Option<(LocatedBlock, GenStamp)>,
+        last: Option<Block>,
+    ) -> Result<Self, Error> {
+        let mut stream = OutputStream::new(client, status, lease);
+        match reopened {
+            Some((located, previous)) => {
+                let pipeline = Pipeline::reopen(&mut stream.ctx, located, previous).await?;
+                stream.pipeline = Some(pipeline);
+            }
+            None => stream.last_block = last,
+        }
+        Ok(stream)
+    }
+
     #[cfg(test)]
     pub(crate) fn set_tuning(&mut self, tuning: Tuning) {
         self.ctx.tuning = tuning;
@@ -228,12 +254,20 @@ impl OutputStream {
         result
     }
 
-    /// Size the packet being filled will have when full: a whole packet, or
-    /// what is left of the block.
+    /// Size the packet being filled will have when full: a whole packet,
+    /// what is left of the block, or (an append to a block that ends inside a
+    /// chunk) what is left of that chunk, so later packets start on chunk
+    /// boundaries.
     fn packet_limit(&self) -> usize {
         let sent = self.pipeline.as_ref().map_or(0, |p| p.sent_bytes);
         let left_in_block = self.block_size.saturating_sub(sent);
-        usize::try_from(left_in_block).map_or(PACKET_SIZE, |left| left.min(PACKET_SIZE))
+        let limit =
+            usize::try_from(left_in_block).map_or(PACKET_SIZE, |left| left.min(PACKET_SIZE));
+        // Below CHUNK_SIZE, so it fits a usize.
+        match (sent % CHUNK_SIZE as u64) as usize {
+            0 => limit,
+            into_chunk => limit.min(CHUNK_SIZE - into_chunk),
+        }
     }
 
     /// Sends the buffer as one packet (opening a block first if none is
@@ -317,8 +351,16 @@ impl Packet {
 }
 
 /// Little-endian CRC32C per 512-byte chunk, as `Packet.checksums` carries them.
+#[cfg(test)]
 pub(crate) fn encode_checksums(data: &[u8]) -> Bytes {
-    let sums = chunk_checksums(data);
+    encode_checksums_at(0, data)
+}
+
+/// [`encode_checksums`] of a packet at block offset `offset`: chunks cut at
+/// the block's 512-byte boundaries (an append's first packet may start
+/// inside one).
+fn encode_checksums_at(offset: u64, data: &[u8]) -> Bytes {
+    let sums = chunk_checksums_at(offset, data);
     let mut out = BytesMut::with_capacity(sums.len() * 4);
     for sum in sums {
         out.put_u32_le(sum);
@@ -415,6 +457,59 @@ impl Pipeline {
         }
     }
 
+    /// Opens a pipeline to the replicas of a finalized block an append
+    /// reopened: a recovery header moves each from `previous` to the new
+    /// stamp at its full length, and writing goes on from there. A set-up
+    /// that fails is a pipeline recovery like any other (drop the node,
+    /// new stamp, the survivors).
+    async fn reopen(
+        ctx: &mut WriteContext,
+        located: LocatedBlock,
+        previous: GenStamp,
+    ) -> Result<Self, Error> {
+        let block = located.block;
+        let mut pipeline = Pipeline {
+            block,
+            nodes: located.locations,
+            connection: None,
+            next_seqno: 0,
+            sent_bytes: block.length,
+            acked_bytes: block.length,
+            replica_gen_stamp: previous,
+            unacked: VecDeque::new(),
+            recoveries: 0,
+            token: located.token,
+        };
+        let recovery = Recovery {
+            previous_gen_stamp: previous.0,
+            acked_length: block.length,
+        };
+        let opened = Connection::open(
+            ctx,
+            block,
+            pipeline.token.as_ref(),
+            &pipeline.nodes,
+            Some(recovery),
+        )
+        .await;
+        match opened {
+            Ok(connection) => {
+                debug!(block = %block.id, gen_stamp = %block.gen_stamp, length = block.length,
+                    nodes = pipeline.nodes.len(), "pipeline reopened for append");
+                pipeline.connection = Some(connection);
+                pipeline.replica_gen_stamp = block.gen_stamp;
+            }
+            Err(e) => {
+                let reason = match e {
+                    Error::Datanode { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                pipeline.recover(ctx, Fault { index: 0, reason }).await?;
+            }
+        }
+        Ok(pipeline)
+    }
+
     /// Queues one packet, first waiting for room in the ack window.
     async fn send(&mut self, ctx: &mut WriteContext, data: Bytes, last: bool) -> Result<(), Error> {
         let window = ctx.tuning.window.max(1);
@@ -425,7 +520,7 @@ impl Pipeline {
         let packet = Packet {
             seqno: self.next_seqno,
             offset: self.sent_bytes,
-            checksums: encode_checksums(&data),
+            checksums: encode_checksums_at(self.sent_bytes, &data),
             data,
             last,
         };

@@ -3,6 +3,7 @@
 //! make the exit status non-zero; `--json` output is for scripts.
 
 mod admin;
+mod append;
 mod bench;
 mod data;
 mod format;
@@ -48,6 +49,8 @@ enum Command {
     Ls(namespace::Ls),
     /// Describe files and directories.
     Stat(namespace::Stat),
+    /// Count directories, files and bytes under paths (HDFS `count`).
+    Count(namespace::Count),
     /// Create empty files.
     Touchz(namespace::Touchz),
     /// Delete files and directories.
@@ -62,6 +65,9 @@ enum Command {
     Setrep(namespace::Setrep),
     /// Copy local files or directories (`-` = stdin) into dfs.
     Put(data::Put),
+    /// Append local files (`-` = stdin), in order, to a dfs file (created if missing).
+    #[command(alias = "appendToFile")]
+    Append(append::Append),
     /// Copy a dfs file or directory to the local disk (`-` = stdout).
     Get(data::Get),
     /// Print files to stdout.
@@ -84,6 +90,7 @@ impl Command {
             Command::Mkdir(_) => "mkdir",
             Command::Ls(_) => "ls",
             Command::Stat(_) => "stat",
+            Command::Count(_) => "count",
             Command::Touchz(_) => "touchz",
             Command::Rm(_) => "rm",
             Command::Mv(_) => "mv",
@@ -91,6 +98,7 @@ impl Command {
             Command::Chown(_) => "chown",
             Command::Setrep(_) => "setrep",
             Command::Put(_) => "put",
+            Command::Append(_) => "append",
             Command::Get(_) => "get",
             Command::Cat(_) => "cat",
             Command::Checksum(_) => "checksum",
@@ -148,6 +156,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             Command::Mkdir(args) => args.run(&client, &mut outcome).await,
             Command::Ls(args) => args.run(&client, &mut outcome).await,
             Command::Stat(args) => args.run(&client, &mut outcome).await,
+            Command::Count(args) => args.run(&client, &mut outcome).await,
             Command::Touchz(args) => args.run(&client, &mut outcome).await,
             Command::Rm(args) => args.run(&client, &mut outcome).await,
             Command::Mv(args) => args.run(&client, &mut outcome).await,
@@ -155,6 +164,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             Command::Chown(args) => args.run(&client, &mut outcome).await,
             Command::Setrep(args) => args.run(&client, &mut outcome).await,
             Command::Put(args) => args.run(&client, &mut outcome).await,
+            Command::Append(args) => args.run(&client, &mut outcome).await,
             Command::Get(args) => args.run(&client, &mut outcome).await,
             Command::Cat(args) => args.run(&client, &mut outcome).await,
             Command::Checksum(args) => args.run(&client, &mut outcome).await,

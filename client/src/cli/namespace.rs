@@ -118,6 +118,27 @@ async fn targets(
 }
 
 #[derive(Debug, Args)]
+pub(super) struct Count {
+    /// Paths to count (files or directory trees).
+    #[arg(required = true)]
+    paths: Vec<String>,
+}
+
+impl Count {
+    /// HDFS's `count` columns: DIR_COUNT FILE_COUNT CONTENT_SIZE PATHNAME.
+    pub(super) async fn run(self, client: &DfsClient, outcome: &mut Outcome) {
+        for path in &self.paths {
+            if let Some(s) = outcome.check(client.content_summary(path).await) {
+                println!(
+                    "{:>12} {:>12} {:>18} {path}",
+                    s.directory_count, s.file_count, s.length
+                );
+            }
+        }
+    }
+}
+
+#[derive(Debug, Args)]
 pub(super) struct Stat {
     /// Print a JSON array of entries.
     #[arg(long)]
