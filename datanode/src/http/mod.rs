@@ -12,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::DatanodeConfig;
 use crate::data_path::DataPath;
 
+mod webhdfs;
+
 /// What HTTP handlers reach: the datanode's shared state.
 #[derive(Debug, Clone)]
 #[expect(dead_code, reason = "read by the routes that come next")]
@@ -28,7 +30,7 @@ pub(crate) struct HttpContext {
 
 /// Every HTTP route of the datanode.
 pub(crate) fn router(context: HttpContext) -> Router {
-    Router::new().with_state(context)
+    Router::new().merge(webhdfs::router()).with_state(context)
 }
 
 /// Serves `router` on `listener` until `shutdown`.
