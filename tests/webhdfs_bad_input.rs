@@ -6,102 +6,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cluster;
+mod http_wire;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
 use cluster::{MiniCluster, wait_until};
-use serde_json::Value;
-
-/// One HTTP answer.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    /// The `RemoteException`'s class name, after checking its shape.
-    fn exception(&self) -> String {
-        let json = self.json();
-        let e = &json["RemoteException"];
-        assert!(
-            e["javaClassName"].is_string() && e["message"].is_string(),
-            "not a RemoteException: {json}"
-        );
-        e["exception"].as_str().unwrap().to_owned()
-    }
-}
-
-fn addr_of(url: &str) -> SocketAddr {
-    url.trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    stream
-}
-
-/// Sends `raw` and reads the answer up to the close; `None` when the server
-/// closed the connection without one.
-fn exchange(addr: SocketAddr, raw: &[u8]) -> Option<Answer> {
-    let mut stream = connect(addr);
-    // A server may answer and close before taking all of a huge request.
-    let _ = stream.write_all(raw);
-    let mut bytes = Vec::new();
-    let _ = stream.read_to_end(&mut bytes);
-    parse(&bytes)
-}
-
-fn parse(bytes: &[u8]) -> Option<Answer> {
-    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&bytes[..end]);
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    Some(Answer {
-        status,
-        headers,
-        body: bytes[end + 4..].to_vec(),
-    })
-}
-
-fn get(addr: SocketAddr, target: &str) -> Answer {
-    let raw = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    exchange(addr, raw.as_bytes()).unwrap_or_else(|| panic!("no answer to GET {target:.100}"))
-}
-
-fn put(addr: SocketAddr, target: &str) -> Answer {
-    let raw = format!(
-        "PUT {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    exchange(addr, raw.as_bytes()).unwrap_or_else(|| panic!("no answer to PUT {target:.100}"))
-}
+use http_wire::{addr_of, connect, exchange, get, put};
 
 /// The datanode URL (address, path and query) a namenode redirects a CREATE to.
 fn create_location(nn: SocketAddr, path: &str, user: &str) -> (SocketAddr, String) {
