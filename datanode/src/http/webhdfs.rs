@@ -18,9 +18,10 @@
 //!   bytes every replica acknowledged (as HDFS does for a writer that dies).
 //! - The upload runs in a task of the datanode's tracker, not in the
 //!   request future: a connection that drops mid-body still gets its
-//!   clean-up.
+//!   clean-up. A body that stalls for [`BODY_IDLE_TIMEOUT`] counts as broken.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -35,6 +36,10 @@ use dfs_proto::webhdfs::{PREFIX, RemoteException};
 use futures::StreamExt;
 
 use super::HttpContext;
+
+/// Longest wait for the next piece of an upload's body: a client that went
+/// silent (no FIN, no RST) must not hold a file open for ever.
+const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The WebHDFS routes of the datanode.
 pub(crate) fn router() -> Router<HttpContext> {
@@ -174,7 +179,13 @@ impl UploadError {
 /// Streams `body` into `out` and closes it (completing the file).
 async fn upload(out: &mut OutputStream, body: Body) -> Result<u64, UploadError> {
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let next = tokio::time::timeout(BODY_IDLE_TIMEOUT, stream.next())
+            .await
+            .map_err(|_| {
+                UploadError::Body(format!("no data for {} s", BODY_IDLE_TIMEOUT.as_secs()))
+            })?;
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| UploadError::Body(e.to_string()))?;
         out.write(&chunk).await.map_err(UploadError::Write)?;
     }
