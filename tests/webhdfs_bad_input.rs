@@ -156,6 +156,30 @@ fn bad_requests_get_remote_exceptions_and_nodes_stay_up() {
             (a.status, a.exception().as_str()),
             (404, "FileNotFoundException")
         );
+        let message = a.json()["RemoteException"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(message, "File /user/alice/nothing does not exist.");
+        // LISTSTATUS of a file: the file itself, with an empty pathSuffix.
+        let a = get(
+            nn,
+            "/webhdfs/v1/user/alice/small?op=LISTSTATUS&user.name=alice",
+        );
+        let entries = a.json()["FileStatuses"]["FileStatus"].clone();
+        assert_eq!(entries.as_array().unwrap().len(), 1, "{entries}");
+        assert_eq!(entries[0]["pathSuffix"], "");
+        assert_eq!(entries[0]["type"], "FILE");
+        let a = get(nn, "/webhdfs/v1/?op=GETHOMEDIRECTORY&user.name=alice");
+        assert_eq!(a.json()["Path"], "/user/alice");
+        let a = get(nn, "/webhdfs/v1/user?op=GETCONTENTSUMMARY&user.name=alice");
+        let summary = a.json()["ContentSummary"].clone();
+        assert_eq!(
+            (summary["fileCount"].as_u64(), summary["length"].as_u64()),
+            (Some(1), Some(10)),
+            "{summary}"
+        );
+        assert_eq!(summary["quota"], -1);
     }
 
     eprintln!("--- a follower answers StandbyException");
