@@ -2,7 +2,8 @@
 //! `..` in a path, a 1 MB query string, garbage bodies, a client that
 //! vanishes mid-upload. Every one gets a `RemoteException` with Hadoop's
 //! status code or a closed connection, never a panic: every node is still
-//! alive afterwards, and no broken upload leaves a file behind.
+//! alive afterwards, no broken upload leaves a file behind, and a broken
+//! append leaves only bytes its client sent, once lease recovery closes it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cluster;
@@ -41,6 +42,7 @@ fn bad_requests_get_remote_exceptions_and_nodes_stay_up() {
         .rack(2)
         .rack(1)
         .block_size(1024 * 1024)
+        .lease_limits(Duration::from_secs(1), Duration::from_secs(2))
         .start();
     let leader = cluster.wait_for_leader(Duration::from_secs(30));
     let nn = addr_of(&cluster.http_url(&leader));
@@ -295,6 +297,56 @@ fn bad_requests_get_remote_exceptions_and_nodes_stay_up() {
             "{names:?}"
         );
         assert!(names.contains(&"chunked"), "{names:?}");
+    }
+
+    eprintln!("--- an append whose client vanishes is left to lease recovery: acked bytes only");
+    {
+        let a = exchange(
+            nn,
+            format!("POST /webhdfs/v1/user/alice/small?op=APPEND&user.name=alice HTTP/1.1\r\nHost: {nn}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(a.status, 307, "{a:?}");
+        let (dn, target) = http_wire::split_location(a.header("Location").unwrap());
+        let mut stream = connect(dn);
+        let head = format!(
+            "POST {target} HTTP/1.1\r\nHost: {dn}\r\nContent-Length: {}\r\n\r\n",
+            10 << 20
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        for _ in 0..48 {
+            stream.write_all(&chunk).unwrap();
+        }
+        wait_until(
+            "the append holds the lease",
+            Duration::from_secs(20),
+            || cluster.fsck("/user/alice/small")["files"][0]["under_construction"] == true,
+        );
+        stream.shutdown(Shutdown::Both).unwrap();
+        drop(stream);
+        wait_until(
+            "lease recovery closes the file",
+            Duration::from_secs(30),
+            || cluster.fsck("/user/alice/small")["files"][0]["under_construction"] == false,
+        );
+        let out = cluster.dfs("alice", &["get", "/user/alice/small", "-"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bytes = out.stdout;
+        assert!(
+            bytes.len() >= 10 && bytes.len() <= 10 + (3 << 20),
+            "{}",
+            bytes.len()
+        );
+        assert_eq!(&bytes[..10], b"0123456789", "the original bytes");
+        assert!(
+            bytes[10..].iter().all(|b| *b == 7),
+            "only bytes the client sent"
+        );
     }
 
     eprintln!("--- every node is alive and the cluster still works");
