@@ -6,6 +6,7 @@ local files named after their sizes), BLOCK (the block size)."""
 
 import os
 import sys
+import tempfile
 
 from hdfs import HdfsError, InsecureClient
 
@@ -144,6 +145,14 @@ admin = InsecureClient(urls, user=superuser)
 admin.set_owner(f"{home}/w/renamed", owner=other_user, group="staff")
 st = client.status("w/renamed")
 check(st["owner"] == other_user and st["group"] == "staff", f"set_owner {st}")
+
+# HdfsCLI's own upload and download helpers, over the same operations.
+client.upload("w/uploaded", os.path.join(data_dir, big), chunk_size=100_000)
+with tempfile.TemporaryDirectory() as tmp:
+    downloaded = client.download("w/uploaded", os.path.join(tmp, "down"))
+    with open(downloaded, "rb") as f:
+        check(f.read() == local(big), "upload then download")
+check(client.delete("w/uploaded") is True, "delete uploaded")
 
 # A missing path: HdfsCLI's "does not exist", and its strict=False.
 error = refused(lambda: client.status("w/missing"), "FileNotFoundException", "does not exist")
