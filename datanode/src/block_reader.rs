@@ -175,6 +175,8 @@ fn stream_range(
             if tx.blocking_send(Ok(packet)).is_err() {
                 return;
             }
+            dp.events.read_packets.inc();
+            dp.events.read_bytes.inc_by(n as u64);
             sent += n;
         }
         at = start + data.len() as u64;

@@ -16,6 +16,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::block_access::BlockAccess;
 use crate::block_store::BlockStore;
+use crate::metrics::Events;
 use crate::reports::ReportHub;
 
 /// Largest gRPC message on the data path: a packet is 64 KiB of data plus
@@ -74,6 +75,8 @@ pub(crate) struct DataPath {
     pub(crate) shutdown: CancellationToken,
     /// Block keys and the token check every transfer passes first.
     pub(crate) access: BlockAccess,
+    /// What transfers count as they happen (bytes, packets, pipelines).
+    pub(crate) events: Events,
 }
 
 impl DataPath {

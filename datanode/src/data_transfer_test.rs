@@ -73,6 +73,7 @@ impl Node {
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             access: crate::block_access::BlockAccess::new(false),
+            events: crate::metrics::Events::default(),
         });
         let served = Arc::clone(&dp);
         runtime.spawn(async move {

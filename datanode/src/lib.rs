@@ -10,6 +10,7 @@
 //! - `scanner`: verifies every finalized replica against its checksums, throttled, once a period.
 //! - `transfer`: this node as a writer: re-replication and rbw copies to replacements.
 //! - `service`: the DataTransfer gRPC service, a thin adapter over the three above.
+//! - `metrics`: the Prometheus metrics `/metrics` serves (a collector, and the events transfers count).
 //! - `http`: the HTTP face (WebHDFS data transfers, `/metrics`, status page).
 //! - `reports`: replica changes queued for each namenode's incremental reports.
 //! - `namenode_actor`: registration, heartbeats, block reports and commands, one actor per namenode.
@@ -23,6 +24,7 @@ mod data_path;
 mod error;
 mod http;
 mod identity;
+mod metrics;
 mod namenode_actor;
 mod pipeline;
 mod reports;

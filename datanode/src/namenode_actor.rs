@@ -15,7 +15,7 @@
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::block_store::{self, ReplicaInfo};
+use crate::block_store::{self, BlockStore, ReplicaInfo};
 use crate::data_path::DataPath;
 use crate::pipeline::Target;
 use crate::reports::{Change, Pending, ReportQueue};
@@ -172,7 +172,7 @@ async fn register(
     let request = v1::RegisterDatanodeRequest {
         datanode_id: me.id.to_string(),
         transfer_port,
-        storage: Some(storage_report(me, link)),
+        storage: Some(storage_report(&me.data_dir, &link.dp.store)),
         software_version: env!("CARGO_PKG_VERSION").to_owned(),
         http_port: me.http_addr.map_or(0, |a| u32::from(a.port())),
         proof: me.proof(RequestKind::Register, transfer_port),
@@ -217,7 +217,7 @@ async fn serve_until_reregister(
             _ = beats.tick() => {
                 let request = v1::HeartbeatRequest {
                     datanode_id: me.id.to_string(),
-                    storage: Some(storage_report(me, link)),
+                    storage: Some(storage_report(&me.data_dir, &link.dp.store)),
                     active_transfers: link.dp.active.load(Ordering::Relaxed),
                     proof: me.proof(RequestKind::Heartbeat, 0),
                 };
@@ -531,14 +531,14 @@ async fn replicate(dp: Arc<DataPath>, order: CopyOrder) {
 }
 
 /// Capacity and free space of the data dir's file system; `used` counts
-/// replica data and meta files.
-fn storage_report(me: &Identity, link: &Link) -> v1::StorageReport {
-    match nix::sys::statvfs::statvfs(&me.data_dir) {
+/// replica data and meta files (what heartbeats and `/metrics` report).
+pub(crate) fn storage_report(data_dir: &Path, store: &BlockStore) -> v1::StorageReport {
+    match nix::sys::statvfs::statvfs(data_dir) {
         Ok(stat) => {
             let frag = stat.fragment_size();
             v1::StorageReport {
                 capacity: stat.blocks().saturating_mul(frag),
-                used: link.dp.store.used_bytes(),
+                used: store.used_bytes(),
                 remaining: stat.blocks_available().saturating_mul(frag),
             }
         }
@@ -595,6 +595,7 @@ mod tests {
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
                 access: crate::block_access::BlockAccess::new(false),
+                events: crate::metrics::Events::default(),
             }),
             queue: queues.remove(0),
             corrupt_at_start: Arc::new([]),

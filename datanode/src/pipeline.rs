@@ -81,6 +81,7 @@ use tracing::Instrument;
 
 use crate::block_store::{self, BlockStore, RbwWriter};
 use crate::data_path::{ActiveTransfer, DataPath, WriterGuard};
+use crate::metrics::{Events, FoundBy};
 use crate::reports::ReportHub;
 
 /// Packets queued between the receiver and the disk task.
@@ -239,6 +240,10 @@ async fn start(
         tracing::warn!(client = %header.client_name, acked_length, finalized = writer.finalized_floor(),
             "recovery below a finalized replica's length: its bytes are kept, not cut back");
     }
+    dp.events.pipelines.inc();
+    if matches!(setup, Setup::Recover { .. }) {
+        dp.events.pipeline_recoveries.inc();
+    }
     let cancel = dp.shutdown.child_token();
     let replica = OpenReplica {
         writer,
@@ -289,6 +294,7 @@ async fn start(
         broken: false,
         store: Arc::clone(&dp.store),
         reports: dp.reports.clone(),
+        events: dp.events.clone(),
     };
     let acker = Acker {
         local: local_rx,
@@ -500,6 +506,8 @@ struct DiskTask {
     store: Arc<BlockStore>,
     /// Where a replica left behind is announced.
     reports: ReportHub,
+    /// Packets, bytes and checksum errors.
+    events: Events,
 }
 
 impl DiskTask {
@@ -559,10 +567,18 @@ impl DiskTask {
                     Ok(())
                 }
             });
+        if written.is_ok() {
+            self.events.written_packets.inc();
+            self.events.written_bytes.inc_by(packet.data.len() as u64);
+        }
         match written {
             Ok(()) if packet.is_last => (Ok(AckStatus::Success), self.replica.take()),
             Ok(()) => (Ok(AckStatus::Success), None),
             Err(block_store::Error::ChecksumMismatch { offset, .. }) => {
+                self.events
+                    .checksum_errors
+                    .get_or_create(&FoundBy::PIPELINE)
+                    .inc();
                 tracing::warn!(offset, "packet failed its checksum");
                 self.broken = true;
                 (Ok(AckStatus::ErrorChecksum), None)

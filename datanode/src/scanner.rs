@@ -78,6 +78,7 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use crate::block_store::{self, BlockStore, ReplicaInfo};
+use crate::metrics::{Events, FoundBy};
 use crate::reports::ReportHub;
 
 /// Longest time between two reads of the store's replica list.
@@ -105,15 +106,19 @@ pub(crate) struct BlockScanner {
     schedule: Schedule,
     throttle: Throttle,
     sleeper: Sleeper,
+    /// Replicas and bytes verified, checksum errors found.
+    events: Events,
 }
 
 impl BlockScanner {
-    /// A scanner of `store` that reports corrupt replicas to `reports`; it
-    /// sleeps on `runtime`'s timer and stops at `shutdown`.
+    /// A scanner of `store` that reports corrupt replicas to `reports` and
+    /// counts its progress in `events`; it sleeps on `runtime`'s timer and
+    /// stops at `shutdown`.
     pub(crate) fn new(
         store: Arc<BlockStore>,
         reports: ReportHub,
         settings: ScanSettings,
+        events: Events,
         runtime: Handle,
         shutdown: CancellationToken,
     ) -> Self {
@@ -123,6 +128,7 @@ impl BlockScanner {
             schedule: Schedule::new(settings.period),
             throttle: Throttle::new(settings.bytes_per_second, Instant::now()),
             sleeper: Sleeper { runtime, shutdown },
+            events,
         }
     }
 
@@ -189,6 +195,8 @@ impl BlockScanner {
             Ok(ControlFlow::Continue(())) => {
                 tracing::debug!(block = %opened.block, gen_stamp = %opened.gen_stamp, length = opened.length, "replica verified");
                 self.schedule.scanned(opened.block, Instant::now());
+                self.events.scanned_replicas.inc();
+                self.events.scanned_bytes.inc_by(opened.length);
             }
             Ok(ControlFlow::Break(())) => return ControlFlow::Break(()),
             // The open files outlive a delete, but a recovery rewrites them
@@ -205,7 +213,14 @@ impl BlockScanner {
     /// Logs a failed verification of `info`, reports it if it is corrupt,
     /// and tells the schedule when to try it again.
     fn record_failure(&mut self, info: ReplicaInfo, e: block_store::Error) {
-        if report_failure(&self.reports, info, e) == Failure::Gone {
+        let failure = report_failure(&self.reports, info, e);
+        if failure == Failure::Corrupt {
+            self.events
+                .checksum_errors
+                .get_or_create(&FoundBy::SCANNER)
+                .inc();
+        }
+        if failure == Failure::Gone {
             self.schedule.forget(info.block);
         } else {
             self.schedule.scanned(info.block, Instant::now());

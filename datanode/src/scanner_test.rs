@@ -258,6 +258,7 @@ fn scanner(settings: ScanSettings) -> (TempDir, BlockScanner, Arc<ReportQueue>) 
         Arc::new(store),
         hub,
         settings,
+        crate::metrics::Events::default(),
         Handle::current(),
         CancellationToken::new(),
     );

@@ -21,6 +21,7 @@ use crate::data_path::{DataPath, TransferSettings, Writers};
 use crate::error::Error;
 use crate::http::{self, HttpContext};
 use crate::identity;
+use crate::metrics::{self, DatanodeMetrics, Events};
 use crate::namenode_actor::{self, Identity, Link};
 use crate::reports::ReportHub;
 use crate::scanner::BlockScanner;
@@ -78,15 +79,25 @@ pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<
     let transfer_addr = listener.local_addr()?;
     let (reports, queues) = ReportHub::new(config.namenodes.len());
     let tasks = TaskTracker::new();
+    let store = Arc::new(store);
+    let active = Arc::new(AtomicU32::new(0));
+    let events = Events::default();
+    let metrics = Arc::new(DatanodeMetrics::new(metrics::Sources {
+        store: Arc::clone(&store),
+        active: Arc::clone(&active),
+        data_dir: config.data_dir.clone(),
+        events: events.clone(),
+    }));
     let dp = Arc::new(DataPath {
-        store: Arc::new(store),
+        store,
         reports,
         writers: Arc::new(Writers::default()),
-        active: Arc::new(AtomicU32::new(0)),
+        active,
         settings: TransferSettings::new(transfer_addr.ip(), id.to_string()),
         tasks: tasks.clone(),
         shutdown: shutdown.child_token(),
         access: BlockAccess::new(config.block_access_token_enable),
+        events,
     });
     tasks.spawn(serve_transfers(
         listener,
@@ -99,6 +110,7 @@ pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<
                 Arc::clone(&dp.store),
                 dp.reports.clone(),
                 settings,
+                dp.events.clone(),
                 Handle::current(),
                 shutdown.child_token(),
             );
@@ -150,6 +162,7 @@ pub async fn run(config: DatanodeConfig, shutdown: CancellationToken) -> Result<
             transfer_addr,
             http_address,
             started: SystemTime::now(),
+            metrics,
         };
         tracing::info!(%http_address, "datanode http serving");
         tasks.spawn(http::serve(
@@ -194,6 +207,7 @@ pub(crate) async fn serve_transfers(
     });
     let served = tonic::transport::Server::builder()
         .max_frame_size(crate::data_path::MAX_FRAME)
+        .layer(dp.events.rpc.layer())
         .add_service(DataTransferService::server(dp))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
         .await;

@@ -13,6 +13,7 @@
 //!   the peer task that runs them (the namespace's only writer).
 //! - `retry_cache`: writes retried after a failover apply at most once.
 //! - `service`: thin gRPC adapters over the above.
+//! - `metrics`: the Prometheus metrics `/metrics` serves (collectors, journal histograms).
 //! - `http`: the HTTP face (WebHDFS, `/metrics`, status pages) over the same state.
 //! - [`config`]: the namenode's TOML configuration.
 //! - `server`: wires it all together; [`run`] is the binary's entry point.
@@ -26,6 +27,7 @@ mod groups;
 mod http;
 mod journal;
 mod lease;
+mod metrics;
 mod namespace;
 mod namesystem;
 mod quorum;

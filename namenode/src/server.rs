@@ -24,6 +24,7 @@ use crate::groups::GroupMapping;
 use crate::http::{self, HttpContext};
 use crate::journal::{self, JournalOptions};
 use crate::lease::{self, Leases};
+use crate::metrics::{self, JournalMetrics, NamenodeMetrics};
 use crate::namespace::{Caller, PermissionPolicy};
 use crate::namesystem::{Namesystem, Replica, WRITE_QUEUE};
 use crate::quorum::RoleStatus;
@@ -51,10 +52,12 @@ pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<
         );
     }
     std::fs::create_dir_all(&settings.data_dir)?;
+    let journal_metrics = JournalMetrics::default();
     let (journal, recovered) = journal::open(
         &settings.data_dir.join("journal"),
         JournalOptions {
             accept_shorter_log: settings.accept_shorter_journal,
+            metrics: journal_metrics.clone(),
             ..JournalOptions::default()
         },
     )?;
@@ -121,6 +124,17 @@ pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<
         groups: Arc::new(GroupMapping::new(settings.groups.clone())),
         leases,
     };
+    let quorum = QuorumService {
+        events: events_tx,
+        next_conn: Arc::default(),
+    };
+    let metrics = Arc::new(NamenodeMetrics::new(metrics::Sources {
+        namesystem: namesystem.clone(),
+        blocks: blocks.clone(),
+        role: role.clone(),
+        quorum: quorum.clone(),
+        journal: journal_metrics,
+    }));
     if let Some(http_address) = settings.http_address {
         let listener = TcpListener::bind(http_address).await?;
         let http_address = listener.local_addr()?;
@@ -132,6 +146,7 @@ pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<
             settings: settings.clone(),
             http_address,
             started: SystemTime::now(),
+            metrics: metrics.clone(),
         };
         tracing::info!(%http_address, "namenode http serving");
         tasks.spawn(http::serve(
@@ -146,16 +161,13 @@ pub async fn run(config: NamenodeConfig, shutdown: CancellationToken) -> Result<
         secret,
         keys,
     };
-    let quorum = QuorumService {
-        events: events_tx,
-        next_conn: Arc::default(),
-    };
     let listener = TcpListener::bind(settings.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, sid = %settings.quorum.me, superuser = %settings.superuser, "namenode serving");
     println!("ready {addr}");
 
     let served = tonic::transport::Server::builder()
+        .layer(metrics.rpc_layer())
         .add_service(ClientProtocolServer::with_interceptor(
             client,
             only_the_leader(role),

@@ -95,6 +95,14 @@ pub(crate) struct ReplicaInfo {
     pub(crate) length: u64,
 }
 
+/// Replicas held by state (see [`BlockStore::replica_counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ReplicaCounts {
+    pub(crate) finalized: u64,
+    /// Being written, or left unfinalized by a pipeline that stopped.
+    pub(crate) rbw: u64,
+}
+
 /// Which life-cycle state a replica's files were found in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReplicaState {
@@ -687,6 +695,15 @@ impl BlockStore {
         }
         let writer = self.recover_rbw(block, gs, gs, length)?;
         self.finalize(writer)
+    }
+
+    /// How many replicas the store holds in each state.
+    pub(crate) fn replica_counts(&self) -> ReplicaCounts {
+        let state = self.lock();
+        ReplicaCounts {
+            finalized: state.finalized.len() as u64,
+            rbw: state.rbw.len() as u64,
+        }
     }
 
     /// Bytes of data and meta files held, finalized and rbw.

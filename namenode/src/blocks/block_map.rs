@@ -73,6 +73,18 @@ pub(crate) enum Command {
     Verify { block: BlockId, gen_stamp: GenStamp },
 }
 
+/// How the complete blocks of the namespace stand, as HDFS counts them
+/// (see [`BlockMap::judge`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct BlockHealth {
+    /// Some healthy replicas, fewer than the file's replication.
+    pub(crate) under_replicated: u64,
+    /// At least one replica known corrupt (whether or not a good one is left).
+    pub(crate) corrupt: u64,
+    /// No healthy replica at all.
+    pub(crate) missing: u64,
+}
+
 /// What a reader's report of a bad replica did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Suspicion {
@@ -481,6 +493,40 @@ impl BlockMap {
                 .filter(|rep| rep.gen_stamp == gen_stamp)
                 .count()
         })
+    }
+
+    /// Replica deletions queued and not yet handed to their datanode
+    /// (HDFS's pending-deletion blocks).
+    pub(crate) fn pending_deletions(&self) -> u64 {
+        self.commands
+            .values()
+            .flatten()
+            .filter(|c| matches!(c, Command::Delete { .. }))
+            .count() as u64
+    }
+
+    /// Adds one complete block of the namespace (generation `gen_stamp`,
+    /// wanting `replication` replicas) to `health`.
+    pub(crate) fn judge(
+        &self,
+        health: &mut BlockHealth,
+        block: BlockId,
+        gen_stamp: GenStamp,
+        replication: u16,
+    ) {
+        let healthy = self.healthy_count(block, gen_stamp);
+        let corrupt = self
+            .blocks
+            .get(&block)
+            .is_some_and(|r| !r.corrupt.is_empty());
+        if healthy == 0 {
+            health.missing += 1;
+        } else if healthy < usize::from(replication) {
+            health.under_replicated += 1;
+        }
+        if corrupt {
+            health.corrupt += 1;
+        }
     }
 
     /// Drops every queued command.

@@ -369,3 +369,32 @@ fn freed_blocks_are_deleted_everywhere_and_dead_nodes_forgotten() {
     map.remove_datanode(&dn("b"));
     assert_eq!(map.blocks().count(), 0);
 }
+
+#[test]
+fn health_counts_missing_under_replicated_corrupt_and_pending_deletions() {
+    let mut map = BlockMap::default();
+    // Block 1: three healthy. Block 2: one healthy, one stale (corrupt).
+    // Block 3: nobody. Block 500: unknown to the namespace, so deleted.
+    for node in ["a", "b", "c"] {
+        map.received(&dn(node), rep(1, 5, 10), known);
+    }
+    map.received(&dn("a"), rep(2, 5, 10), known);
+    map.received(&dn("b"), rep(2, 4, 10), known);
+    map.received(&dn("c"), rep(500, 1, 10), known);
+    let mut health = BlockHealth::default();
+    for block in [1, 2, 3] {
+        map.judge(&mut health, BlockId(block), GenStamp(5), 3);
+    }
+    assert_eq!(
+        health,
+        BlockHealth {
+            under_replicated: 1,
+            corrupt: 1,
+            missing: 1
+        }
+    );
+    // The stale replica of 2 and the unknown 500 wait for their heartbeat.
+    assert_eq!(map.pending_deletions(), 2);
+    map.take_commands(&dn("c"));
+    assert_eq!(map.pending_deletions(), 1);
+}

@@ -7,12 +7,18 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::encoding::prometheus_text::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::blocks::manager::BlockManager;
 use crate::config::Settings;
+use crate::metrics::NamenodeMetrics;
 use crate::namesystem::Namesystem;
 use crate::quorum::RoleStatus;
 use crate::service::ClientService;
@@ -32,11 +38,30 @@ pub(crate) struct HttpContext {
     /// This server's own address, for links and redirects.
     pub(crate) http_address: SocketAddr,
     pub(crate) started: SystemTime,
+    /// What `/metrics` serves; its WebHDFS layer wraps every route.
+    pub(crate) metrics: Arc<NamenodeMetrics>,
 }
 
 /// Every HTTP route of the namenode.
 pub(crate) fn router(context: HttpContext) -> Router {
-    Router::new().merge(webhdfs::router()).with_state(context)
+    let webhdfs_metrics = context.metrics.webhdfs_layer();
+    Router::new()
+        .route("/metrics", get(metrics))
+        .merge(webhdfs::router())
+        // Last, so that it wraps every route above it.
+        .layer(webhdfs_metrics)
+        .with_state(context)
+}
+
+/// `GET /metrics`: the Prometheus text exposition format.
+async fn metrics(State(context): State<HttpContext>) -> Response {
+    match context.metrics.render().await {
+        Ok(text) => ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "encoding metrics failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 /// Serves `router` on `listener` until `shutdown`.

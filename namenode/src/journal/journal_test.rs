@@ -518,13 +518,13 @@ async fn keeping_one_snapshot_truncates_the_whole_covered_log() {
         ..JournalOptions::default()
     };
     {
-        let (journal, _) = open_with(dir, options);
+        let (journal, _) = open_with(dir, options.clone());
         append_all(&journal, 1..=5).await;
         journal.checkpoint(z(5), b"five".to_vec()).await.unwrap();
         assert_eq!(files(dir), vec![snapshot::file_name(z(5))]);
     }
     {
-        let (journal, recovered) = open_with(dir, options);
+        let (journal, recovered) = open_with(dir, options.clone());
         assert_eq!(recovered.snapshot, Some((z(5), b"five".to_vec())));
         assert!(recovered.txns.is_empty());
         assert_eq!(journal.last_zxid(), z(5));

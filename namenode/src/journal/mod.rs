@@ -115,6 +115,7 @@ use tokio::sync::oneshot;
 use tracing::{error, info};
 
 use crate::error::Error;
+use crate::metrics::JournalMetrics;
 use crate::txn::Zxid;
 
 use writer::{Command, Writer};
@@ -123,7 +124,7 @@ use writer::{Command, Writer};
 const LOCK_FILE: &str = "journal.lock";
 
 /// Tuning for [`open`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct JournalOptions {
     /// Most records (and checkpoints) written per fsync; default 1024, at least 1.
     pub(crate) max_batch: usize,
@@ -132,6 +133,8 @@ pub(crate) struct JournalOptions {
     /// Start even when the log ends before the `seen_zxid` marker (the
     /// operator accepts the loss); default false.
     pub(crate) accept_shorter_log: bool,
+    /// Where the writer records its group commits (fsync time, batch size).
+    pub(crate) metrics: JournalMetrics,
 }
 
 impl Default for JournalOptions {
@@ -140,6 +143,7 @@ impl Default for JournalOptions {
             max_batch: 1024,
             snapshots_to_keep: 2,
             accept_shorter_log: false,
+            metrics: JournalMetrics::default(),
         }
     }
 }
@@ -196,6 +200,8 @@ struct Shared {
     poisoned: OnceLock<String>,
     /// Every fsync the writer issued (files and directory).
     fsyncs: AtomicU64,
+    /// Group commits, as metrics see them.
+    metrics: JournalMetrics,
     /// The durable log's zxids, for [`Journal::log_view`].
     index: Mutex<LogIndex>,
     /// Fault injection and pacing for tests.
@@ -258,6 +264,7 @@ pub(crate) fn open(dir: &Path, options: JournalOptions) -> Result<(Journal, Reco
     let last_zxid = state.last_zxid;
     let shared = Arc::new(Shared {
         last_zxid: AtomicU64::new(last_zxid.0),
+        metrics: options.metrics.clone(),
         ..Shared::default()
     });
     let writer = Writer::new(

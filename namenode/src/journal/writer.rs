@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
+use std::time::Instant;
 
 use nix::fcntl::Flock;
 use tokio::sync::oneshot;
@@ -254,6 +255,10 @@ impl Writer {
         self.opens_segment = None;
         match result {
             Ok(()) => {
+                self.shared
+                    .metrics
+                    .txns_per_fsync
+                    .observe(staged.len() as f64);
                 self.last_durable = last;
                 self.shared.last_zxid.store(last.0, Ordering::Release);
                 if let Some(segment) = self.segments.last_mut() {
@@ -314,7 +319,12 @@ impl Writer {
         file.write_all(&self.buf)?;
         #[cfg(test)]
         self.shared.hooks.fail_if(super::FailPoint::Sync)?;
+        let started = Instant::now();
         file.sync_data()?;
+        self.shared
+            .metrics
+            .fsync
+            .observe(started.elapsed().as_secs_f64());
         self.shared.count_fsync();
         if opens_segment.is_some() {
             sync_dir(&self.dir)?;

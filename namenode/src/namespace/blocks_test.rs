@@ -919,3 +919,35 @@ proptest! {
         prop_assert_eq!(walked, image.block_ids().count());
     }
 }
+
+#[test]
+fn the_census_counts_inodes_and_offers_only_blocks_of_final_length() {
+    let mut f = Fixture::new();
+    f.ok(mkdir_p("/a/b"), &hdfs());
+    f.ok(create("/a/done"), &hdfs());
+    let first = f.add("/a/done", None);
+    let second = f.add("/a/done", written(first, MIB));
+    f.ok(complete("/a/done", CLIENT, written(second, 7)), &hdfs());
+    f.ok(create("/a/b/open"), &hdfs());
+    let open_first = f.add("/a/b/open", None);
+    let open_second = f.add("/a/b/open", written(open_first, MIB));
+
+    let mut offered = Vec::new();
+    let census =
+        f.ns.census(|block, replication| offered.push((block.id, replication)));
+    assert_eq!(
+        census,
+        Census {
+            files: 2,
+            directories: 3,
+            blocks: 4,
+            files_under_construction: 1,
+        }
+    );
+    // The open file's last block is still being written: not judged yet.
+    offered.sort();
+    let mut expected = vec![(first.id, 3), (second.id, 3), (open_first.id, 3)];
+    expected.sort();
+    assert_eq!(offered, expected);
+    assert!(!offered.iter().any(|(id, _)| *id == open_second.id));
+}

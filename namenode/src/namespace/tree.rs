@@ -240,6 +240,11 @@ impl Tree {
         self.inodes.len() as u64
     }
 
+    /// Every inode, linked ones only (the tree holds no others), in id order.
+    pub(crate) fn inodes(&self) -> impl Iterator<Item = &Inode> + '_ {
+        self.inodes.values()
+    }
+
     /// The inode with this id.
     pub(crate) fn get(&self, id: InodeId) -> Option<&Inode> {
         self.inodes.get(&id)

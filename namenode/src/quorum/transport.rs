@@ -88,13 +88,24 @@ impl QuorumProtocol for QuorumService {
         &self,
         _request: Request<v1::GetPeerStatusRequest>,
     ) -> Result<Response<v1::PeerStatus>, Status> {
+        self.peer_status().await.map(Response::new)
+    }
+}
+
+impl QuorumService {
+    /// This namenode's quorum status, from the peer task (what
+    /// `GetPeerStatus` answers; `/metrics` reads it too).
+    ///
+    /// # Errors
+    /// `UNAVAILABLE` when the peer task is busy or stopping.
+    pub(crate) async fn peer_status(&self) -> Result<v1::PeerStatus, Status> {
         let (reply, status) = oneshot::channel();
         let busy = || Status::unavailable("the quorum peer is busy or stopping");
         self.events
             .send(Event::Status(reply))
             .await
             .map_err(|_| busy())?;
-        Ok(Response::new(status.await.map_err(|_| busy())?))
+        status.await.map_err(|_| busy())
     }
 }
 
