@@ -302,15 +302,7 @@ impl DfsClient {
             .map(|b| (b, GenStamp(reply.previous_gen_stamp)));
         let lease = self.leases.open_file(self, soft_limit);
         // A new block follows the file's last one, which AddBlock must name.
-        let last = match reopened {
-            Some(_) => None,
-            None => self
-                .block_locations(path, 0, 0)
-                .await?
-                .blocks
-                .last()
-                .map(|b| b.block),
-        };
+        let last = reply.previous_block.as_ref().map(Block::from_wire);
         OutputStream::append(self.clone(), status, lease, reopened, last).await
     }
 

@@ -4,6 +4,7 @@
 //! `mkdir: '/a/b': No such file or directory`.
 
 use std::io;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use dfs_proto::status::ErrorKind;
@@ -163,7 +164,8 @@ pub enum Error {
     /// Create over a file that another client (or, without overwrite, the
     /// same client) is still writing (HDFS `AlreadyBeingCreatedException`).
     #[error(
-        "Failed to {op} {path} for {client} because this file lease is currently owned by {holder}"
+        "Failed to {op} {path} for {client}{} because this file lease is currently owned by {holder}{}",
+        on(.client_addr), on(.holder_addr)
     )]
     AlreadyBeingCreated {
         /// HDFS's name of the refused operation: `CREATE_FILE` or `APPEND_FILE`.
@@ -172,14 +174,19 @@ pub enum Error {
         path: String,
         /// The client that asked.
         client: String,
+        /// Where it asked from, when known.
+        client_addr: Option<IpAddr>,
         /// The client writing the file.
         holder: String,
+        /// Where the holder last renewed its lease from, when known.
+        holder_addr: Option<IpAddr>,
     },
     /// Create over a file whose writer's lease passed its soft limit: the
     /// namenode has started recovering the file; retry shortly (HDFS
     /// `RecoveryInProgressException`).
     #[error(
-        "Failed to {op} {path} for {client} because lease recovery is in progress (the lease of {holder} expired). Try again later."
+        "Failed to {op} {path} for {client}{} because lease recovery is in progress (the lease of {holder} expired). Try again later.",
+        on(.client_addr)
     )]
     RecoveryInProgress {
         /// HDFS's name of the refused operation: `CREATE_FILE` or `APPEND_FILE`.
@@ -188,6 +195,8 @@ pub enum Error {
         path: String,
         /// The client that asked.
         client: String,
+        /// Where it asked from, when known.
+        client_addr: Option<IpAddr>,
         /// The client whose lease expired.
         holder: String,
     },
@@ -320,6 +329,11 @@ fn not_leader(leader: Option<&std::net::SocketAddr>) -> String {
             "no leader: an election is under way or no quorum of namenodes is reachable".to_owned()
         }
     }
+}
+
+/// HDFS's " on ADDRESS" after a client name, when the address is known.
+fn on(addr: &Option<IpAddr>) -> String {
+    addr.map(|a| format!(" on {a}")).unwrap_or_default()
 }
 
 fn lease_state(holder: Option<&str>, client: &str) -> String {

@@ -92,6 +92,7 @@ impl Namesystem {
                     length: (!owner.is_last_under_construction).then_some(owner.record.length),
                     replication: owner.replication,
                     block_size: owner.block_size,
+                    reopened_from: owner.reopened_from,
                 })
             })
         })

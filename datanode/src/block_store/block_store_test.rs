@@ -1092,3 +1092,18 @@ fn an_append_inside_a_partial_last_chunk_extends_its_stored_checksum() {
     store.finalize(w).expect("finalize");
     assert_eq!(read_block(&store, B, GenStamp(2)), expected);
 }
+
+#[test]
+fn finalize_rbw_moves_an_unwritten_reopened_replica_to_the_new_stamp() {
+    let (_dir, store) = open_store();
+    let data = pattern(1000, 7);
+    write_block(&store, B, GenStamp(1), &data);
+    assert!(
+        store.finalize_rbw(B, GenStamp(3), 999).is_err(),
+        "another length"
+    );
+    let info = store.finalize_rbw(B, GenStamp(3), 1000).expect("restamp");
+    assert_eq!((info.gen_stamp, info.length), (GenStamp(3), 1000));
+    assert_eq!(read_block(&store, B, GenStamp(3)), data);
+    assert!(store.open_finalized(B, GenStamp(1)).is_err());
+}

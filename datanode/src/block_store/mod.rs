@@ -674,7 +674,9 @@ impl BlockStore {
     /// Lease recovery's end of a replica being written: cuts the rbw
     /// replica of generation `gs` back to `length` bytes (recomputing the
     /// checksum of a partial last chunk) and finalizes it. A finalized
-    /// replica of that generation and length is already what is asked.
+    /// replica of that generation and length is already what is asked; one
+    /// of an older generation and that length (a block an append reopened
+    /// but never wrote) is moved to `gs` as it is.
     ///
     /// # Errors
     /// As [`BlockStore::recover_rbw`] (no such replica, a live writer, fewer
@@ -690,10 +692,12 @@ impl BlockStore {
             gen_stamp: gs,
             length,
         };
-        if self.lock().finalized.get(&block) == Some(&done) {
-            return Ok(done);
-        }
-        let writer = self.recover_rbw(block, gs, gs, length)?;
+        let previous = match self.lock().finalized.get(&block) {
+            Some(f) if *f == done => return Ok(done),
+            Some(f) if f.gen_stamp < gs && f.length == length => f.gen_stamp,
+            _ => gs,
+        };
+        let writer = self.recover_rbw(block, previous, gs, length)?;
         self.finalize(writer)
     }
 

@@ -39,6 +39,10 @@ pub(crate) struct Expected {
     pub(crate) replication: u16,
     /// The file's block size: the room a new replica's target needs.
     pub(crate) block_size: u64,
+    /// An append reopened the block from this stamp: finalized replicas of
+    /// it still hold every committed byte and are kept (not served) until
+    /// the pipeline or lease recovery moves them on.
+    pub(crate) reopened_from: Option<GenStamp>,
 }
 
 /// One replica as a datanode reports it.
@@ -202,7 +206,9 @@ impl BlockMap {
             );
             return;
         };
-        let corruption = if replica.gen_stamp < want.gen_stamp {
+        let corruption = if replica.gen_stamp < want.gen_stamp
+            && want.reopened_from != Some(replica.gen_stamp)
+        {
             Some(Corruption::StaleGenStamp)
         } else if want.length.is_some_and(|len| len != replica.length) {
             Some(Corruption::WrongLength)
@@ -340,6 +346,36 @@ impl BlockMap {
                 }
             };
             self.queue(&datanode, command);
+        }
+    }
+
+    /// Lease recovery closed a block an append reopened, at `gen_stamp` and
+    /// `length`, while no replica was written under that stamp: every
+    /// finalized replica of stamp `previous` and that length is to move to
+    /// `gen_stamp` (a datanode's FinalizeRbw does so for such a replica).
+    pub(crate) fn restamp_finalized(
+        &mut self,
+        block: BlockId,
+        previous: GenStamp,
+        gen_stamp: GenStamp,
+        length: u64,
+    ) {
+        let holders: Vec<DatanodeId> = self.blocks.get(&block).map_or_else(Vec::new, |r| {
+            r.healthy
+                .iter()
+                .filter(|(_, rep)| rep.gen_stamp == previous && rep.length == length)
+                .map(|(id, _)| id.clone())
+                .collect()
+        });
+        for datanode in holders {
+            self.queue(
+                &datanode,
+                Command::FinalizeRbw {
+                    block,
+                    gen_stamp,
+                    length,
+                },
+            );
         }
     }
 

@@ -14,6 +14,7 @@ fn rep(block: u64, gs: u64, length: u64) -> Reported {
 
 fn known(block: BlockId) -> Option<Expected> {
     (block.0 < 100).then_some(Expected {
+        reopened_from: None,
         gen_stamp: GenStamp(5),
         length: Some(10),
         replication: 3,
@@ -219,6 +220,7 @@ fn suspects_are_forgotten_with_their_replica() {
 
 fn writing(block: BlockId) -> Option<Expected> {
     (block.0 < 100).then_some(Expected {
+        reopened_from: None,
         gen_stamp: GenStamp(5),
         length: None,
         replication: 3,
@@ -397,4 +399,43 @@ fn health_counts_missing_under_replicated_corrupt_and_pending_deletions() {
     assert_eq!(map.pending_deletions(), 2);
     map.take_commands(&dn("c"));
     assert_eq!(map.pending_deletions(), 1);
+}
+
+#[test]
+fn a_reopened_blocks_finalized_replicas_are_kept_and_restamped_by_recovery() {
+    let reopened = |block: BlockId| {
+        (block.0 == 1).then_some(Expected {
+            reopened_from: Some(GenStamp(4)),
+            gen_stamp: GenStamp(5),
+            length: None,
+            replication: 3,
+            block_size: 10,
+        })
+    };
+    let mut map = BlockMap::default();
+    map.full_report(&dn("a"), &[rep(1, 4, 7)], reopened);
+    map.full_report(&dn("b"), &[rep(1, 3, 7)], reopened);
+    assert!(
+        map.take_commands(&dn("a")).is_empty(),
+        "the append's source is kept"
+    );
+    assert_eq!(
+        map.take_commands(&dn("b")).len(),
+        1,
+        "an older stamp is stale"
+    );
+    assert_eq!(
+        map.healthy_count(BlockId(1), GenStamp(5)),
+        0,
+        "not readable"
+    );
+    map.restamp_finalized(BlockId(1), GenStamp(4), GenStamp(5), 7);
+    assert_eq!(
+        map.take_commands(&dn("a")),
+        vec![Command::FinalizeRbw {
+            block: BlockId(1),
+            gen_stamp: GenStamp(5),
+            length: 7,
+        }]
+    );
 }

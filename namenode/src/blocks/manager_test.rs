@@ -115,6 +115,7 @@ fn lost_replicas_of_a_dead_datanode_are_copied_elsewhere() {
     let mut m = cluster(now);
     let expected = |_: BlockId| {
         Some(Expected {
+            reopened_from: None,
             gen_stamp: GenStamp(1),
             length: Some(100),
             replication: 3,
@@ -167,6 +168,7 @@ fn surplus_replicas_are_deleted_from_the_crowded_rack() {
     let mut m = cluster(now);
     let expected = |_: BlockId| {
         Some(Expected {
+            reopened_from: None,
             gen_stamp: GenStamp(1),
             length: Some(100),
             replication: 3,
@@ -214,6 +216,7 @@ fn beat_all(m: &mut BlockManager, at: Instant, remaining: impl Fn(&str) -> u64) 
 /// Complete blocks of 10 bytes, replication 3, in files of 100-byte blocks.
 fn small(_: BlockId) -> Option<Expected> {
     Some(Expected {
+        reopened_from: None,
         gen_stamp: GenStamp(1),
         length: Some(10),
         replication: 3,

@@ -32,6 +32,7 @@ mod monitor;
 mod recovery;
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -66,6 +67,9 @@ pub(crate) struct LeaseManager {
     term: Option<Epoch>,
     /// Holder -> its last sign of life (or when this leader first saw it).
     renewed: HashMap<String, Instant>,
+    /// Holder -> the address it last showed a sign of life from (for
+    /// HDFS's "owned by HOLDER on ADDRESS").
+    addresses: HashMap<String, IpAddr>,
 }
 
 impl LeaseManager {
@@ -75,6 +79,7 @@ impl LeaseManager {
             limits,
             term: None,
             renewed: HashMap::new(),
+            addresses: HashMap::new(),
         }
     }
 
@@ -89,6 +94,7 @@ impl LeaseManager {
         if self.term != Some(term) {
             self.term = Some(term);
             self.renewed.clear();
+            self.addresses.clear();
         }
     }
 
@@ -126,6 +132,8 @@ impl LeaseManager {
     ) -> BTreeSet<String> {
         let holders: BTreeSet<&str> = holders.into_iter().collect();
         self.renewed
+            .retain(|holder, _| holders.contains(holder.as_str()));
+        self.addresses
             .retain(|holder, _| holders.contains(holder.as_str()));
         holders
             .into_iter()
@@ -182,9 +190,14 @@ impl Leases {
             .limits()
     }
 
-    /// `holder` showed a sign of life, to the leader of `term`.
-    pub(crate) fn renew(&self, holder: &str, term: Epoch) {
-        self.lock(term).renew(holder, Instant::now());
+    /// `holder` showed a sign of life (from `from`, when known), to the
+    /// leader of `term`.
+    pub(crate) fn renew(&self, holder: &str, from: Option<IpAddr>, term: Epoch) {
+        let mut manager = self.lock(term);
+        manager.renew(holder, Instant::now());
+        if let Some(addr) = from {
+            manager.addresses.insert(holder.to_owned(), addr);
+        }
     }
 
     /// HDFS `recoverLeaseInternal` for a create or append refused because another
@@ -192,24 +205,35 @@ impl Leases {
     /// asks the monitor to recover the file and answers
     /// [`Error::RecoveryInProgress`] (retry shortly); otherwise the refusal
     /// stands. Any other error is returned as it is.
-    pub(crate) fn on_create_refused(&self, refusal: Error, term: Epoch) -> Error {
+    pub(crate) fn on_create_refused(
+        &self,
+        refusal: Error,
+        from: Option<IpAddr>,
+        term: Epoch,
+    ) -> Error {
         let Error::AlreadyBeingCreated {
             op,
             path,
             client,
             holder,
+            ..
         } = refusal
         else {
             return refusal;
         };
-        if holder == client || !self.lock(term).is_soft_expired(&holder, Instant::now()) {
+        let mut manager = self.lock(term);
+        if holder == client || !manager.is_soft_expired(&holder, Instant::now()) {
+            let holder_addr = manager.addresses.get(&holder).copied();
             return Error::AlreadyBeingCreated {
                 op,
                 path,
                 client,
+                client_addr: from,
                 holder,
+                holder_addr,
             };
         }
+        drop(manager);
         let request = OpenFile {
             path: path.clone(),
             holder: holder.clone(),
@@ -222,6 +246,7 @@ impl Leases {
             op,
             path,
             client,
+            client_addr: from,
             holder,
         }
     }
@@ -310,16 +335,18 @@ mod tests {
             op: "CREATE_FILE",
             path: "/f".into(),
             client: client.into(),
+            client_addr: None,
             holder: "old".into(),
+            holder_addr: None,
         };
         // First sight of "old": its clock starts now, not expired yet.
-        let first = leases.on_create_refused(refused("new"), Epoch(1));
+        let first = leases.on_create_refused(refused("new"), None, Epoch(1));
         assert!(
             matches!(first, Error::AlreadyBeingCreated { .. }),
             "{first}"
         );
         std::thread::sleep(Duration::from_millis(2));
-        let second = leases.on_create_refused(refused("new"), Epoch(1));
+        let second = leases.on_create_refused(refused("new"), None, Epoch(1));
         assert!(
             matches!(second, Error::RecoveryInProgress { .. }),
             "{second}"
@@ -334,9 +361,11 @@ mod tests {
             op: "CREATE_FILE",
             path: "/f".into(),
             client: "old".into(),
+            client_addr: None,
             holder: "old".into(),
+            holder_addr: None,
         };
-        let own = leases.on_create_refused(own, Epoch(1));
+        let own = leases.on_create_refused(own, None, Epoch(1));
         assert!(matches!(own, Error::AlreadyBeingCreated { .. }));
         assert!(monitor.recoveries.try_recv().is_err());
     }

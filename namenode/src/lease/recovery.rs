@@ -120,7 +120,7 @@ impl Recovery {
             return Ok(Recovered::Closed { last: None });
         };
         let previous = records.next_back();
-        if last.length > 0 && !state.last_block_reopened {
+        if last.length > 0 && state.reopened_from.is_none() {
             // Committed already (the writer abandoned the block after it, or
             // a recovery stopped half-way): its length is known.
             self.complete(file, Some(last)).await?;
@@ -132,18 +132,19 @@ impl Recovery {
         match plan_last_block(&written) {
             // A reopened block keeps the bytes it held before the append:
             // its replicas reopen at their full length at least.
-            LastBlock::Keep { length } if state.last_block_reopened && length < last.length => {
+            LastBlock::Keep { length } if state.reopened_from.is_some() && length < last.length => {
                 tracing::warn!(block = %last, length, "reopened replica shorter than the block was; keeping the recorded length");
                 self.complete(file, Some(last)).await?;
                 Ok(Recovered::Closed { last: Some(last) })
             }
-            LastBlock::Drop if state.last_block_reopened => {
-                // No replica was written under the append's stamp: the
-                // finalized replicas of the earlier stamp still hold it.
-                // TODO(issue 10): bump their stamp on the datanodes; until
-                // then the block map sees them as stale.
-                tracing::warn!(block = %last, "no replica of a reopened block under its new stamp");
+            LastBlock::Drop if let Some(previous) = state.reopened_from => {
+                // The appender never got a pipeline going: the finalized
+                // replicas of the earlier stamp still hold the block whole.
+                tracing::warn!(block = %last, %previous, "no replica of a reopened block under its new stamp; restamping the finalized ones");
                 self.complete(file, Some(last)).await?;
+                self.blocks()
+                    .map
+                    .restamp_finalized(last.id, previous, last.gen_stamp, last.length);
                 Ok(Recovered::Closed { last: Some(last) })
             }
             LastBlock::Keep { length } => {

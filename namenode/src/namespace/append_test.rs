@@ -40,7 +40,10 @@ fn file_of(f: &mut Fixture, length: u64) -> BlockRecord {
 
 fn last_block(f: &Fixture) -> (BlockRecord, bool) {
     let (blocks, _) = f.ns.writer_blocks("/f").unwrap();
-    (blocks.blocks.last().unwrap().1, blocks.last_block_reopened)
+    (
+        blocks.blocks.last().unwrap().1,
+        blocks.reopened_from.is_some(),
+    )
 }
 
 fn rebuilt_digests(f: &Fixture) -> [u64; 2] {

@@ -385,7 +385,9 @@ impl Namespace {
                 op: "APPEND_FILE",
                 path: path.as_str().to_owned(),
                 client: client.to_owned(),
+                client_addr: None,
                 holder: holder.clone(),
+                holder_addr: None,
             });
         }
         if let Some(reopen) = reopen {
@@ -399,12 +401,11 @@ impl Namespace {
             self.require_unallocated(None, Some(reopen.gen_stamp))?;
         }
         // Validated; from here on nothing can fail for a well-formed tree.
-        let gen_stamp = reopen.map(|r| r.gen_stamp);
-        if !self.tree.reopen_file(id, client, gen_stamp) {
+        if !self.tree.reopen_file(id, client, reopen) {
             return Err(not_fitting("append", &path));
         }
-        if let Some(gen_stamp) = gen_stamp {
-            self.tree.advance_counters(None, Some(gen_stamp));
+        if let Some(reopen) = reopen {
+            self.tree.advance_counters(None, Some(reopen.gen_stamp));
         }
         Ok(())
     }

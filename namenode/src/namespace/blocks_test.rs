@@ -495,6 +495,7 @@ fn block_owner_follows_renames_and_forgets_deleted_blocks() {
             replication: 5,
             block_size: 128 * MIB,
             is_last_under_construction: false,
+            reopened_from: None,
             path: "/a/b/f".into(),
         })
     );

@@ -130,7 +130,9 @@ impl Namespace {
                         op: "CREATE_FILE",
                         path: path.as_str().to_owned(),
                         client: client.clone(),
+                        client_addr: None,
                         holder: holder.clone(),
+                        holder_addr: None,
                     });
                 }
                 if existing.is_some() && !*overwrite {
@@ -271,7 +273,9 @@ impl Namespace {
                 op: "APPEND_FILE",
                 path: path.as_str().to_owned(),
                 client: client.to_owned(),
+                client_addr: None,
                 holder: holder.clone(),
+                holder_addr: None,
             });
         }
         let reopen = file

@@ -44,7 +44,7 @@ mod namespace_test;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Access, Error};
-use crate::txn::{BlockId, BlockRecord, PermissionStatus};
+use crate::txn::{BlockId, BlockRecord, GenStamp, PermissionStatus};
 
 use self::path::{FsPath, join};
 use self::permission::Checker;
@@ -251,9 +251,9 @@ pub(crate) struct FileBlocks {
     pub(crate) under_construction: bool,
     /// The client writing the file (its lease holder), while under construction.
     pub(crate) lease_holder: Option<String>,
-    /// Whether the last block is a finalized one an append reopened (its
-    /// recorded length is what it held then).
-    pub(crate) last_block_reopened: bool,
+    /// When the last block is a finalized one an append reopened (its
+    /// recorded length is what it held then): its replicas' earlier stamp.
+    pub(crate) reopened_from: Option<GenStamp>,
     /// Target replica count.
     pub(crate) replication: u16,
     /// The blocks asked for, in file order, each with the offset of its first
@@ -273,6 +273,9 @@ pub(crate) struct BlockOwner {
     /// Whether this is the last block of a file under construction (its
     /// replicas may still be being written, and its length is not final).
     pub(crate) is_last_under_construction: bool,
+    /// For the last block of a file being appended to, reopened from a
+    /// finalized block: the stamp its finalized replicas still carry.
+    pub(crate) reopened_from: Option<GenStamp>,
     /// The file's absolute path now.
     pub(crate) path: String,
 }
@@ -572,6 +575,9 @@ impl Namespace {
             block_size: file.block_size,
             is_last_under_construction: file.is_under_construction()
                 && index + 1 == file.blocks.len(),
+            reopened_from: file
+                .reopened_from
+                .filter(|_| index + 1 == file.blocks.len()),
             path: self.tree.path_of(inode_id)?,
         })
     }
@@ -676,7 +682,7 @@ fn file_blocks(file: &File, offset: u64, end: u64) -> FileBlocks {
         length: file.length(),
         under_construction,
         lease_holder: file.lease_holder.clone(),
-        last_block_reopened: file.last_block_reopened,
+        reopened_from: file.reopened_from,
         replication: file.replication,
         blocks,
     }

@@ -17,7 +17,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::txn::{BlockId, BlockRecord, GenStamp, PermissionStatus};
+use crate::txn::{BlockId, BlockRecord, GenStamp, PermissionStatus, Reopen};
 
 use super::path::{FsPath, is_valid_name, join};
 use super::permission::MAX_MODE;
@@ -79,11 +79,13 @@ pub(crate) struct File {
     /// lease holder); `None` once it is complete. Release it only through
     /// [`Tree::close_file`], which indexes it.
     pub(crate) lease_holder: Option<String>,
-    /// Whether the last block is a finalized block that an append reopened
-    /// (its length is the bytes it held then, not 0): lease recovery must
-    /// not drop it. Cleared when another block follows or the file closes.
+    /// When the last block is a finalized block that an append reopened
+    /// (its length is the bytes it held then, not 0): the stamp its
+    /// finalized replicas carried. Lease recovery must not drop the block,
+    /// and those replicas are not stale until it is closed. Cleared when
+    /// another block follows or the file closes.
     #[serde(default)]
-    pub(crate) last_block_reopened: bool,
+    pub(crate) reopened_from: Option<GenStamp>,
 }
 
 impl File {
@@ -94,7 +96,7 @@ impl File {
             block_size,
             blocks: Vec::new(),
             lease_holder: Some(client.to_owned()),
-            last_block_reopened: false,
+            reopened_from: None,
         }
     }
 
@@ -308,7 +310,7 @@ impl Tree {
             return false;
         };
         f.blocks.push(block);
-        f.last_block_reopened = false;
+        f.reopened_from = None;
         self.blocks.insert(block.id, file);
         true
     }
@@ -317,7 +319,7 @@ impl Tree {
     pub(crate) fn pop_block(&mut self, file: InodeId) -> Option<BlockRecord> {
         let f = self.file_mut(file)?;
         let block = f.blocks.pop()?;
-        f.last_block_reopened = false;
+        f.reopened_from = None;
         self.blocks.remove(&block.id);
         Some(block)
     }
@@ -326,30 +328,30 @@ impl Tree {
     pub(crate) fn close_file(&mut self, file: InodeId) {
         if let Some(f) = self.file_mut(file) {
             f.lease_holder = None;
-            f.last_block_reopened = false;
+            f.reopened_from = None;
         }
         self.open_files.remove(&file);
     }
 
     /// Puts complete file `file` under construction again for `client`
-    /// (append); with `reopen`, its last block takes that generation stamp
-    /// and is marked reopened. `false` (and no change) when `file` is not a
-    /// file, or `reopen` is given and it has no block.
+    /// (append); with `reopen`, its last block moves to the new generation
+    /// stamp and is marked reopened. `false` (and no change) when `file` is
+    /// not a file, or `reopen` is given and it has no block.
     pub(crate) fn reopen_file(
         &mut self,
         file: InodeId,
         client: &str,
-        reopen: Option<GenStamp>,
+        reopen: Option<Reopen>,
     ) -> bool {
         let Some(f) = self.file_mut(file) else {
             return false;
         };
-        if let Some(gen_stamp) = reopen {
+        if let Some(reopen) = reopen {
             let Some(last) = f.blocks.last_mut() else {
                 return false;
             };
-            last.gen_stamp = gen_stamp;
-            f.last_block_reopened = true;
+            last.gen_stamp = reopen.gen_stamp;
+            f.reopened_from = Some(reopen.previous);
         }
         f.lease_holder = Some(client.to_owned());
         self.open_files.insert(file);
@@ -549,8 +551,9 @@ impl Tree {
                         }
                         None => h.u8(b'-'),
                     }
-                    if file.last_block_reopened {
+                    if let Some(previous) = file.reopened_from {
                         h.u8(b'R');
+                        h.u64(previous.0);
                     }
                     h.u64(file.blocks.len() as u64);
                     for block in &file.blocks {
@@ -671,7 +674,7 @@ fn validate_file_image(
     if file.lease_holder.as_deref() == Some("") {
         return Err(format!("inode {id} has an empty lease holder"));
     }
-    if file.last_block_reopened && (file.lease_holder.is_none() || file.blocks.is_empty()) {
+    if file.reopened_from.is_some() && (file.lease_holder.is_none() || file.blocks.is_empty()) {
         return Err(format!(
             "inode {id} has a reopened last block but is not being appended to"
         ));

@@ -135,6 +135,7 @@ impl ClientProtocol for ClientService {
         &self,
         request: Request<v1::CreateRequest>,
     ) -> Result<Response<v1::CreateResponse>, Status> {
+        let client_ip = request.remote_addr().map(|a| a.ip().to_canonical());
         let r = request.into_inner();
         let (caller, client, call) = self.writer(r.caller)?;
         let op = Op::Create {
@@ -151,8 +152,13 @@ impl ClientProtocol for ClientService {
         };
         let term = self.namesystem.role().epoch;
         match self.namesystem.write(op, caller.clone(), call).await {
-            Ok(_) => self.leases.renew(&client, term),
-            Err(refusal) => return Err(self.leases.on_create_refused(refusal, term).into()),
+            Ok(_) => self.leases.renew(&client, client_ip, term),
+            Err(refusal) => {
+                return Err(self
+                    .leases
+                    .on_create_refused(refusal, client_ip, term)
+                    .into());
+            }
         }
         let status = self.namesystem.read(|ns| ns.file_info(&r.path, &caller))?;
         let soft_limit = self.leases.limits().soft;
@@ -179,24 +185,30 @@ impl ClientProtocol for ClientService {
         // A retried Append answers with the txn it made then.
         let reopen = match self.namesystem.write(op, caller.clone(), call).await {
             Ok(Some(Txn::Append { reopen, .. })) => {
-                self.leases.renew(&client, term);
+                self.leases.renew(&client, client_ip, term);
                 reopen
             }
             Ok(_) => {
-                self.leases.renew(&client, term);
+                self.leases.renew(&client, client_ip, term);
                 None
             }
-            Err(refusal) => return Err(self.leases.on_create_refused(refusal, term).into()),
+            Err(refusal) => {
+                return Err(self
+                    .leases
+                    .on_create_refused(refusal, client_ip, term)
+                    .into());
+            }
         };
         let status = self.namesystem.read(|ns| ns.file_info(&r.path, &caller))?;
-        let last_block = match reopen {
-            Some(reopen) => {
-                let (last, offset) = self.last_block(&r.path)?;
+        let (file, _) = self.namesystem.read(|ns| ns.writer_blocks(&r.path))?;
+        let last = file.blocks.last().copied();
+        let (last_block, previous_block) = match (reopen, last) {
+            (Some(reopen), Some((offset, last))) => {
                 let located = self.reopened_block(last, offset, reopen, client_ip, &caller.user);
                 tracing::info!(block = %last, previous = %reopen.previous, length = last.length, "append reopens the last block");
-                Some(located)
+                (Some(located), None)
             }
-            None => None,
+            (_, last) => (None, last.map(|(_, b)| extended(b))),
         };
         let soft_limit = self.leases.limits().soft;
         Ok(Response::new(v1::AppendResponse {
@@ -204,6 +216,7 @@ impl ClientProtocol for ClientService {
             last_block,
             previous_gen_stamp: reopen.map_or(0, |r| r.previous.0),
             lease_soft_limit_ms: u64::try_from(soft_limit.as_millis()).unwrap_or(u64::MAX),
+            previous_block,
         }))
     }
 
@@ -412,7 +425,8 @@ impl ClientProtocol for ClientService {
             previous: r.previous.map(block_record),
         };
         // A writer asking for blocks is alive, renewer or not.
-        self.leases.renew(&client, self.namesystem.role().epoch);
+        self.leases
+            .renew(&client, writer_ip, self.namesystem.role().epoch);
         // A retried AddBlock changes nothing and answers with the block it made.
         let block = match self.namesystem.write(op, caller.clone(), call).await? {
             Some(Txn::AddBlock { block, .. }) => block,
@@ -603,8 +617,10 @@ impl ClientProtocol for ClientService {
         &self,
         request: Request<v1::RenewLeaseRequest>,
     ) -> Result<Response<v1::RenewLeaseResponse>, Status> {
+        let from = request.remote_addr().map(|a| a.ip().to_canonical());
         let (_caller, client, _call) = self.writer(request.into_inner().caller)?;
-        self.leases.renew(&client, self.namesystem.role().epoch);
+        self.leases
+            .renew(&client, from, self.namesystem.role().epoch);
         Ok(Response::new(v1::RenewLeaseResponse {}))
     }
 
