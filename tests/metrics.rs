@@ -290,6 +290,11 @@ fn metrics_parse_and_follow_puts_reads_and_a_leader_kill() {
             l.keys()
         );
         assert!(counted(l, "dfs_webhdfs_requests_total", &["op=\"OTHER\""]));
+        assert!(counted(
+            l,
+            "dfs_webhdfs_duration_seconds_count",
+            &["op=\"LISTSTATUS\""]
+        ));
         assert!(
             !l.keys()
                 .any(|k| k.contains("No_Such_Op") || k.contains("NO_SUCH_OP")),

@@ -153,7 +153,7 @@ impl DatanodeMetrics {
         }
         // Both sources from the start: a rate needs the zero before the first error.
         for found_by in [FoundBy::PIPELINE, FoundBy::SCANNER] {
-            events.checksum_errors.get_or_create(&found_by);
+            let _ = events.checksum_errors.get_or_create(&found_by);
         }
         registry.register(
             "datanode_checksum_errors",

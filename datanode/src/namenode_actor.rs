@@ -446,10 +446,10 @@ async fn obey(command: v1::datanode_command::Command, link: &Link, namenode: Soc
 /// Priority scans of replicas a reader reported bad, one after the other
 /// on a blocking thread; each verdict goes out in the next incremental report.
 async fn verify_reported(dp: Arc<DataPath>, blocks: Vec<(BlockId, GenStamp)>) {
-    let (store, reports) = (Arc::clone(&dp.store), dp.reports.clone());
+    let (store, reports, events) = (Arc::clone(&dp.store), dp.reports.clone(), dp.events.clone());
     let scanned = tokio::task::spawn_blocking(move || {
         for (block, gs) in blocks {
-            scanner::verify_now(&store, &reports, block, gs);
+            scanner::verify_now(&store, &reports, &events, block, gs);
         }
     })
     .await;

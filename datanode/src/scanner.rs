@@ -214,12 +214,7 @@ impl BlockScanner {
     /// and tells the schedule when to try it again.
     fn record_failure(&mut self, info: ReplicaInfo, e: block_store::Error) {
         let failure = report_failure(&self.reports, info, e);
-        if failure == Failure::Corrupt {
-            self.events
-                .checksum_errors
-                .get_or_create(&FoundBy::SCANNER)
-                .inc();
-        }
+        count_failure(&self.events, failure);
         if failure == Failure::Gone {
             self.schedule.forget(info.block);
         } else {
@@ -275,6 +270,7 @@ fn report_failure(reports: &ReportHub, info: ReplicaInfo, e: block_store::Error)
 pub(crate) fn verify_now(
     store: &BlockStore,
     reports: &ReportHub,
+    events: &Events,
     block: BlockId,
     gen_stamp: GenStamp,
 ) {
@@ -286,7 +282,7 @@ pub(crate) fn verify_now(
                 gen_stamp,
                 length: 0,
             };
-            report_failure(reports, info, e);
+            count_failure(events, report_failure(reports, info, e));
             return;
         }
     };
@@ -300,9 +296,17 @@ pub(crate) fn verify_now(
         Err(e) if store.finalized(block) != Some(opened) => {
             tracing::debug!(%block, %gen_stamp, error = %e, "replica replaced while verified; skipped");
         }
-        Err(e) => {
-            report_failure(reports, opened, e);
-        }
+        Err(e) => count_failure(events, report_failure(reports, opened, e)),
+    }
+}
+
+/// Counts a corrupt verdict as a checksum error the scanner found.
+fn count_failure(events: &Events, failure: Failure) {
+    if failure == Failure::Corrupt {
+        events
+            .checksum_errors
+            .get_or_create(&FoundBy::SCANNER)
+            .inc();
     }
 }
 

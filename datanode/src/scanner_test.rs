@@ -388,12 +388,13 @@ fn a_priority_scan_reports_its_verdict_on_exactly_the_replica_asked_for() {
     let bad = write_replica(&store, BlockId(2), &pattern(MIB + 3000, 2));
     let file = find_file(dir.path(), &format!("blk_{}", bad.block.0)).expect("block file");
     flip_byte(&file, MIB + 100);
+    let events = crate::metrics::Events::default();
 
-    verify_now(&store, &hub, good.block, GS);
-    verify_now(&store, &hub, bad.block, GS);
+    verify_now(&store, &hub, &events, good.block, GS);
+    verify_now(&store, &hub, &events, bad.block, GS);
     // Another stamp, or no replica at all: no verdict.
-    verify_now(&store, &hub, good.block, GenStamp(GS.0 + 1));
-    verify_now(&store, &hub, BlockId(3), GS);
+    verify_now(&store, &hub, &events, good.block, GenStamp(GS.0 + 1));
+    verify_now(&store, &hub, &events, BlockId(3), GS);
     for queue in &queues {
         let reported = queue.take();
         assert_eq!(
@@ -407,4 +408,9 @@ fn a_priority_scan_reports_its_verdict_on_exactly_the_replica_asked_for() {
         assert!(reported.changes.is_empty());
     }
     assert_eq!(store.replicas().len(), 2, "it deletes nothing");
+    let found = events
+        .checksum_errors
+        .get_or_create(&crate::metrics::FoundBy::SCANNER)
+        .get();
+    assert_eq!(found, 1, "the bad replica counts as one checksum error");
 }

@@ -4,7 +4,7 @@
 //! - [`RpcMetrics::layer`] on a tonic server: calls by service and method,
 //!   their latency (until the response stream ends), and errors by gRPC code;
 //! - [`WebHdfsMetrics::layer`] on an axum router: WebHDFS requests by op
-//!   and HTTP status.
+//!   and HTTP status, and their latency by op (until the body ends).
 //!
 //! ```text
 //!   request ──► layer: count the call, start the clock ──► service
@@ -366,19 +366,44 @@ pub fn webhdfs_op(query: Option<&str>) -> &'static str {
         .unwrap_or(OTHER)
 }
 
-/// WebHDFS requests of one node's HTTP server, by op and status.
-#[derive(Debug, Clone, Default)]
+/// A WebHDFS op, as labelled on its latency.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OpLabels {
+    /// As in [`WebHdfsLabels`].
+    pub op: &'static str,
+}
+
+/// WebHDFS requests of one node's HTTP server, by op and status, and
+/// their latency by op.
+#[derive(Debug, Clone)]
 pub struct WebHdfsMetrics {
     requests: Family<WebHdfsLabels, Counter>,
+    duration: Family<OpLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for WebHdfsMetrics {
+    fn default() -> Self {
+        WebHdfsMetrics {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+        }
+    }
 }
 
 impl WebHdfsMetrics {
-    /// Registers `webhdfs_requests_total` in `registry`.
+    /// Registers `webhdfs_requests_total` and `webhdfs_duration_seconds`
+    /// in `registry`.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "webhdfs_requests",
             "WebHDFS requests answered, by op and HTTP status",
             self.requests.clone(),
+        );
+        registry.register_with_unit(
+            "webhdfs_duration",
+            "Time from a WebHDFS request's arrival to the end of its response body",
+            Unit::Seconds,
+            self.duration.clone(),
         );
     }
 
@@ -422,9 +447,9 @@ where
     S::Error: 'static,
     ResBody: 'static,
 {
-    type Response = S::Response;
+    type Response = http::Response<TimedBody<ResBody>>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<S::Response, S::Error>>;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -436,16 +461,81 @@ where
             .path()
             .starts_with(WEBHDFS_PREFIX)
             .then(|| webhdfs_op(request.uri().query()));
-        let requests = self.metrics.requests.clone();
+        let metrics = self.metrics.clone();
+        let started = Instant::now();
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
-            if let Some(op) = op {
+            let timer = op.map(|op| {
                 let status = response.status().as_u16();
-                requests.get_or_create(&WebHdfsLabels { op, status }).inc();
-            }
-            Ok(response)
+                metrics
+                    .requests
+                    .get_or_create(&WebHdfsLabels { op, status })
+                    .inc();
+                Timer {
+                    histogram: metrics.duration.get_or_create_owned(&OpLabels { op }),
+                    started,
+                }
+            });
+            Ok(response.map(|inner| TimedBody { inner, timer }))
         })
+    }
+}
+
+/// The clock of one WebHDFS request.
+#[derive(Debug)]
+struct Timer {
+    histogram: Histogram,
+    started: Instant,
+}
+
+/// A response body that observes its request's latency when it ends (or
+/// is dropped: a client that left), so that a streamed OPEN counts whole.
+#[derive(Debug)]
+pub struct TimedBody<B> {
+    inner: B,
+    /// `None` once observed, and for requests other than WebHDFS.
+    timer: Option<Timer>,
+}
+
+impl<B> TimedBody<B> {
+    fn observe(&mut self) {
+        if let Some(timer) = self.timer.take() {
+            timer
+                .histogram
+                .observe(timer.started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for TimedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            this.observe();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for TimedBody<B> {
+    fn drop(&mut self) {
+        self.observe();
     }
 }
 
@@ -614,7 +704,7 @@ mod tests {
             "/metrics",
         ] {
             let request = http::Request::builder().uri(uri).body(()).unwrap();
-            block_on(service.call(request)).unwrap();
+            drain(block_on(service.call(request)).unwrap().into_body());
         }
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
@@ -628,6 +718,15 @@ mod tests {
         );
         assert_eq!(
             text.matches("dfs_webhdfs_requests_total{").count(),
+            2,
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"dfs_webhdfs_duration_seconds_count{op="MKDIRS"} 2"#),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("dfs_webhdfs_duration_seconds_count{").count(),
             2,
             "{text}"
         );
