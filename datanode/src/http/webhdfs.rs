@@ -107,8 +107,12 @@ fn our_namenode(ours: &[SocketAddr], named: Option<&str>) -> Result<SocketAddr, 
         Some(named) => {
             let addr: SocketAddr = named.parse().map_err(|_| refuse(named))?;
             ours.iter()
+                // A wildcard address (a namenode listening on 0.0.0.0, or
+                // configured so here) matches by port.
                 .find(|ours| {
-                    **ours == addr || ours.ip().is_unspecified() && ours.port() == addr.port()
+                    **ours == addr
+                        || (ours.ip().is_unspecified() || addr.ip().is_unspecified())
+                            && ours.port() == addr.port()
                 })
                 .copied()
                 .ok_or_else(|| refuse(named))
