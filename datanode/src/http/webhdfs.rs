@@ -384,6 +384,7 @@ mod tests {
             our_namenode(&ours, Some("127.0.0.1:8020")).unwrap(),
             ours[0]
         );
+        assert_eq!(our_namenode(&ours, Some("0.0.0.0:8020")).unwrap(), ours[0]);
         for bad in ["10.0.0.1:8020", "127.0.0.1:8021", "evil.example:8020", ""] {
             let e = our_namenode(&ours, Some(bad)).unwrap_err();
             assert_eq!(e.status, 400, "{bad}");
