@@ -10,6 +10,7 @@
 //! - [`cluster_proof`]: the cluster-secret proof on datanode requests.
 //! - [`block_token`]: block access tokens: grants, keys, signing and verification.
 //! - [`request_metrics`]: per-request metrics of the gRPC and WebHDFS servers (tower layers).
+//! - [`webhdfs`]: WebHDFS parameters, paths and `RemoteException` errors, for both HTTP faces.
 
 pub mod block_token;
 pub mod checksum;
@@ -20,6 +21,7 @@ pub mod request_metrics;
 pub mod status;
 pub mod topology;
 pub mod wall_clock;
+pub mod webhdfs;
 
 /// Generated code for the `dfs.v1` package.
 #[allow(

@@ -5,8 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-mod status_page;
-
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -21,6 +19,9 @@ use crate::data_path::DataPath;
 use crate::metrics::DatanodeMetrics;
 use crate::namenode_actor::NamenodeStates;
 use crate::scanner::{ScanSettings, ScanStatus};
+
+mod status_page;
+mod webhdfs;
 
 /// What HTTP handlers reach: the datanode's shared state.
 #[derive(Debug, Clone)]
@@ -49,6 +50,7 @@ pub(crate) fn router(context: HttpContext) -> Router {
     Router::new()
         .route("/", get(status_page::page))
         .route("/metrics", get(metrics))
+        .merge(webhdfs::router())
         // Last, so that it wraps every route above it.
         .layer(webhdfs_metrics)
         .with_state(context)

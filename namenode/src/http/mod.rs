@@ -6,8 +6,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-mod status_page;
-
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -24,6 +22,9 @@ use crate::metrics::NamenodeMetrics;
 use crate::namesystem::Namesystem;
 use crate::quorum::RoleStatus;
 use crate::service::ClientService;
+
+mod status_page;
+mod webhdfs;
 
 /// What HTTP handlers reach: the namenode's shared state.
 #[derive(Debug, Clone)]
@@ -47,6 +48,7 @@ pub(crate) fn router(context: HttpContext) -> Router {
     Router::new()
         .merge(status_page::routes())
         .route("/metrics", get(metrics))
+        .merge(webhdfs::router())
         // Last, so that it wraps every route above it.
         .layer(webhdfs_metrics)
         .with_state(context)
@@ -65,9 +67,13 @@ async fn metrics(State(context): State<HttpContext>) -> Response {
 
 /// Serves `router` on `listener` until `shutdown`.
 pub(crate) async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
+    // Connection info: WebHDFS redirects a reader to its nearest replica.
+    let served = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await;
     if let Err(e) = served {
         tracing::error!(error = %e, "http server stopped");
     }
