@@ -416,36 +416,20 @@ impl Bench {
     /// Runs `dfs ARGS` against the cluster, stdout to /dev/null; timed from
     /// spawn to exit.
     fn dfs_os(&self, args: &[&OsStr]) -> Result<Duration, Error> {
-        let command = format!(
+        let text = format!(
             "dfs {}",
             args.iter()
                 .map(|a| a.to_string_lossy())
                 .collect::<Vec<_>>()
                 .join(" ")
         );
-        let binary = &self.cluster.binaries().dfs;
-        let started = Instant::now();
-        let output = Command::new(binary)
-            .arg("--config")
-            .arg(self.cluster.layout().client_config())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|source| Error::RunCommand {
-                command: command.clone(),
-                source,
-            })?;
-        let elapsed = started.elapsed();
-        if !output.status.success() {
-            return Err(Error::CommandFailed {
-                command,
-                status: output.status.to_string(),
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            });
-        }
-        Ok(elapsed)
+        timed(
+            Command::new(&self.cluster.binaries().dfs)
+                .arg("--config")
+                .arg(self.cluster.layout().client_config())
+                .args(args),
+            text,
+        )
     }
 
     fn drop_caches(&self) -> Result<(), Error> {
@@ -621,6 +605,30 @@ impl Bench {
 }
 
 /// VmHWM of a process, in KiB.
+/// Runs `command` (`text` in errors), stdout to /dev/null; timed from
+/// spawn to exit.
+fn timed(command: &mut Command, text: String) -> Result<Duration, Error> {
+    let started = Instant::now();
+    let output = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|source| Error::RunCommand {
+            command: text.clone(),
+            source,
+        })?;
+    let elapsed = started.elapsed();
+    if !output.status.success() {
+        return Err(Error::CommandFailed {
+            command: text,
+            status: output.status.to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        });
+    }
+    Ok(elapsed)
+}
+
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;

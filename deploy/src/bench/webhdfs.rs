@@ -17,11 +17,11 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use super::report::{Comparison, fmt_size, mib_per_sec};
-use super::{REPLICATION, disk, in_work_dir, say};
+use super::{REPLICATION, disk, in_work_dir, say, timed};
 use crate::Error;
 use crate::binaries::Binaries;
 use crate::cluster::Cluster;
@@ -213,21 +213,12 @@ impl<'a> WebBench<'a> {
             self.webhdfs, self.user
         );
         let source = self.source.to_string_lossy().into_owned();
-        timed(Command::new("curl").args([
-            "-sS",
-            "-f",
-            "-L",
-            "-o",
-            "/dev/null",
-            "-T",
-            &source,
-            &url,
-        ]))
+        curl(&["-T", &source, &url])
     }
 
     fn curl_get(&self) -> Result<Duration, Error> {
         let url = format!("{}/bench/web?op=OPEN&user.name={}", self.webhdfs, self.user);
-        timed(Command::new("curl").args(["-sS", "-f", "-L", "-o", "/dev/null", &url]))
+        curl(&[&url])
     }
 
     /// `dfs ARGS` against the cluster, stdout to /dev/null.
@@ -237,6 +228,7 @@ impl<'a> WebBench<'a> {
                 .arg("--config")
                 .arg(self.cluster.layout().client_config())
                 .args(args),
+            format!("dfs {}", args.join(" ")),
         )
     }
 
@@ -274,26 +266,11 @@ impl<'a> WebBench<'a> {
     }
 }
 
-/// Runs `command` with stdout to /dev/null; timed from spawn to exit.
-fn timed(command: &mut Command) -> Result<Duration, Error> {
-    let text = format!("{command:?}");
-    let started = Instant::now();
-    let output = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|source| Error::RunCommand {
-            command: text.clone(),
-            source,
-        })?;
-    let elapsed = started.elapsed();
-    if !output.status.success() {
-        return Err(Error::CommandFailed {
-            command: text,
-            status: output.status.to_string(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        });
-    }
-    Ok(elapsed)
+/// `curl ARGS`, following the redirect, failing on an HTTP error; timed.
+fn curl(args: &[&str]) -> Result<Duration, Error> {
+    const FLAGS: [&str; 5] = ["-sS", "-f", "-L", "-o", "/dev/null"];
+    timed(
+        Command::new("curl").args(FLAGS).args(args),
+        format!("curl {} {}", FLAGS.join(" "), args.join(" ")),
+    )
 }
