@@ -9,12 +9,14 @@
 //! - [`mac`]: HMAC-SHA256 tags (block access tokens, the cluster secret).
 //! - [`cluster_proof`]: the cluster-secret proof on datanode requests.
 //! - [`block_token`]: block access tokens: grants, keys, signing and verification.
+//! - [`exposition`]: Prometheus exposition text: a scrape's text and collectors' gauges.
 //! - [`request_metrics`]: per-request metrics of the gRPC and WebHDFS servers (tower layers).
 //! - [`webhdfs`]: WebHDFS parameters, paths and `RemoteException` errors, for both HTTP faces.
 
 pub mod block_token;
 pub mod checksum;
 pub mod cluster_proof;
+pub mod exposition;
 pub mod ids;
 pub mod mac;
 pub mod request_metrics;
