@@ -2,6 +2,7 @@
 //!
 //! - [`v1`]: the generated gRPC services and messages (package `dfs.v1`).
 //! - [`ids`]: typed ids (`DatanodeId`, `BlockId`, `GenStamp`, `Epoch`, `Zxid`, `ServerId`).
+//! - [`byte_size`]: byte counts for people (`1.5 GiB`).
 //! - [`checksum`]: CRC32C checksums over 512-byte chunks.
 //! - [`wall_clock`]: milliseconds since the Unix epoch, as expiries and proofs carry them.
 //! - [`topology`]: rack paths, the address→rack table and network distance.
@@ -14,6 +15,7 @@
 //! - [`webhdfs`]: WebHDFS parameters, paths and `RemoteException` errors, for both HTTP faces.
 
 pub mod block_token;
+pub mod byte_size;
 pub mod checksum;
 pub mod cluster_proof;
 pub mod exposition;
