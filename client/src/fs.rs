@@ -28,7 +28,7 @@ use crate::output_stream::OutputStream;
 use dfs_proto::block_token::BlockToken;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a create keeps retrying while the namenode recovers the lease
+/// How long a create or append keeps retrying while the namenode recovers the lease
 /// of the file's previous writer.
 const RECOVERY_WAIT: Duration = Duration::from_secs(10);
 /// Largest HTTP/2 DATA frame the client accepts from datanodes: a whole
@@ -258,44 +258,24 @@ impl DfsClient {
     /// The namenode's refusal (missing, a directory, permission, another
     /// writer holds the lease), or no pipeline to the last block's replicas.
     pub async fn append(&self, path: &str, options: &AppendOptions) -> Result<OutputStream, Error> {
-        let started = tokio::time::Instant::now();
-        let mut backoff = Duration::from_millis(100);
-        let reply = loop {
-            let request = v1::AppendRequest {
-                caller: self.caller(),
-                path: path.to_owned(),
-                new_block: options.new_block,
-            };
-            let attempt = self
-                .namenodes
-                .call("append", |mut rpc| {
+        let reply = self
+            .retry_while_recovering(path, || {
+                let request = v1::AppendRequest {
+                    caller: self.caller(),
+                    path: path.to_owned(),
+                    new_block: options.new_block,
+                };
+                self.namenodes.call("append", move |mut rpc| {
                     let request = request.clone();
                     async move { rpc.append(request).await }
                 })
-                .await;
-            match attempt {
-                Err(e)
-                    if e.kind() == Some(ErrorKind::RecoveryInProgress)
-                        && started.elapsed() + backoff <= RECOVERY_WAIT =>
-                {
-                    tracing::debug!(%path, error = %e, "the previous writer's lease is being recovered; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-                attempt => break attempt?,
-            }
-        };
-        let soft_limit = match reply.lease_soft_limit_ms {
-            0 => DEFAULT_SOFT_LIMIT,
-            ms => Duration::from_millis(ms),
-        };
-        let status = reply
-            .status
-            .map(FileStatus::from_wire)
-            .ok_or_else(|| Error::Refused {
-                kind: None,
-                message: format!("namenode sent no status for '{path}'"),
-            })?;
+            })
+            .await?;
+        let (status, soft_limit) = opened_status(
+            reply.status,
+            reply.lease_soft_limit_ms,
+            &format!("'{path}'"),
+        )?;
         let reopened = reply
             .last_block
             .and_then(LocatedBlock::from_wire)
@@ -395,27 +375,43 @@ impl DfsClient {
         path: &str,
         options: &CreateOptions,
     ) -> Result<(FileStatus, Duration), Error> {
-        let started = tokio::time::Instant::now();
-        let mut backoff = Duration::from_millis(100);
-        let reply = loop {
-            // A new call id per attempt: a refused create leaves nothing to replay.
-            let request = v1::CreateRequest {
-                caller: self.caller(),
-                path: path.to_owned(),
-                permission: options.permission.map(u32::from),
-                overwrite: options.overwrite,
-                create_parent: options.create_parent,
-                replication: options.replication.map_or(0, u32::from),
-                block_size: options.block_size.unwrap_or(0),
-            };
-            let attempt = self
-                .namenodes
-                .call("create", |mut rpc| {
+        let reply = self
+            .retry_while_recovering(path, || {
+                // A new call id per attempt: a refused create leaves nothing to replay.
+                let request = v1::CreateRequest {
+                    caller: self.caller(),
+                    path: path.to_owned(),
+                    permission: options.permission.map(u32::from),
+                    overwrite: options.overwrite,
+                    create_parent: options.create_parent,
+                    replication: options.replication.map_or(0, u32::from),
+                    block_size: options.block_size.unwrap_or(0),
+                };
+                self.namenodes.call("create", move |mut rpc| {
                     let request = request.clone();
                     async move { rpc.create(request).await }
                 })
-                .await;
-            match attempt {
+            })
+            .await?;
+        opened_status(reply.status, reply.lease_soft_limit_ms, "the new file")
+    }
+
+    /// Runs a create or append `attempt`, again while the namenode recovers
+    /// the lease of the file's previous writer, with backoff for up to
+    /// [`RECOVERY_WAIT`]; any other outcome is returned as it is.
+    async fn retry_while_recovering<T, F, Fut>(
+        &self,
+        path: &str,
+        mut attempt: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let started = tokio::time::Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match attempt().await {
                 Err(e)
                     if e.kind() == Some(ErrorKind::RecoveryInProgress)
                         && started.elapsed() + backoff <= RECOVERY_WAIT =>
@@ -424,21 +420,9 @@ impl DfsClient {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
-                attempt => break attempt?,
+                outcome => return outcome,
             }
-        };
-        let soft_limit = match reply.lease_soft_limit_ms {
-            0 => DEFAULT_SOFT_LIMIT,
-            ms => Duration::from_millis(ms),
-        };
-        let status = reply
-            .status
-            .map(FileStatus::from_wire)
-            .ok_or_else(|| Error::Refused {
-                kind: None,
-                message: "namenode sent no status for the new file".into(),
-            })?;
-        Ok((status, soft_limit))
+        }
     }
 
     /// Tells the namenode this client is alive, so the files it writes stay its own.
@@ -670,6 +654,26 @@ impl DfsClient {
             })
             .collect())
     }
+}
+
+/// The status and lease soft limit a create or append reply carries;
+/// `what` names the file in the error when the status is missing.
+fn opened_status(
+    status: Option<v1::FileStatus>,
+    lease_soft_limit_ms: u64,
+    what: &str,
+) -> Result<(FileStatus, Duration), Error> {
+    let soft_limit = match lease_soft_limit_ms {
+        0 => DEFAULT_SOFT_LIMIT,
+        ms => Duration::from_millis(ms),
+    };
+    let status = status
+        .map(FileStatus::from_wire)
+        .ok_or_else(|| Error::Refused {
+            kind: None,
+            message: format!("namenode sent no status for {what}"),
+        })?;
+    Ok((status, soft_limit))
 }
 
 /// The namenode's block calls, for the streams.

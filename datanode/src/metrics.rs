@@ -15,13 +15,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use dfs_proto::exposition::{self, gauge, labelled_gauges};
 use dfs_proto::request_metrics::{RpcMetrics, WebHdfsMetrics, WebHdfsMetricsLayer};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::MetricType;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::block_store::BlockStore;
@@ -181,9 +180,7 @@ impl DatanodeMetrics {
     /// # Errors
     /// Only if encoding fails (a formatter error).
     pub(crate) fn render(&self) -> Result<String, fmt::Error> {
-        let mut text = String::new();
-        prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)?;
-        Ok(text)
+        exposition::render(&self.registry)
     }
 }
 
@@ -195,33 +192,19 @@ struct StateCollector {
     data_dir: PathBuf,
 }
 
-/// Writes one gauge without labels.
-fn gauge(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    unit: Option<&Unit>,
-    value: u64,
-) -> fmt::Result {
-    let metric = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
-    ConstGauge::new(value).encode(metric)
-}
-
 impl Collector for StateCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
         let counts = self.store.replica_counts();
-        let mut metric = encoder.encode_descriptor(
+        let e = &mut encoder;
+        labelled_gauges(
+            e,
             "datanode_replicas",
             "Replicas held, by state (rbw: being written or left by a pipeline).",
-            None,
-            MetricType::Gauge,
+            "state",
+            &[("finalized", counts.finalized), ("rbw", counts.rbw)],
         )?;
-        for (state, count) in [("finalized", counts.finalized), ("rbw", counts.rbw)] {
-            ConstGauge::new(count).encode(metric.encode_family(&[("state", state)])?)?;
-        }
         let space = storage_report(&self.data_dir, &self.store);
         let bytes = Some(&Unit::Bytes);
-        let e = &mut encoder;
         gauge(
             e,
             "datanode_capacity",

@@ -18,14 +18,13 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use dfs_proto::exposition::{self, gauge, labelled_gauges};
 use dfs_proto::request_metrics::{
     RpcMetrics, RpcMetricsLayer, WebHdfsMetrics, WebHdfsMetricsLayer, latency_histogram,
 };
 use dfs_proto::v1;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use tokio::sync::watch;
@@ -144,41 +143,12 @@ impl NamenodeMetrics {
 
     /// The exposition text, with whatever peer status is at hand.
     fn encode(&self) -> Result<String, fmt::Error> {
-        let mut text = String::new();
-        prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)?;
-        Ok(text)
+        exposition::render(&self.registry)
     }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Writes one gauge without labels.
-fn gauge(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    unit: Option<&Unit>,
-    value: u64,
-) -> fmt::Result {
-    let metric = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
-    ConstGauge::new(value).encode(metric)
-}
-
-/// Writes one gauge family with a single label `key`.
-fn labelled_gauges(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    key: &str,
-    values: &[(&str, u64)],
-) -> fmt::Result {
-    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for &(label, value) in values {
-        ConstGauge::new(value).encode(metric.encode_family(&[(key, label)])?)?;
-    }
-    Ok(())
 }
 
 /// The namespace, its blocks and the datanodes, read at each scrape.

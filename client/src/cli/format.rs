@@ -2,6 +2,9 @@
 
 use crate::fs::FileStatus;
 
+/// Bytes in binary units, e.g. `1.5 GiB`, as the admin report shows them.
+pub(super) use dfs_proto::byte_size::binary as bytes_string;
+
 /// `drwxr-xr-x`-style mode string; sticky shows as `t`/`T` in the last place.
 pub(super) fn mode_string(is_dir: bool, mode: u16) -> String {
     let mut s = String::with_capacity(10);
@@ -24,22 +27,6 @@ pub(super) fn mode_string(is_dir: bool, mode: u16) -> String {
 /// `yyyy-mm-dd HH:MM` in UTC for milliseconds since the Unix epoch.
 pub(super) fn time_string(ms: u64) -> String {
     dfs_proto::wall_clock::utc_minute(ms)
-}
-
-/// Bytes in binary units, e.g. `1.5 GiB`.
-pub(super) fn bytes_string(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 /// The rows of an HDFS-style listing, columns padded to their widest cell.

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
+use dfs_proto::byte_size::binary as bytes;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::HttpContext;
@@ -260,21 +261,6 @@ pub(crate) fn render(view: &PageView) -> Markup {
                 }
             }
         }
-    }
-}
-
-/// Bytes in binary units, e.g. `1.5 GiB`.
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    match unit {
-        0 => format!("{n} B"),
-        _ => format!("{value:.1} {}", UNITS.get(unit).copied().unwrap_or("B")),
     }
 }
 

@@ -32,7 +32,7 @@ use axum::routing::any;
 use bytes::Bytes;
 use dfs_client::{ClientConfig, CreateOptions, DfsClient, FileChecksum, OutputStream};
 use dfs_proto::webhdfs::params::{self, Op, Params};
-use dfs_proto::webhdfs::{PREFIX, RemoteException};
+use dfs_proto::webhdfs::{PREFIX, RemoteException, response};
 use futures::StreamExt;
 
 use super::HttpContext;
@@ -68,7 +68,7 @@ async fn handle(State(context): State<HttpContext>, request: Request) -> Respons
     };
     outcome.unwrap_or_else(|e| {
         tracing::debug!(path = %parts.uri.path(), error = %e, "webhdfs request refused");
-        error_response(&e)
+        response::error(&e).into_response()
     })
 }
 
@@ -337,10 +337,7 @@ async fn checksum(context: &HttpContext, call: &Call) -> Result<Response, Remote
         .checksum(&call.path)
         .await
         .map_err(|e| refused(&e, &call.path))?;
-    Ok(json_response(
-        StatusCode::OK,
-        checksum_json(&sum).to_string(),
-    ))
+    Ok(response::json(StatusCode::OK, checksum_json(&sum).to_string()).into_response())
 }
 
 /// Hadoop's `FileChecksum`: `length` is the checksum's own size in bytes
@@ -353,23 +350,6 @@ fn checksum_json(sum: &FileChecksum) -> serde_json::Value {
             "length": 4,
         }
     })
-}
-
-fn json_response(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
-}
-
-fn error_response(e: &RemoteException) -> Response {
-    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json_response(status, e.to_json())
 }
 
 #[cfg(test)]

@@ -13,11 +13,14 @@
 //!   values), the operation and the path, and building redirect URLs.
 //! - [`remote_exception`]: Hadoop's `RemoteException` body and status code,
 //!   mapped from dfs error kinds in one place.
+//! - [`response`]: the JSON responses (a body, a `RemoteException`) as
+//!   plain `http` values.
 //!
 //! Nothing here does I/O or knows axum.
 
 pub mod params;
 pub mod remote_exception;
+pub mod response;
 
 pub use params::{Op, Params};
 pub use remote_exception::RemoteException;

@@ -4,6 +4,9 @@
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
+/// Bytes in binary units, e.g. `1.5 GiB`, as every page shows them.
+pub(crate) use dfs_proto::byte_size::binary as bytes;
+
 /// A few rules for readable tables; the pages work without them.
 const STYLE: &str = "body{font-family:sans-serif;margin:1.5em;color:#222}\
 table{border-collapse:collapse;margin:.5em 0 1.5em}\
@@ -56,21 +59,6 @@ pub(crate) fn error_page(view: &ErrorView) -> Markup {
             }
         },
     )
-}
-
-/// Bytes in binary units, e.g. `1.5 GiB`.
-pub(crate) fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    match unit {
-        0 => format!("{n} B"),
-        _ => format!("{value:.1} {}", UNITS.get(unit).copied().unwrap_or("B")),
-    }
 }
 
 /// Milliseconds since the Unix epoch as a UTC date and time.

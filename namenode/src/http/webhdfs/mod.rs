@@ -26,13 +26,13 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use bytes::Bytes;
 use dfs_proto::v1;
 use dfs_proto::webhdfs::params::{self, Op, Params};
-use dfs_proto::webhdfs::{PREFIX, RemoteException};
+use dfs_proto::webhdfs::{PREFIX, RemoteException, response};
 use rand::RngExt;
 
 use super::HttpContext;
@@ -87,7 +87,7 @@ async fn handle(State(context): State<HttpContext>, request: Request) -> Respons
         Ok(response) => response,
         Err(e) => {
             tracing::debug!(uri = %truncated(&parts.uri), error = %e, "webhdfs request refused");
-            error_response(&e)
+            response::error(&e).into_response()
         }
     }
 }
@@ -152,30 +152,12 @@ fn truncated(uri: &Uri) -> String {
 
 /// 200 with a JSON body.
 fn ok_json(value: &serde_json::Value) -> Response {
-    json_response(StatusCode::OK, value.to_string())
+    response::json(StatusCode::OK, value.to_string()).into_response()
 }
 
 /// 200 with no body (SETPERMISSION, SETOWNER, SETTIMES).
 fn ok_empty() -> Response {
     (StatusCode::OK, [(header::CONTENT_LENGTH, "0")]).into_response()
-}
-
-fn json_response(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
-}
-
-/// A `RemoteException` with Hadoop's status code.
-fn error_response(e: &RemoteException) -> Response {
-    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json_response(status, e.to_json())
 }
 
 #[cfg(test)]

@@ -47,7 +47,8 @@ fn malformed_requests_are_illegal_arguments() {
 
 #[tokio::test]
 async fn an_error_answer_is_a_remote_exception_with_hadoops_code() {
-    let response = error_response(&RemoteException::file_not_found("File /x does not exist."));
+    let response = response::error(&RemoteException::file_not_found("File /x does not exist."))
+        .into_response();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(
         response.headers()[axum::http::header::CONTENT_TYPE],
