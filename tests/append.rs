@@ -551,6 +551,11 @@ fn a_retried_append_is_answered_from_the_retry_cache() {
         for caller in [context(7, 2), context(8, 1)] {
             let status = nn.append(append(caller)).await.unwrap_err();
             assert_eq!(status.code(), tonic::Code::AlreadyExists, "{status:?}");
+            assert_eq!(
+                dfs_proto::status::ErrorKind::of(&status),
+                Some(dfs_proto::status::ErrorKind::LeaseHeld),
+                "HDFS's AlreadyBeingCreatedException, not FileAlreadyExists"
+            );
             assert!(
                 status.message().contains("Failed to APPEND_FILE /f"),
                 "{status:?}"

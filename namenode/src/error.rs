@@ -299,9 +299,8 @@ impl Error {
             Error::InvalidPath { .. }
             | Error::InvalidArgument { .. }
             | Error::CallReused { .. } => ErrorKind::InvalidArgument,
-            Error::AlreadyBeingCreated { .. } | Error::DatanodeIdInUse { .. } => {
-                ErrorKind::AlreadyExists
-            }
+            Error::AlreadyBeingCreated { .. } => ErrorKind::LeaseHeld,
+            Error::DatanodeIdInUse { .. } => ErrorKind::AlreadyExists,
             Error::RecoveryInProgress { .. } => ErrorKind::RecoveryInProgress,
             // No kind of their own yet: not retriable, the client must start over.
             Error::LeaseMismatch { .. }

@@ -33,6 +33,9 @@ pub enum ErrorKind {
     /// The file's previous writer lost its lease and the namenode is
     /// recovering it (HDFS `RecoveryInProgressException`): retry shortly.
     RecoveryInProgress,
+    /// Another client holds the file's lease: it is being written (HDFS
+    /// `AlreadyBeingCreatedException`).
+    LeaseHeld,
 }
 
 impl ErrorKind {
@@ -49,6 +52,7 @@ impl ErrorKind {
             ErrorKind::NotLeader => "not-leader",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::RecoveryInProgress => "recovery-in-progress",
+            ErrorKind::LeaseHeld => "lease-held",
         }
     }
 
@@ -56,7 +60,7 @@ impl ErrorKind {
     pub fn code(self) -> tonic::Code {
         match self {
             ErrorKind::NotFound => tonic::Code::NotFound,
-            ErrorKind::AlreadyExists => tonic::Code::AlreadyExists,
+            ErrorKind::AlreadyExists | ErrorKind::LeaseHeld => tonic::Code::AlreadyExists,
             ErrorKind::PermissionDenied => tonic::Code::PermissionDenied,
             ErrorKind::NotADirectory | ErrorKind::IsADirectory | ErrorKind::DirectoryNotEmpty => {
                 tonic::Code::FailedPrecondition
@@ -103,7 +107,7 @@ impl FromStr for ErrorKind {
     type Err = UnknownErrorKind;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        const ALL: [ErrorKind; 10] = [
+        const ALL: [ErrorKind; 11] = [
             ErrorKind::NotFound,
             ErrorKind::AlreadyExists,
             ErrorKind::PermissionDenied,
@@ -114,6 +118,7 @@ impl FromStr for ErrorKind {
             ErrorKind::NotLeader,
             ErrorKind::Unavailable,
             ErrorKind::RecoveryInProgress,
+            ErrorKind::LeaseHeld,
         ];
         ALL.into_iter()
             .find(|k| k.as_str() == s)

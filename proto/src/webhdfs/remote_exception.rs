@@ -122,6 +122,12 @@ impl RemoteException {
                 Self::file_not_found(format!("File {path} does not exist."))
             }
             Some(ErrorKind::AlreadyExists) => Self::file_already_exists(message),
+            Some(ErrorKind::LeaseHeld) => Self::new(
+                403,
+                "AlreadyBeingCreatedException",
+                "org.apache.hadoop.hdfs.protocol.AlreadyBeingCreatedException",
+                message,
+            ),
             Some(ErrorKind::PermissionDenied) => Self::access_control(message),
             Some(ErrorKind::NotADirectory) => Self::new(
                 403,
@@ -217,6 +223,7 @@ mod tests {
     fn every_kind_gets_hadoops_status_code() {
         let cases = [
             (ErrorKind::AlreadyExists, 403, "FileAlreadyExistsException"),
+            (ErrorKind::LeaseHeld, 403, "AlreadyBeingCreatedException"),
             (ErrorKind::PermissionDenied, 403, "AccessControlException"),
             (ErrorKind::InvalidArgument, 400, "IllegalArgumentException"),
             (ErrorKind::NotLeader, 403, "StandbyException"),
