@@ -375,11 +375,7 @@ impl Bench {
             fmt_size(ClusterSpec::default().block_size),
             self.cache.describe()
         );
-        for (i, c) in comparisons.iter().enumerate() {
-            text.push_str(&format!("{}. {}\n", i + 1, c.name));
-            text.push_str(&c.render());
-            text.push('\n');
-        }
+        text.push_str(&report::numbered(&comparisons));
         text.push_str("datanode peak RSS (VmHWM, reset at the start of each phase):\n");
         for (phase, peaks) in [
             ("put", &put_peaks),

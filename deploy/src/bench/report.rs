@@ -92,6 +92,17 @@ impl Comparison {
     }
 }
 
+/// Comparisons as numbered tables, a blank line after each.
+pub(crate) fn numbered(comparisons: &[Comparison]) -> String {
+    let mut text = String::new();
+    for (i, c) in comparisons.iter().enumerate() {
+        let _ = writeln!(text, "{}. {}", i + 1, c.name);
+        text.push_str(&c.render());
+        text.push('\n');
+    }
+    text
+}
+
 fn fmt_rate(rate: Option<f64>) -> String {
     rate.map_or_else(|| "-".to_owned(), |r| format!("{r:.1}"))
 }
@@ -157,7 +168,13 @@ mod tests {
         assert!(text.contains("200.0 MiB/s"), "{text}");
         assert!(text.contains("60.0 %"), "{text}");
         assert!(text.contains("meets"), "{text}");
-        let below = Comparison { target: 0.7, ..c };
+        let below = Comparison {
+            target: 0.7,
+            ..c.clone()
+        };
         assert!(below.render().contains("BELOW"));
+        let both = numbered(&[c, below]);
+        assert!(both.starts_with("1. put\n"), "{both}");
+        assert!(both.contains("\n\n2. put\n"), "{both}");
     }
 }

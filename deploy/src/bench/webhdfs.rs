@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::report::{Comparison, fmt_size, mib_per_sec};
+use super::report::{Comparison, fmt_size, mib_per_sec, numbered};
 use super::{REPLICATION, disk, in_work_dir, say, timed};
 use crate::Error;
 use crate::binaries::Binaries;
@@ -169,11 +169,7 @@ fn measure(
         "\ndfs-cluster bench webhdfs: {size_text}, median of {runs} run(s), {} datanodes, replication {REPLICATION}, warm cache\n",
         options.datanodes
     );
-    for (i, c) in comparisons.iter().enumerate() {
-        text.push_str(&format!("{}. {}\n", i + 1, c.name));
-        text.push_str(&c.render());
-        text.push('\n');
-    }
+    text.push_str(&numbered(&comparisons));
     say(out, &text)
 }
 
