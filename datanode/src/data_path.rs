@@ -22,7 +22,7 @@ use crate::recent_pipelines::RecentPipelines;
 use crate::reports::ReportHub;
 
 /// Largest gRPC message on the data path: a packet is 64 KiB of data plus
-/// 512 B of checksums; reads send at most 64 KiB per message too.
+/// 512 B of checksums, and a read packet 1 MiB of data plus its checksums.
 pub(crate) const MAX_MESSAGE: usize = 4 * 1024 * 1024;
 
 /// Largest HTTP/2 DATA frame this node accepts (and asks peers for) on the

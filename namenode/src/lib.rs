@@ -8,7 +8,7 @@
 //! - `groups`: a caller's groups (config table, then the OS, then the claim).
 //! - `datanodes`: registered datanodes, their racks and liveness.
 //! - `lease`: writers' lease clocks, the lease monitor and lease recovery.
-//! - `blocks`: block management; so far the rack-aware placement policy.
+//! - `blocks`: the block map, rack-aware placement, block keys and the replication monitor.
 //! - `quorum`: namenode HA: election, discovery/sync and broadcast cores and
 //!   the peer task that runs them (the namespace's only writer).
 //! - `retry_cache`: writes retried after a failover apply at most once.

@@ -515,17 +515,6 @@ fn a_stale_gen_stamp_is_refused() {
         ));
     }
     assert!(matches!(
-        store.bump_gen_stamp(B, GenStamp(5), GenStamp(5)),
-        Err(Error::StaleGenStamp { .. })
-    ));
-    assert!(matches!(
-        store.bump_gen_stamp(B, GenStamp(4), GenStamp(7)),
-        Err(Error::GenStampMismatch {
-            found: GenStamp(5),
-            ..
-        })
-    ));
-    assert!(matches!(
         store.delete(B, Some(GenStamp(4))),
         Err(Error::GenStampMismatch { .. })
     ));
@@ -592,32 +581,6 @@ fn finalize_replaces_an_older_gen_stamp() {
     let (store, report) = reopen(&dir);
     assert!(report.corrupt.is_empty());
     assert_eq!(store.replicas(), vec![info]);
-}
-
-#[test]
-fn bump_gen_stamp_renames_the_meta_under_a_live_writer_and_of_a_finalized_replica() {
-    let (dir, store) = open_store();
-    let data = pattern(3000, 1);
-    let mut w = store.create_rbw(B, GenStamp(1)).expect("create");
-    write_packets(&mut w, &data[..1024]);
-    store
-        .bump_gen_stamp(B, GenStamp(1), GenStamp(2))
-        .expect("bump rbw");
-    let l = layout(&dir);
-    assert!(l.rbw_meta(B, GenStamp(2)).exists());
-    assert!(!l.rbw_meta(B, GenStamp(1)).exists());
-    write_packets(&mut w, &data[1024..]);
-    let info = store.finalize(w).expect("finalize");
-    assert_eq!(info.gen_stamp, GenStamp(2));
-
-    store
-        .bump_gen_stamp(B, GenStamp(2), GenStamp(3))
-        .expect("bump finalized");
-    assert_eq!(read_block(&store, B, GenStamp(3)), data);
-    assert!(matches!(
-        store.bump_gen_stamp(BlockId(9), GenStamp(1), GenStamp(2)),
-        Err(Error::ReplicaNotFound { .. })
-    ));
 }
 
 #[test]

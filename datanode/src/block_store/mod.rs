@@ -20,12 +20,12 @@
 //!                        │
 //!                        v
 //!       ┌──────────── rbw ◄─────┐ write_packet (append, or cut back to a chunk
-//!       │              │  │     │ boundary and rewrite), sync, bump_gen_stamp
+//!       │              │  │     │ boundary and rewrite), sync
 //!       │ delete       │  └─────┘
 //!       │              │ finalize: fsync data + meta, rename meta, rename data,
 //!       v              v           fsync both dirs, drop an older gs's meta
-//!    (gone) ◄──── finalized ◄──┐
-//!         delete       │  └────┘ bump_gen_stamp (rename the meta)
+//!    (gone) ◄──── finalized
+//!         delete       │
 //!                      v
 //!               open_finalized(b, gs) ─> ReplicaReader
 //! ```
@@ -719,71 +719,6 @@ impl BlockStore {
             .map(|r| r.shared.bytes.load(Ordering::Relaxed))
             .sum();
         state.finalized_bytes + rbw
-    }
-
-    /// Moves a replica (rbw first, else finalized) from generation `old` to
-    /// `new` for pipeline recovery, by renaming its meta file. A live writer
-    /// keeps writing; `finalize` uses the new generation.
-    ///
-    /// # Errors
-    /// `StaleGenStamp` when `new <= old`; `ReplicaNotFound` or
-    /// `GenStampMismatch` when no replica of generation `old` exists.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "pipelines use recover_rbw, and lease recovery keeps the stamp (finalize_rbw); kept for a recovery that bumps it"
-        )
-    )]
-    pub(crate) fn bump_gen_stamp(
-        &self,
-        block: BlockId,
-        old: GenStamp,
-        new: GenStamp,
-    ) -> Result<(), Error> {
-        if new <= old {
-            return Err(Error::StaleGenStamp {
-                block,
-                current: old,
-                requested: new,
-            });
-        }
-        let mut state = self.lock();
-        if let Some(r) = state.rbw.get_mut(&block)
-            && r.gen_stamp == old
-        {
-            fs::rename(
-                self.layout.rbw_meta(block, old),
-                self.layout.rbw_meta(block, new),
-            )?;
-            layout::fsync_dir(&self.layout.rbw)?;
-            r.gen_stamp = new;
-            return Ok(());
-        }
-        if let Some(f) = state.finalized.get_mut(&block)
-            && f.gen_stamp == old
-        {
-            fs::rename(
-                self.layout.finalized_meta(block, old),
-                self.layout.finalized_meta(block, new),
-            )?;
-            layout::fsync_dir(&self.layout.finalized_dir(block))?;
-            f.gen_stamp = new;
-            return Ok(());
-        }
-        let found = state
-            .rbw
-            .get(&block)
-            .map(|r| r.gen_stamp)
-            .or_else(|| state.finalized.get(&block).map(|f| f.gen_stamp));
-        Err(match found {
-            Some(found) => Error::GenStampMismatch {
-                block,
-                expected: old,
-                found,
-            },
-            None => Error::ReplicaNotFound { block },
-        })
     }
 }
 
