@@ -112,9 +112,7 @@ fn a_forged_recovery_write_block_is_refused_and_the_replica_stays_whole() {
         .start();
     let su = cluster.superuser();
     let bytes = random_bytes(91, 300_000);
-    let source = cluster.dir().join("local");
-    std::fs::write(&source, &bytes).unwrap();
-    cluster.dfs_ok(&su, &["put", source.to_str().unwrap(), "/f"]);
+    cluster.put_bytes(&su, &bytes, "/f");
     let runtime = tokio::runtime::Runtime::new().unwrap();
 
     eprintln!("--- mallory (who may read /f) learns its block and gets a READ token");
@@ -231,9 +229,7 @@ fn tokens_of_the_old_and_the_new_leader_both_work_across_a_leader_kill() {
     cluster.wait_converged(ELECTION);
     let su = cluster.superuser();
     let before = random_bytes(5, 6 * BLOCK + 777);
-    let source = cluster.dir().join("before");
-    std::fs::write(&source, &before).unwrap();
-    cluster.dfs_ok(&su, &["put", source.to_str().unwrap(), "/before"]);
+    cluster.put_bytes(&su, &before, "/before");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let _entered = runtime.enter();
     let config = ClientConfig::new(

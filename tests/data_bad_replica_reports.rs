@@ -29,9 +29,7 @@ fn cluster_with_file(mode: &str) -> (MiniCluster, Vec<u8>) {
         .start();
     let su = cluster.superuser();
     let bytes = random_bytes(90, 2 * BLOCK + BLOCK / 2);
-    let source = cluster.dir().join("local");
-    std::fs::write(&source, &bytes).unwrap();
-    cluster.dfs_ok(&su, &["put", source.to_str().unwrap(), "/f"]);
+    cluster.put_bytes(&su, &bytes, "/f");
     cluster.dfs_ok(&su, &["chmod", mode, "/f"]);
     (cluster, bytes)
 }

@@ -24,9 +24,7 @@ fn the_block_scanner_finds_a_flipped_byte_nobody_reads_and_the_block_is_repaired
         .start();
     let su = cluster.superuser();
     let bytes = random_bytes(41, 300_000);
-    let source = cluster.dir().join("local");
-    std::fs::write(&source, &bytes).unwrap();
-    cluster.dfs_ok(&su, &["put", source.to_str().unwrap(), "/f"]);
+    cluster.put_bytes(&su, &bytes, "/f");
 
     let fsck = cluster.fsck("/f");
     let block = fsck["files"][0]["blocks"][0].clone();

@@ -22,9 +22,7 @@ fn a_flipped_byte_is_detected_reported_and_repaired() {
         .start();
     let su = cluster.superuser();
     let bytes = random_bytes(9, 2 * BLOCK + BLOCK / 2);
-    let source = cluster.dir().join("local");
-    std::fs::write(&source, &bytes).unwrap();
-    cluster.dfs_ok(&su, &["put", source.to_str().unwrap(), "/f"]);
+    cluster.put_bytes(&su, &bytes, "/f");
 
     let fsck = cluster.fsck("/f");
     let block = fsck["files"][0]["blocks"][1].clone();

@@ -55,9 +55,7 @@ fn a_block_left_on_one_rack_is_spread_over_two_again() {
         .start();
     let su = cluster.superuser();
     let bytes = random_bytes(31, BLOCK / 2);
-    let source = cluster.dir().join("local");
-    std::fs::write(&source, &bytes).unwrap();
-    cluster.dfs_ok(&su, &["put", source.to_str().unwrap(), "/f"]);
+    cluster.put_bytes(&su, &bytes, "/f");
     let fsck = cluster.fsck("/f");
     let id = fsck_block_id(&fsck["files"][0]["blocks"][0]);
     assert_eq!(racks(&fsck).len(), 2, "{fsck}");

@@ -58,9 +58,7 @@ fn datanode_requests_must_prove_the_secret_and_a_live_id_stays_where_it_is() {
     let cluster = MiniCluster::builder().rack(3).replication(3).start();
     let su = cluster.superuser();
     let bytes = random_bytes(9, 200_000);
-    let source = cluster.dir().join("local");
-    std::fs::write(&source, &bytes).unwrap();
-    cluster.dfs_ok(&su, &["put", source.to_str().unwrap(), "/f"]);
+    cluster.put_bytes(&su, &bytes, "/f");
 
     let victim = "dn1";
     let victim_addr = cluster.addr(victim);

@@ -448,6 +448,14 @@ impl MiniCluster {
             .unwrap_or_else(|e| panic!("running dfs {args:?}: {e}"))
     }
 
+    /// Writes `bytes` to a local file and `dfs put`s it to `dest` as `user`.
+    pub(crate) fn put_bytes(&self, user: &str, bytes: &[u8], dest: &str) {
+        let source = self.dir().join(format!("put{}", dest.replace('/', "_")));
+        std::fs::write(&source, bytes).unwrap();
+        let source = source.to_str().unwrap();
+        self.dfs_ok(user, &["put", source, dest]);
+    }
+
     /// Runs `dfs ARGS` as `user`, panics with its stderr unless it succeeds,
     /// and returns its stdout.
     pub(crate) fn dfs_ok(&self, user: &str, args: &[&str]) -> String {
